@@ -1,0 +1,1 @@
+//! The Podero simulator (being written).
