@@ -1,1 +1,331 @@
-//! CSV input (being written).
+//! CSV input: a partner's CSV of existing Podero users → validated [`Row`]s.
+//!
+//! Design:
+//! - **Streaming, bounded memory.** [`open`] reads and checks the header eagerly; the
+//!   [`Reader`] then yields one [`Record`] per CSV record. The byte source sits under a
+//!   counting wrapper (`limit.rs`) that refuses to deliver more than
+//!   [`InputOptions::max_record_bytes`] between two records, so one endless field (a
+//!   stray quote, a binary file) ends the run with [`InputError::RecordTooLong`]
+//!   instead of filling memory.
+//! - **Rows are data.** A bad cell makes the row [`Record::Invalid`] (line, column,
+//!   safely displayed value, what to do); the reader carries on. Only problems with
+//!   the file as a whole ([`InputError`]) stop it. Checks are per row and per header;
+//!   cross-row checks (duplicate keys, conflicting external ids) belong to the caller.
+//! - **Bytes first.** Records are read as `csv::ByteRecord`s, so invalid UTF-8 is an
+//!   invalid cell, not a fatal error; `flexible` parsing turns ragged rows into
+//!   invalid rows. Line numbers are where a record starts (quoted fields may span lines).
+//! - **One table.** `columns::COLUMNS` lists every known column with its API name and
+//!   check; the header matcher and the row checker both read it.
+//!
+//! Values are trimmed; empty optional cells are not sent. Only the first problem of a
+//! row is reported. Rows whose cells are all blank (spreadsheet leftovers such as
+//! `,,,`) are skipped silently, like empty lines. The user's `role` is deliberately
+//! not a column: changing roles from a bulk job is too dangerous.
+
+mod columns;
+mod display;
+mod error;
+mod header;
+mod limit;
+mod record;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use csv::ByteRecord;
+
+use header::Layout;
+use record::check_record;
+
+pub use columns::{MAX_BUILDING_NAME_CHARS, MAX_EXTERNAL_USER_ID_CHARS};
+pub use display::MAX_SHOWN_CHARS;
+pub use error::InputError;
+pub use header::parse_rename;
+pub use record::{Invalid, Record, Row};
+
+/// Default bound on one record's size (1 MiB): far above any real row.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 1 << 20;
+
+/// Columns every file must have (or map with `--column`).
+pub const REQUIRED_COLUMNS: [&str; 3] = ["user_id", "external_user_id", "building_name"];
+
+/// Optional columns sent in the user update, under the same names. `role` is left
+/// out on purpose: changing roles from a bulk job is too dangerous.
+pub const USER_COLUMNS: &[&str] = &[
+    "first_name",
+    "last_name",
+    "street_and_number",
+    "street_add_info",
+    "zip_code",
+    "town",
+    "country",
+    "latitude",
+    "longitude",
+    "email",
+];
+
+/// Optional columns sent in the building creation. The `building_` address columns
+/// are sent without the prefix (`building_town` → `town`).
+pub const BUILDING_COLUMNS: &[&str] = &[
+    "property_type",
+    "occupant_type",
+    "space_heating",
+    "water_heating",
+    "property_size_m2",
+    "property_age",
+    "num_occupants",
+    "photovoltaic",
+    "building_street_and_number",
+    "building_street_add_info",
+    "building_town",
+    "building_zip_code",
+    "building_country",
+];
+
+/// Where the CSV comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A file on disk.
+    Path(PathBuf),
+    /// Standard input (`-` on the command line).
+    Stdin,
+}
+
+impl Source {
+    /// `-` means standard input; anything else is a path.
+    pub fn parse(s: &str) -> Source {
+        if s == "-" {
+            Source::Stdin
+        } else {
+            Source::Path(PathBuf::from(s))
+        }
+    }
+
+    /// The path as given, or `<stdin>`: used in every message.
+    pub fn display_name(&self) -> String {
+        match self {
+            Source::Path(path) => path.display().to_string(),
+            Source::Stdin => "<stdin>".to_owned(),
+        }
+    }
+}
+
+/// What to read and how.
+#[derive(Clone, Debug)]
+pub struct InputOptions {
+    /// The file or stdin.
+    pub source: Source,
+    /// `(canonical column, header name in the file)` pairs from `--column canonical=header`.
+    pub renames: Vec<(String, String)>,
+    /// Bound on one record's size in bytes (approximate, see [`DEFAULT_MAX_RECORD_BYTES`]).
+    pub max_record_bytes: usize,
+}
+
+impl InputOptions {
+    /// Options for `source` with no renames and the default record bound.
+    pub fn new(source: Source) -> Self {
+        InputOptions {
+            source,
+            renames: Vec::new(),
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+        }
+    }
+}
+
+/// Opens the source and reads and checks its header.
+pub fn open(opts: &InputOptions) -> Result<Reader, InputError> {
+    let name = opts.source.display_name();
+    let read: Box<dyn Read + Send> = match &opts.source {
+        Source::Stdin => Box::new(io::stdin()),
+        Source::Path(path) => Box::new(open_file(path, &name)?),
+    };
+    Reader::from_read(read, name, &opts.renames, opts.max_record_bytes)
+}
+
+fn open_file(path: &Path, name: &str) -> Result<File, InputError> {
+    let fail = |error| InputError::Open {
+        source_name: name.to_owned(),
+        error,
+    };
+    let file = File::open(path).map_err(fail)?;
+    if file.metadata().is_ok_and(|m| m.is_dir()) {
+        return Err(fail(io::Error::new(
+            io::ErrorKind::IsADirectory,
+            "it is a directory",
+        )));
+    }
+    Ok(file)
+}
+
+type Bytes = limit::Limited<io::Chain<io::Cursor<Vec<u8>>, Box<dyn Read + Send>>>;
+
+/// Streams checked records; an `Err` item is fatal and ends the iteration.
+pub struct Reader {
+    csv: csv::Reader<Bytes>,
+    layout: Layout,
+    source_name: String,
+    max_record_bytes: usize,
+    record: ByteRecord,
+    done: bool,
+}
+
+impl fmt::Debug for Reader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reader")
+            .field("source_name", &self.source_name)
+            .field("headers", &self.layout.headers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reader {
+    /// Reads CSV from any byte source (`source_name` is used in messages) and checks
+    /// its header. [`open`] uses this; so can tests and other front-ends.
+    pub fn from_read(
+        read: impl Read + Send + 'static,
+        source_name: impl Into<String>,
+        renames: &[(String, String)],
+        max_record_bytes: usize,
+    ) -> Result<Reader, InputError> {
+        let source_name = source_name.into();
+        let boxed: Box<dyn Read + Send> = Box::new(read);
+        let bytes = limit::skip_bom(boxed).map_err(|error| InputError::Read {
+            source_name: source_name.clone(),
+            line: 1,
+            error,
+        })?;
+        // Only `\n` ends a record (a `\r` before it is trimmed away with the value):
+        // that makes the start line computable, see `start_line`.
+        let csv = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .terminator(csv::Terminator::Any(b'\n'))
+            .from_reader(limit::Limited::new(bytes, max_record_bytes));
+        let layout = Layout {
+            headers: Vec::new(),
+            slots: Vec::new(),
+        };
+        let mut reader = Reader {
+            csv,
+            layout,
+            source_name,
+            max_record_bytes,
+            record: ByteRecord::new(),
+            done: false,
+        };
+        let headers = reader.read_header()?;
+        reader.layout = header::resolve(headers, renames, &reader.source_name)?;
+        Ok(reader)
+    }
+
+    /// The header fields as found in the file.
+    pub fn headers(&self) -> &[String] {
+        &self.layout.headers
+    }
+
+    /// Headers that feed no known column (ignored; worth one warning).
+    pub fn ignored_columns(&self) -> Vec<String> {
+        self.layout.ignored()
+    }
+
+    /// The path or `<stdin>`.
+    pub fn source_name(&self) -> &str {
+        &self.source_name
+    }
+
+    fn read_header(&mut self) -> Result<Vec<String>, InputError> {
+        match self.csv.read_byte_record(&mut self.record) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(InputError::Empty {
+                    source_name: self.source_name.clone(),
+                });
+            }
+            Err(error) => return Err(self.fatal(error)),
+        }
+        self.csv.get_mut().reset();
+        Ok(self
+            .record
+            .iter()
+            .map(|h| String::from_utf8_lossy(h).trim().to_owned())
+            .collect())
+    }
+
+    /// The line where the record just read starts. csv's own record position is taken
+    /// before skipped blank lines, so count back from the end instead: the lines it
+    /// spans are its embedded newlines plus the `\n` that ended it (absent at EOF).
+    fn start_line(&self) -> u64 {
+        let end = self.csv.position().line();
+        let embedded: usize = self
+            .record
+            .iter()
+            .map(|f| f.iter().filter(|&&b| b == b'\n').count())
+            .sum();
+        let terminator = u64::from(!self.csv.get_ref().eof_seen());
+        end.saturating_sub(embedded as u64 + terminator).max(1)
+    }
+
+    /// Maps a csv error to the fatal error, at the line of the record being read.
+    fn fatal(&self, error: csv::Error) -> InputError {
+        let line = record_line(&self.record);
+        let source_name = self.source_name.clone();
+        let error = match error.into_kind() {
+            csv::ErrorKind::Io(error) if limit::is_budget_spent(&error) => {
+                return InputError::RecordTooLong {
+                    source_name,
+                    line,
+                    limit: self.max_record_bytes,
+                };
+            }
+            csv::ErrorKind::Io(error) => error,
+            other => io::Error::other(format!("{other:?}")),
+        };
+        InputError::Read {
+            source_name,
+            line,
+            error,
+        }
+    }
+}
+
+impl Iterator for Reader {
+    type Item = Result<Record, InputError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.done {
+            match self.csv.read_byte_record(&mut self.record) {
+                Ok(true) if is_blank(&self.record) => self.csv.get_mut().reset(),
+                Ok(true) => {
+                    self.csv.get_mut().reset();
+                    return Some(Ok(check_record(
+                        &self.layout,
+                        &self.record,
+                        self.start_line(),
+                    )));
+                }
+                Ok(false) => self.done = true,
+                Err(error) => {
+                    self.done = true;
+                    return Some(Err(self.fatal(error)));
+                }
+            }
+        }
+        None
+    }
+}
+
+impl std::iter::FusedIterator for Reader {}
+
+/// Where csv believes the record being read starts (before any blank lines): close
+/// enough for fatal errors, which stop the run anyway.
+fn record_line(record: &ByteRecord) -> u64 {
+    record.position().map_or(0, csv::Position::line)
+}
+
+fn is_blank(record: &ByteRecord) -> bool {
+    record.iter().all(|field| field.trim_ascii().is_empty())
+}

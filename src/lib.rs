@@ -1,3 +1,82 @@
-//! podero-onboard: onboard an existing customer base into Podero.
+//! podero-onboard: onboard an existing customer base into the Podero platform.
+//!
+//! The recipe (see [`run::run`]): validated [`config`] → [`input`] staged into the
+//! [`checkpoint`] → [`pipeline`] (the [`plan`] per row, [`worker`]s calling the [`api`]
+//! through one gate, one checkpoint writer) → [`report`]. The [`sandbox`] is a Podero
+//! simulator that shares no code with [`api`], so tests against it catch client mistakes.
+
+pub mod api;
+pub mod checkpoint;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod exit_code;
 pub mod input;
+pub mod logging;
+pub mod outcome;
+pub mod pipeline;
+pub mod plan;
+pub mod progress;
+pub mod report;
+pub mod run;
 pub mod sandbox;
+pub mod secret;
+pub mod shutdown;
+pub mod worker;
+
+use cli::{Cli, Command};
+use error::AppError;
+use exit_code::ExitCode;
+
+/// Runs a parsed command line to its exit code, printing any error once.
+pub fn main(cli: Cli) -> ExitCode {
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error}");
+            error.exit_code()
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<ExitCode, AppError> {
+    match cli.command {
+        Command::Run(args) => {
+            logging::init(
+                args.output.verbose,
+                args.output.quiet,
+                args.output.log_format,
+            );
+            let config = config::RunConfig::new(*args, &config::process_env)?;
+            runtime()?.block_on(async { run::run(config, signals()?).await })
+        }
+        Command::Demo(args) => {
+            logging::init(0, false, cli::LogFormat::Text);
+            runtime()?.block_on(async { demo::demo(args, signals()?).await })
+        }
+        Command::Sandbox(args) => {
+            logging::init(1, false, cli::LogFormat::Text);
+            runtime()?
+                .block_on(sandbox::run_standalone(args))
+                .map(|()| ExitCode::Success)
+                .map_err(|e| AppError::Fatal(format!("{e:#}")))
+        }
+        Command::Status(args) => commands::status(&args),
+        Command::Export(args) => commands::export(&args),
+        Command::Completions { shell } => Ok(commands::completions(shell)),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, AppError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| AppError::Fatal(format!("cannot start the async runtime: {e}")))
+}
+
+fn signals() -> Result<shutdown::Shutdown, AppError> {
+    shutdown::Shutdown::on_signals()
+        .map_err(|e| AppError::Fatal(format!("cannot listen for signals: {e}")))
+}

@@ -1,0 +1,253 @@
+//! OAuth2 client credentials: one token shared by all workers, refreshed before it
+//! expires and once after a 401, by exactly one task at a time (no token stampede).
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde::Deserialize;
+
+use super::error::{CallError, Failure, describe_body};
+use super::gate::Gate;
+use crate::secret::Secret;
+
+/// How the job authenticates.
+#[derive(Clone, Debug)]
+pub enum Credentials {
+    /// `PODERO_CLIENT_ID` + `PODERO_CLIENT_SECRET`, exchanged at `{base}/oauth2/token/`.
+    Client {
+        /// The OAuth2 client id.
+        id: String,
+        /// The OAuth2 client secret.
+        secret: Secret,
+    },
+    /// `PODERO_TOKEN`: a bearer token used as is (it cannot be refreshed).
+    Token(Secret),
+}
+
+/// Lifetime assumed when the token response has no `expires_in`.
+const DEFAULT_LIFETIME: Duration = Duration::from_secs(36_000);
+
+/// The shared token and the means to renew it.
+pub struct Auth {
+    credentials: Credentials,
+    token_url: String,
+    state: tokio::sync::Mutex<TokenState>,
+    /// Every secret this process has held, so messages can be scrubbed of them.
+    known: Mutex<Vec<String>>,
+}
+
+#[derive(Default)]
+struct TokenState {
+    token: Option<Secret>,
+    refresh_at: Option<Instant>,
+    generation: u64,
+}
+
+/// A token to send, with the generation that identifies it for [`Auth::reject`].
+pub struct Bearer {
+    /// The token.
+    pub token: Secret,
+    /// Increases with every new token.
+    pub generation: u64,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    expires_in: Option<f64>,
+}
+
+impl Auth {
+    /// Prepares authentication against `{base_url}/oauth2/token/`.
+    pub fn new(credentials: Credentials, base_url: &str) -> Self {
+        let mut known = Vec::new();
+        let mut state = TokenState::default();
+        match &credentials {
+            Credentials::Client { secret, .. } => known.push(secret.expose().to_owned()),
+            Credentials::Token(token) => {
+                known.push(token.expose().to_owned());
+                state.token = Some(token.clone());
+            }
+        }
+        Auth {
+            credentials,
+            token_url: format!("{base_url}/oauth2/token/"),
+            state: tokio::sync::Mutex::new(state),
+            known: Mutex::new(known),
+        }
+    }
+
+    /// The current token, fetching a new one first if there is none or it is about to expire.
+    pub async fn bearer(&self, http: &reqwest::Client, gate: &Gate) -> Result<Bearer, CallError> {
+        let mut state = self.state.lock().await;
+        let stale = state.refresh_at.is_some_and(|at| Instant::now() >= at);
+        if state.token.is_none() || stale {
+            self.fetch(http, gate, &mut state).await?;
+        }
+        let token = state.token.clone().expect("a token was just ensured");
+        Ok(Bearer {
+            token,
+            generation: state.generation,
+        })
+    }
+
+    /// The server rejected token `generation` with a 401. Returns whether a fresh token
+    /// can be tried; only the first worker to report a generation drops it.
+    pub async fn reject(&self, generation: u64) -> bool {
+        if matches!(self.credentials, Credentials::Token(_)) {
+            return false;
+        }
+        let mut state = self.state.lock().await;
+        if state.generation == generation {
+            state.token = None;
+        }
+        true
+    }
+
+    /// Replaces every secret this process holds with `[redacted]`.
+    pub fn scrub(&self, text: &str) -> String {
+        let known = self.known.lock().expect("auth lock");
+        known
+            .iter()
+            .filter(|s| !s.is_empty())
+            .fold(text.to_owned(), |acc, s| {
+                acc.replace(s.as_str(), "[redacted]")
+            })
+    }
+
+    async fn fetch(
+        &self,
+        http: &reqwest::Client,
+        gate: &Gate,
+        state: &mut TokenState,
+    ) -> Result<(), CallError> {
+        let Credentials::Client { id, secret } = &self.credentials else {
+            return Err(CallError {
+                failure: Failure::Fatal,
+                status: Some(401),
+                message: "the server rejected PODERO_TOKEN; set a valid token, or use \
+                          PODERO_CLIENT_ID and PODERO_CLIENT_SECRET so the job can renew it"
+                    .into(),
+            });
+        };
+        gate.acquire().await;
+        let basic =
+            base64::engine::general_purpose::STANDARD.encode(format!("{id}:{}", secret.expose()));
+        let sent = http
+            .post(&self.token_url)
+            .header(reqwest::header::AUTHORIZATION, format!("Basic {basic}"))
+            .json(&serde_json::json!({"grant_type": "client_credentials"}))
+            .send()
+            .await;
+        let response = sent.map_err(|e| self.transport_error(&e))?;
+        let status = response.status().as_u16();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(&e))?;
+        if !(200..300).contains(&status) {
+            return Err(self.token_refused(status, &body));
+        }
+        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|_| CallError {
+            failure: Failure::Fatal,
+            status: Some(status),
+            message: format!(
+                "{} answered without an access_token: is --base-url the Podero API?",
+                self.token_url
+            ),
+        })?;
+        let lifetime = parsed
+            .expires_in
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .map_or(DEFAULT_LIFETIME, Duration::from_secs_f64);
+        self.known
+            .lock()
+            .expect("auth lock")
+            .push(parsed.access_token.clone());
+        state.token = Some(Secret::new(parsed.access_token));
+        state.refresh_at = Some(Instant::now() + lifetime - refresh_margin(lifetime));
+        state.generation += 1;
+        tracing::debug!(
+            lifetime_secs = lifetime.as_secs_f64(),
+            "obtained a new access token"
+        );
+        Ok(())
+    }
+
+    fn token_refused(&self, status: u16, body: &[u8]) -> CallError {
+        let reason = self.scrub(&describe_body(body));
+        let failure = match status {
+            400 | 401 | 403 => Failure::Fatal,
+            _ => Failure::from_status(status, None),
+        };
+        let message = if failure == Failure::Fatal {
+            format!(
+                "the token endpoint {} refused the client credentials ({reason}): check \
+                 PODERO_CLIENT_ID and PODERO_CLIENT_SECRET, and that they belong to this \
+                 environment (sandbox and production credentials differ)",
+                self.token_url
+            )
+        } else {
+            format!("token request failed: {reason}")
+        };
+        CallError {
+            failure,
+            status: Some(status),
+            message,
+        }
+    }
+
+    fn transport_error(&self, error: &reqwest::Error) -> CallError {
+        CallError {
+            failure: if error.is_connect() {
+                Failure::NotProcessed
+            } else {
+                Failure::Ambiguous
+            },
+            status: None,
+            message: self.scrub(&format!(
+                "token request to {} failed: {error}",
+                self.token_url
+            )),
+        }
+    }
+}
+
+/// Renew ahead of expiry: a tenth of the lifetime, at most a minute.
+fn refresh_margin(lifetime: Duration) -> Duration {
+    (lifetime / 10).min(Duration::from_secs(60))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrub_removes_every_known_secret() {
+        let auth = Auth::new(
+            Credentials::Client {
+                id: "id".into(),
+                secret: Secret::new("s3cret"),
+            },
+            "http://127.0.0.1:1",
+        );
+        auth.known.lock().unwrap().push("tok-123".into());
+        assert_eq!(
+            auth.scrub("echo s3cret and Bearer tok-123"),
+            "echo [redacted] and Bearer [redacted]"
+        );
+    }
+
+    #[test]
+    fn refresh_margin_is_bounded() {
+        assert_eq!(
+            refresh_margin(Duration::from_secs(36_000)),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            refresh_margin(Duration::from_secs(10)),
+            Duration::from_secs(1)
+        );
+    }
+}

@@ -1,0 +1,440 @@
+//! The Podero Partner API client: the three calls the job makes, each passing the shared
+//! [`gate::Gate`], retried by class, and counted.
+//!
+//! Retries live here, one loop for all calls ([`Client::call`]): transient failures of
+//! idempotent calls (PUT, GET) are retried with full-jitter exponential backoff; a building
+//! POST is re-sent only after a failure that proves it was not processed. Everything else
+//! is returned to the pipeline, which owns the unknown-outcome rules.
+
+pub mod auth;
+pub mod breaker;
+pub mod error;
+pub mod gate;
+pub mod stats;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::RngExt;
+use reqwest::Method;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use auth::Auth;
+pub use auth::Credentials;
+use breaker::Breaker;
+pub use error::{CallError, Failure};
+use error::{describe_body, one_line, parse_retry_after};
+use gate::Gate;
+use stats::Stats;
+
+/// Largest response body read; a larger one is an error, not a memory spike.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// How often and how patiently calls are retried.
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    /// Attempts per call, the first included.
+    pub max_attempts: u32,
+    /// Backoff base for server and network errors.
+    pub transient_base: Duration,
+    /// Backoff base after a 429 without `Retry-After`.
+    pub throttle_base: Duration,
+    /// Longest single backoff.
+    pub cap: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 5,
+            transient_base: Duration::from_millis(100),
+            throttle_base: Duration::from_secs(1),
+            cap: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Full jitter: uniform in `[0, min(cap, base · 2^(attempt-1))]`.
+    fn backoff(&self, attempt: u32, throttled: bool) -> Duration {
+        let base = if throttled {
+            self.throttle_base
+        } else {
+            self.transient_base
+        };
+        let ceiling = base
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+            .min(self.cap);
+        ceiling.mul_f64(rand::rng().random_range(0.0..=1.0))
+    }
+}
+
+/// Everything needed to talk to one Podero environment.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Scheme and host, no trailing slash, e.g. `https://app.podero.com`.
+    pub base_url: String,
+    /// The partner organization.
+    pub org_id: Uuid,
+    /// How the job authenticates.
+    pub credentials: Credentials,
+    /// Requests per second across the run (the ceiling of the adaptive rate).
+    pub rate: f64,
+    /// Whole-request timeout.
+    pub timeout: Duration,
+    /// TCP + TLS connect timeout.
+    pub connect_timeout: Duration,
+    /// Retry behaviour.
+    pub retry: RetryPolicy,
+    /// Idle connections kept per host (the row concurrency is a good value).
+    pub pool_size: usize,
+}
+
+/// What a building POST led to.
+#[derive(Debug)]
+pub enum PostOutcome {
+    /// The server answered with the new building's id.
+    Created(Uuid),
+    /// The server certainly did not create it.
+    NotCreated(CallError),
+    /// It may exist: resolve before re-sending.
+    Unknown(CallError),
+}
+
+/// The answer of the (undocumented) list-buildings endpoint.
+#[derive(Debug)]
+pub enum Listing {
+    /// The user's buildings: (id, name).
+    Buildings(Vec<(Uuid, String)>),
+    /// The endpoint does not exist here (404/405): existence cannot be checked.
+    Unavailable(u16),
+}
+
+/// The API client. Clone it freely; clones share the token, gate, counters and breaker.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    api: String,
+    retry: RetryPolicy,
+    auth: Arc<Auth>,
+    gate: Arc<Gate>,
+    stats: Arc<Stats>,
+    breaker: Arc<Breaker>,
+}
+
+#[derive(Deserialize)]
+struct IdOnly {
+    id: Uuid,
+}
+
+#[derive(Deserialize)]
+struct BuildingEntry {
+    id: Uuid,
+    #[serde(default)]
+    name: String,
+}
+
+/// What one attempt's request is.
+struct Request<'a> {
+    method: Method,
+    url: String,
+    body: Option<&'a serde_json::Value>,
+    /// Whether an ambiguous failure may be retried (true for PUT and GET).
+    idempotent: bool,
+}
+
+impl Client {
+    /// Builds the client; sends nothing.
+    pub fn new(config: ClientConfig) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("podero-onboard/", env!("CARGO_PKG_VERSION")))
+            .timeout(config.timeout)
+            .connect_timeout(config.connect_timeout)
+            // Never follow a redirect: it could carry the bearer token to another host.
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(config.pool_size)
+            .build()?;
+        Ok(Client {
+            http,
+            api: format!(
+                "{}/api/partners/v2.0/org/{}",
+                config.base_url, config.org_id
+            ),
+            retry: config.retry,
+            auth: Arc::new(Auth::new(config.credentials, &config.base_url)),
+            gate: Arc::new(Gate::new(config.rate)),
+            stats: Arc::new(Stats::default()),
+            breaker: Arc::new(Breaker::default()),
+        })
+    }
+
+    /// Obtains the first token: bad credentials fail here, before any API call.
+    pub async fn authenticate(&self) -> Result<(), CallError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.auth.bearer(&self.http, &self.gate).await {
+                Ok(_) => return Ok(()),
+                Err(e) if e.failure.is_transient() && attempt < self.retry.max_attempts => {
+                    tokio::time::sleep(self.retry.backoff(attempt, false)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// `PUT .../users/{user_id}` with a partial body. Idempotent, so retried freely.
+    pub async fn put_user(&self, user: Uuid, body: &serde_json::Value) -> Result<(), CallError> {
+        let request = Request {
+            method: Method::PUT,
+            url: format!("{}/users/{user}", self.api),
+            body: Some(body),
+            idempotent: true,
+        };
+        self.call(&request).await.map(|_| ())
+    }
+
+    /// `POST .../users/{user_id}/buildings`. Re-sent only after failures that prove it
+    /// was not processed; a 2xx without a readable id is [`PostOutcome::Unknown`].
+    pub async fn create_building(&self, user: Uuid, body: &serde_json::Value) -> PostOutcome {
+        let request = Request {
+            method: Method::POST,
+            url: format!("{}/users/{user}/buildings", self.api),
+            body: Some(body),
+            idempotent: false,
+        };
+        match self.call(&request).await {
+            Ok((status, bytes)) => match serde_json::from_slice::<IdOnly>(&bytes) {
+                Ok(created) => PostOutcome::Created(created.id),
+                Err(_) => PostOutcome::Unknown(CallError {
+                    failure: Failure::Ambiguous,
+                    status: Some(status),
+                    message: format!(
+                        "the server answered {status} without a building id ({}); the building may exist",
+                        self.auth.scrub(&describe_body(&bytes))
+                    ),
+                }),
+            },
+            Err(e) if e.failure == Failure::Ambiguous => PostOutcome::Unknown(e),
+            Err(e) => PostOutcome::NotCreated(e),
+        }
+    }
+
+    /// `GET .../users/{user_id}/buildings` (undocumented; may not exist).
+    pub async fn list_buildings(&self, user: Uuid) -> Result<Listing, CallError> {
+        let request = Request {
+            method: Method::GET,
+            url: format!("{}/users/{user}/buildings", self.api),
+            body: None,
+            idempotent: true,
+        };
+        match self.call(&request).await {
+            Ok((status, bytes)) => serde_json::from_slice::<Vec<BuildingEntry>>(&bytes)
+                .map(|list| Listing::Buildings(list.into_iter().map(|b| (b.id, b.name)).collect()))
+                .map_err(|_| CallError {
+                    failure: Failure::Ambiguous,
+                    status: Some(status),
+                    message: "the list of buildings was not a JSON array of buildings".into(),
+                }),
+            Err(e) if matches!(e.status, Some(404 | 405)) => {
+                Ok(Listing::Unavailable(e.status.unwrap_or(404)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The effective request rate now (requests per second).
+    pub fn effective_rate(&self) -> f64 {
+        self.gate.rate()
+    }
+
+    /// Request counters so far.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The outage detector shared by all workers.
+    pub fn breaker(&self) -> &Breaker {
+        &self.breaker
+    }
+
+    /// One call with the retry loop: every attempt passes the gate.
+    async fn call(&self, request: &Request<'_>) -> Result<(u16, bytes::Bytes), CallError> {
+        let mut attempt = 0;
+        let mut refreshed = false;
+        loop {
+            attempt += 1;
+            let (result, generation) = self.attempt(request).await;
+            let error = match result {
+                Ok(ok) => return Ok(ok),
+                Err(error) => error,
+            };
+            let retry_allowed = attempt < self.retry.max_attempts;
+            match error.failure {
+                Failure::Unauthorized if !refreshed => {
+                    refreshed = true;
+                    if !self.auth.reject(generation).await {
+                        return Err(unauthorized(error));
+                    }
+                }
+                Failure::Unauthorized => return Err(unauthorized(error)),
+                Failure::Throttled { retry_after } if retry_allowed => {
+                    if retry_after.is_none() {
+                        tokio::time::sleep(self.retry.backoff(attempt, true)).await;
+                    }
+                }
+                Failure::NotProcessed if retry_allowed => {
+                    tokio::time::sleep(self.retry.backoff(attempt, false)).await;
+                }
+                Failure::Ambiguous if retry_allowed && request.idempotent => {
+                    tokio::time::sleep(self.retry.backoff(attempt, false)).await;
+                }
+                _ => return Err(error),
+            }
+            tracing::debug!(attempt, url = %request.url, error = %error, "retrying");
+        }
+    }
+
+    /// One attempt: gate, token, send, bounded read, classify, count.
+    async fn attempt(
+        &self,
+        request: &Request<'_>,
+    ) -> (Result<(u16, bytes::Bytes), CallError>, u64) {
+        let bearer = match self.auth.bearer(&self.http, &self.gate).await {
+            Ok(bearer) => bearer,
+            Err(e) => return (Err(e), 0),
+        };
+        self.gate.acquire().await;
+        let mut builder = self
+            .http
+            .request(request.method.clone(), &request.url)
+            .bearer_auth(bearer.token.expose());
+        if let Some(body) = request.body {
+            builder = builder.json(body);
+        }
+        let result = match builder.send().await {
+            Ok(response) => self.read(response).await,
+            Err(error) => Err(self.transport_error(&error)),
+        };
+        self.observe(&result);
+        tracing::trace!(method = %request.method, url = %request.url, ok = result.is_ok(), "request");
+        (result, bearer.generation)
+    }
+
+    async fn read(
+        &self,
+        mut response: reqwest::Response,
+    ) -> Result<(u16, bytes::Bytes), CallError> {
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let mut body = bytes::BytesMut::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) if body.len() + chunk.len() <= MAX_BODY_BYTES => {
+                    body.extend_from_slice(&chunk)
+                }
+                Ok(Some(_)) => {
+                    return Err(CallError {
+                        failure: Failure::Ambiguous,
+                        status: Some(status),
+                        message: format!("response body larger than {MAX_BODY_BYTES} bytes"),
+                    });
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    let mut e = self.transport_error(&error);
+                    e.status = Some(status);
+                    e.failure = Failure::Ambiguous;
+                    return Err(e);
+                }
+            }
+        }
+        let body = body.freeze();
+        if (200..300).contains(&status) {
+            return Ok((status, body));
+        }
+        let mut message = self.auth.scrub(&describe_body(&body));
+        if (300..400).contains(&status) {
+            message = format!(
+                "the server redirected ({message}); redirects are not followed so the token \
+                 cannot leak: check --base-url"
+            );
+        }
+        Err(CallError {
+            failure: Failure::from_status(status, retry_after),
+            status: Some(status),
+            message,
+        })
+    }
+
+    fn transport_error(&self, error: &reqwest::Error) -> CallError {
+        let failure = if error.is_connect() {
+            Failure::NotProcessed
+        } else {
+            Failure::Ambiguous
+        };
+        let kind = if error.is_timeout() {
+            "timed out"
+        } else if error.is_connect() {
+            "could not connect"
+        } else {
+            "connection failed"
+        };
+        let detail = std::error::Error::source(error)
+            .map(|s| format!(": {s}"))
+            .unwrap_or_default();
+        CallError {
+            failure,
+            status: None,
+            message: self.auth.scrub(&one_line(&format!("{kind}{detail}"))),
+        }
+    }
+
+    fn observe(&self, result: &Result<(u16, bytes::Bytes), CallError>) {
+        let (label, failure) = match result {
+            Ok((status, _)) => (status.to_string(), None),
+            Err(e) => (
+                e.status
+                    .map_or_else(|| "network".to_owned(), |s| s.to_string()),
+                Some(e.failure),
+            ),
+        };
+        self.stats.count(&label);
+        match failure {
+            Some(Failure::Throttled { retry_after }) => self.gate.on_throttled(retry_after),
+            _ => self.gate.on_not_throttled(),
+        }
+        self.breaker.record(matches!(
+            failure,
+            Some(Failure::NotProcessed | Failure::Ambiguous)
+        ));
+    }
+}
+
+fn unauthorized(mut error: CallError) -> CallError {
+    error.failure = Failure::Fatal;
+    error.message = format!(
+        "the API rejected a fresh token ({}): the credentials may lack access to this organization",
+        error.message
+    );
+    error
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_bounded_by_the_cap() {
+        let policy = RetryPolicy::default();
+        for attempt in 1..40 {
+            assert!(policy.backoff(attempt, true) <= policy.cap);
+        }
+        assert!(policy.backoff(1, false) <= Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,386 @@
+//! The SQLite checkpoint: the source of truth for what has been done.
+//!
+//! Layout: `schema.sql` (documented in the README), a sidecar lock file so only one run
+//! uses a checkpoint at a time, [`stage`] (this run's input, validated and planned),
+//! and [`writer`] (the single task that writes results, in batched transactions).
+//!
+//! Durability: WAL with `synchronous=FULL`, so a committed transaction survives a process
+//! crash *and* power loss. That matters for the POST intent: it is committed before the
+//! request is sent, and the worker waits for the commit.
+
+pub mod lock;
+pub mod query;
+pub mod stage;
+pub mod writer;
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use uuid::Uuid;
+
+pub use lock::Lock;
+
+/// The schema version this build writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = 1;
+/// `PRAGMA application_id`: "PDOB", marks a file as a podero-onboard checkpoint.
+pub const APPLICATION_ID: i64 = 0x5044_4f42;
+const SCHEMA: &str = include_str!("schema.sql");
+
+/// A problem with the checkpoint file. Each names the file and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// Another run holds the lock.
+    #[error(
+        "checkpoint {path} is in use by another podero-onboard run ({holder}); wait for it to \
+         finish or stop it, then run again"
+    )]
+    Locked {
+        /// The checkpoint.
+        path: PathBuf,
+        /// Who holds it, as written in the lock file.
+        holder: String,
+    },
+    /// Not a checkpoint of ours.
+    #[error(
+        "{path} is not a podero-onboard checkpoint ({why}); point --checkpoint at a new file or \
+         at a checkpoint written by podero-onboard"
+    )]
+    Foreign {
+        /// The file.
+        path: PathBuf,
+        /// What gave it away.
+        why: String,
+    },
+    /// Written by a newer podero-onboard.
+    #[error(
+        "checkpoint {path} has schema version {found}, newer than this podero-onboard \
+         understands ({SCHEMA_VERSION}); upgrade podero-onboard"
+    )]
+    NewerSchema {
+        /// The file.
+        path: PathBuf,
+        /// Its version.
+        found: i64,
+    },
+    /// Belongs to another organization or environment.
+    #[error(
+        "checkpoint {path} belongs to {what} {found}, but this run uses {expected}; use a \
+         separate checkpoint per organization and environment"
+    )]
+    Mismatch {
+        /// The file.
+        path: PathBuf,
+        /// `org` or `base URL`.
+        what: &'static str,
+        /// Recorded in the checkpoint.
+        found: String,
+        /// Requested now.
+        expected: String,
+    },
+    /// Missing (for status/export).
+    #[error("checkpoint {path} does not exist; run `podero-onboard run` first, or check the path")]
+    Missing {
+        /// The file.
+        path: PathBuf,
+    },
+    /// SQLite failed: unreadable, corrupt, disk full...
+    #[error(
+        "checkpoint {path}: {source}; if the file is damaged, move it aside and restore a backup"
+    )]
+    Sqlite {
+        /// The file.
+        path: PathBuf,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The file or its lock could not be created.
+    #[error(
+        "cannot use checkpoint {path}: {source}; check that the directory exists and is writable"
+    )]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// An open checkpoint.
+pub struct Checkpoint {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// Which environment a run targets; checked against the checkpoint's `meta`.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    /// The organization.
+    pub org_id: Uuid,
+    /// The API host.
+    pub base_url: String,
+}
+
+impl Checkpoint {
+    /// Opens (creating if needed, owner-only) a checkpoint for writing, checks it belongs
+    /// to `identity`, and applies the durable settings.
+    pub fn open_for_run(path: &Path, identity: &Identity) -> Result<Self, CheckpointError> {
+        create_private(path)?;
+        let conn = Connection::open(path).map_err(|e| sqlite(path, e))?;
+        let checkpoint = Checkpoint {
+            conn,
+            path: path.to_owned(),
+        };
+        checkpoint.configure()?;
+        checkpoint.ensure_schema()?;
+        checkpoint.ensure_identity(identity)?;
+        Ok(checkpoint)
+    }
+
+    /// Opens an existing checkpoint read-only (status, export).
+    pub fn open_read_only(path: &Path) -> Result<Self, CheckpointError> {
+        if !path.exists() {
+            return Err(CheckpointError::Missing {
+                path: path.to_owned(),
+            });
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| sqlite(path, e))?;
+        let checkpoint = Checkpoint {
+            conn,
+            path: path.to_owned(),
+        };
+        checkpoint
+            .conn
+            .busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(|e| sqlite(path, e))?;
+        match checkpoint.version()? {
+            0 => Err(CheckpointError::Foreign {
+                path: path.to_owned(),
+                why: "it has no podero-onboard schema".into(),
+            }),
+            _ => {
+                checkpoint.check_version()?;
+                Ok(checkpoint)
+            }
+        }
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The connection, for the modules of this folder and for reports.
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    fn configure(&self) -> Result<(), CheckpointError> {
+        let wrap = |e| sqlite(&self.path, e);
+        self.conn
+            .busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(wrap)?;
+        // A non-SQLite file fails here, on the first read of its header.
+        let mode: String = self
+            .conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(|e| self.not_sqlite(e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(mode, "SQLite refused WAL mode; continuing with it");
+        }
+        self.conn
+            .execute_batch("PRAGMA synchronous=FULL; PRAGMA temp_store=FILE;")
+            .map_err(wrap)
+    }
+
+    fn not_sqlite(&self, error: rusqlite::Error) -> CheckpointError {
+        match error.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::NotADatabase) => CheckpointError::Foreign {
+                path: self.path.clone(),
+                why: "it is not an SQLite database, or it is damaged".into(),
+            },
+            _ => sqlite(&self.path, error),
+        }
+    }
+
+    fn version(&self) -> Result<i64, CheckpointError> {
+        self.conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| self.not_sqlite(e))
+    }
+
+    fn check_version(&self) -> Result<(), CheckpointError> {
+        let app: i64 = self
+            .conn
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .map_err(|e| sqlite(&self.path, e))?;
+        if app != APPLICATION_ID {
+            return Err(CheckpointError::Foreign {
+                path: self.path.clone(),
+                why: format!("its application id is {app:#x}"),
+            });
+        }
+        let version = self.version()?;
+        if version > SCHEMA_VERSION {
+            return Err(CheckpointError::NewerSchema {
+                path: self.path.clone(),
+                found: version,
+            });
+        }
+        // Migrations from older versions go here, keyed on `version`.
+        Ok(())
+    }
+
+    fn ensure_schema(&self) -> Result<(), CheckpointError> {
+        if self.version()? != 0 {
+            return self.check_version();
+        }
+        let tables: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+            .map_err(|e| sqlite(&self.path, e))?;
+        if tables > 0 {
+            return Err(CheckpointError::Foreign {
+                path: self.path.clone(),
+                why: format!("it is an SQLite database with {tables} unrelated tables or indexes"),
+            });
+        }
+        let init = format!(
+            "BEGIN; {SCHEMA} PRAGMA application_id = {APPLICATION_ID}; \
+             PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+        );
+        self.conn
+            .execute_batch(&init)
+            .map_err(|e| sqlite(&self.path, e))
+    }
+
+    fn ensure_identity(&self, identity: &Identity) -> Result<(), CheckpointError> {
+        let expected = [
+            ("org_id", "org", identity.org_id.to_string()),
+            ("base_url", "base URL", identity.base_url.clone()),
+        ];
+        for (key, what, value) in expected {
+            match self.meta(key)? {
+                Some(found) if found != value => {
+                    return Err(CheckpointError::Mismatch {
+                        path: self.path.clone(),
+                        what,
+                        found,
+                        expected: value,
+                    });
+                }
+                Some(_) => {}
+                None => self.set_meta(key, &value)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// A `meta` value.
+    pub fn meta(&self, key: &str) -> Result<Option<String>, CheckpointError> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(|e| sqlite(&self.path, e))
+    }
+
+    fn set_meta(&self, key: &str, value: &str) -> Result<(), CheckpointError> {
+        self.conn
+            .execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )
+            .map(|_| ())
+            .map_err(|e| sqlite(&self.path, e))
+    }
+
+    /// The last run that never recorded its end (a crash), as `(id, pid, started_at)`.
+    pub fn unfinished_run(&self) -> Result<Option<(i64, i64, i64)>, CheckpointError> {
+        self.conn
+            .query_row(
+                "SELECT id, pid, started_at FROM runs WHERE ended_at IS NULL ORDER BY id DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(|e| sqlite(&self.path, e))
+    }
+
+    /// Records the start of a run and returns its id.
+    pub fn begin_run(&self, command: &str, input: &str) -> Result<i64, CheckpointError> {
+        self.conn
+            .execute(
+                "UPDATE runs SET ended_at = started_at WHERE ended_at IS NULL",
+                [],
+            )
+            .map_err(|e| sqlite(&self.path, e))?;
+        self.conn
+            .execute(
+                "INSERT INTO runs (started_at, pid, command, input) VALUES (?1, ?2, ?3, ?4)",
+                params![now(), std::process::id(), command, input],
+            )
+            .map_err(|e| sqlite(&self.path, e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Records what the run read.
+    pub fn record_input(
+        &self,
+        run: i64,
+        sha256: Option<&str>,
+        rows: u64,
+    ) -> Result<(), CheckpointError> {
+        self.conn
+            .execute(
+                "UPDATE runs SET input_sha256 = ?2, input_rows = ?3 WHERE id = ?1",
+                params![run, sha256, rows],
+            )
+            .map(|_| ())
+            .map_err(|e| sqlite(&self.path, e))
+    }
+
+    /// Records how the run ended.
+    pub fn end_run(&self, run: i64, exit_code: i32, summary: &str) -> Result<(), CheckpointError> {
+        self.conn
+            .execute(
+                "UPDATE runs SET ended_at = ?2, exit_code = ?3, summary = ?4 WHERE id = ?1",
+                params![run, now(), exit_code, summary],
+            )
+            .map(|_| ())
+            .map_err(|e| sqlite(&self.path, e))
+    }
+}
+
+/// Creates the file owner-only before SQLite opens it (SQLite gives its -wal and -shm
+/// files the same permissions).
+fn create_private(path: &Path) -> Result<(), CheckpointError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map(|_| ())
+        .map_err(|source| CheckpointError::Io {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// Wraps an SQLite error with the file name.
+pub fn sqlite(path: &Path, source: rusqlite::Error) -> CheckpointError {
+    CheckpointError::Sqlite {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Unix seconds now.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}

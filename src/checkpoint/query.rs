@@ -1,0 +1,185 @@
+//! Read-only queries behind the report, `status` and `export`. Rows are streamed to a
+//! callback, never collected, so a million-row report needs no memory.
+
+use std::collections::BTreeMap;
+
+use rusqlite::params;
+use serde::Serialize;
+
+use super::{Checkpoint, CheckpointError, sqlite};
+use crate::report::FailureGroup;
+
+/// Lines kept per failure group.
+const EXAMPLE_LINES: usize = 5;
+
+/// One past run, for `status`.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunInfo {
+    /// Its id.
+    pub id: i64,
+    /// run | dry-run.
+    pub command: String,
+    /// Unix seconds.
+    pub started_at: i64,
+    /// Unix seconds; None if it never finished (killed).
+    pub ended_at: Option<i64>,
+    /// The input it read.
+    pub input: String,
+    /// Rows in that input.
+    pub input_rows: Option<i64>,
+    /// How it ended.
+    pub exit_code: Option<i64>,
+}
+
+impl Checkpoint {
+    /// This run's rows (valid and rejected) in line order, as report records
+    /// ([`crate::report::csv::REPORT_HEADER`]).
+    pub fn for_each_report_row(
+        &self,
+        mut each: impl FnMut(Vec<String>),
+    ) -> Result<(), CheckpointError> {
+        let sql = "
+            SELECT i.line, i.user_id, i.external_user_id, i.building_name, r.building_id,
+                   coalesce(r.state, 'pending'), coalesce(r.attempts, 0), r.http_status, r.error
+            FROM temp.input i LEFT JOIN rows r
+                 ON r.user_id = i.user_id AND r.building_name = i.building_name
+            UNION ALL
+            SELECT j.line, j.user_id, NULL, j.building_name, NULL, j.kind, 0, NULL,
+                   coalesce('column ' || j.column_name || ': ', '')
+                   || coalesce('value ' || j.value || ': ', '') || j.reason
+            FROM rejects j
+            ORDER BY 1";
+        self.stream(sql, [], 9, &mut each)
+    }
+
+    /// Rows of the checkpoint for `export` ([`crate::report::csv::EXPORT_HEADER`]),
+    /// optionally only those in `state`.
+    pub fn for_each_export_row(
+        &self,
+        state: Option<&str>,
+        mut each: impl FnMut(Vec<String>),
+    ) -> Result<(), CheckpointError> {
+        let sql = "
+            SELECT user_id, external_user_id, building_name, building_id, state, error
+            FROM rows WHERE ?1 IS NULL OR state = ?1
+            ORDER BY user_id, building_name";
+        self.stream(sql, params![state], 6, &mut each)
+    }
+
+    fn stream(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        columns: usize,
+        each: &mut dyn FnMut(Vec<String>),
+    ) -> Result<(), CheckpointError> {
+        let wrap = |e| sqlite(&self.path, e);
+        let mut statement = self.conn.prepare(sql).map_err(wrap)?;
+        let mut rows = statement.query(params).map_err(wrap)?;
+        while let Some(row) = rows.next().map_err(wrap)? {
+            let record = (0..columns)
+                .map(|i| text(row.get_ref(i)))
+                .collect::<Vec<_>>();
+            each(record);
+        }
+        Ok(())
+    }
+
+    /// This run's rows that are not done, grouped by state and cause, largest first.
+    pub fn failure_groups(&self) -> Result<Vec<FailureGroup>, CheckpointError> {
+        let mut groups: BTreeMap<(String, String), FailureGroup> = BTreeMap::new();
+        let failed = "
+            SELECT r.state, coalesce('HTTP ' || r.http_status, 'no HTTP status'), i.line, r.error
+            FROM temp.input i JOIN rows r
+                 ON r.user_id = i.user_id AND r.building_name = i.building_name
+            WHERE r.state IN ('failed', 'unresolved')
+            UNION ALL
+            SELECT kind, coalesce('column ' || column_name, 'row'), line,
+                   coalesce('value ' || value || ': ', '') || reason
+            FROM rejects WHERE kind != 'duplicate'
+            ORDER BY 1, 2, 3";
+        self.stream(failed, [], 4, &mut |record| {
+            let [state, cause, line, message] = <[String; 4]>::try_from(record).expect("4 columns");
+            let group = groups
+                .entry((state.clone(), cause.clone()))
+                .or_insert_with(|| FailureGroup {
+                    state,
+                    cause,
+                    count: 0,
+                    lines: Vec::new(),
+                    example: message,
+                });
+            group.count += 1;
+            if group.lines.len() < EXAMPLE_LINES {
+                group.lines.push(line.parse().unwrap_or_default());
+            }
+        })?;
+        let mut groups: Vec<FailureGroup> = groups.into_values().collect();
+        groups.sort_by_key(|group| std::cmp::Reverse(group.count));
+        Ok(groups)
+    }
+
+    /// Rows per state in the whole checkpoint.
+    pub fn state_counts(&self) -> Result<BTreeMap<String, u64>, CheckpointError> {
+        let wrap = |e| sqlite(&self.path, e);
+        let mut statement = self
+            .conn
+            .prepare("SELECT state, count(*) FROM rows GROUP BY state")
+            .map_err(wrap)?;
+        let counts = statement
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(wrap)?
+            .collect::<Result<_, _>>()
+            .map_err(wrap)?;
+        Ok(counts)
+    }
+
+    /// The most recent runs, newest first.
+    pub fn recent_runs(&self, limit: usize) -> Result<Vec<RunInfo>, CheckpointError> {
+        let wrap = |e| sqlite(&self.path, e);
+        let mut statement = self
+            .conn
+            .prepare(
+                "SELECT id, command, started_at, ended_at, input, input_rows, exit_code
+                 FROM runs ORDER BY id DESC LIMIT ?1",
+            )
+            .map_err(wrap)?;
+        let runs = statement
+            .query_map([limit as i64], |r| {
+                Ok(RunInfo {
+                    id: r.get(0)?,
+                    command: r.get(1)?,
+                    started_at: r.get(2)?,
+                    ended_at: r.get(3)?,
+                    input: r.get(4)?,
+                    input_rows: r.get(5)?,
+                    exit_code: r.get(6)?,
+                })
+            })
+            .map_err(wrap)?
+            .collect::<Result<_, _>>()
+            .map_err(wrap)?;
+        Ok(runs)
+    }
+
+    /// Rows rejected by the last run.
+    pub fn reject_count(&self) -> Result<u64, CheckpointError> {
+        self.conn
+            .query_row(
+                "SELECT count(*) FROM rejects WHERE kind != 'duplicate'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| sqlite(&self.path, e))
+    }
+}
+
+fn text(value: rusqlite::Result<rusqlite::types::ValueRef<'_>>) -> String {
+    use rusqlite::types::ValueRef;
+    match value {
+        Ok(ValueRef::Text(t)) => String::from_utf8_lossy(t).into_owned(),
+        Ok(ValueRef::Integer(i)) => i.to_string(),
+        Ok(ValueRef::Real(f)) => f.to_string(),
+        _ => String::new(),
+    }
+}

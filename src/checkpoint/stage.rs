@@ -1,0 +1,326 @@
+//! Staging: this run's input, validated, de-duplicated and joined with history.
+//!
+//! The CSV is read once into a temporary table (on disk, so memory stays flat for any
+//! file size). Cross-row checks need the whole file before anything is sent: a user with
+//! two different external ids must fail on *both* lines, and `--strict` must send nothing
+//! if any row is invalid. The plan is then paged out of SQLite in key order, so all rows
+//! of one user arrive together and the user is updated once.
+
+use rusqlite::{OptionalExtension, params};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::{Checkpoint, CheckpointError, sqlite};
+use crate::input::{Invalid, Record, Row};
+use crate::plan::{PlannedRow, Prior, State, fingerprint};
+
+/// What staging found.
+#[derive(Clone, Debug, Default)]
+pub struct Staged {
+    /// Data rows read.
+    pub rows_read: u64,
+    /// Distinct valid rows to plan.
+    pub valid: u64,
+    /// Rows rejected by validation (per row, or as a conflict).
+    pub invalid: u64,
+    /// Rows repeating an earlier (user_id, building_name): processed once.
+    pub duplicates: u64,
+}
+
+/// A rejected row, as stored in `rejects`.
+#[derive(Clone, Debug)]
+pub struct Reject {
+    /// Its line.
+    pub line: u64,
+    /// invalid | duplicate | conflict.
+    pub kind: String,
+    /// Raw user id, when known.
+    pub user_id: Option<String>,
+    /// Raw building name, when known.
+    pub building_name: Option<String>,
+    /// The column at fault.
+    pub column: Option<String>,
+    /// The value at fault (already made safe to display).
+    pub value: Option<String>,
+    /// Why, and what to do.
+    pub reason: String,
+}
+
+const CREATE_TEMP: &str = "
+    DROP TABLE IF EXISTS temp.input;
+    CREATE TEMP TABLE input (
+        user_id TEXT NOT NULL,
+        building_name TEXT NOT NULL,
+        line INTEGER NOT NULL,
+        external_user_id TEXT NOT NULL,
+        user_payload TEXT NOT NULL,
+        building_payload TEXT NOT NULL,
+        PRIMARY KEY (user_id, building_name)
+    ) WITHOUT ROWID;";
+
+impl Checkpoint {
+    /// Reads every record into the staging table and `rejects`, in one transaction.
+    pub fn stage<E>(
+        &mut self,
+        run: i64,
+        records: impl Iterator<Item = Result<Record, E>>,
+    ) -> Result<Result<Staged, E>, CheckpointError> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|e| sqlite(&path, e))?;
+        tx.execute_batch(CREATE_TEMP)
+            .map_err(|e| sqlite(&path, e))?;
+        tx.execute("DELETE FROM rejects", [])
+            .map_err(|e| sqlite(&path, e))?;
+        let mut staged = Staged::default();
+        for record in records {
+            let record = match record {
+                Ok(record) => record,
+                Err(fatal) => return Ok(Err(fatal)),
+            };
+            staged.rows_read += 1;
+            match record {
+                Record::Valid(row) => stage_row(&tx, run, &row, &mut staged),
+                Record::Invalid(invalid) => {
+                    staged.invalid += 1;
+                    insert_reject(&tx, run, &invalid_reject(invalid))
+                }
+            }
+            .map_err(|e| sqlite(&path, e))?;
+        }
+        staged.invalid += reject_conflicts(&tx, run).map_err(|e| sqlite(&path, e))?;
+        staged.valid = tx
+            .query_row("SELECT count(*) FROM temp.input", [], |r| r.get(0))
+            .map_err(|e| sqlite(&path, e))?;
+        tx.commit().map_err(|e| sqlite(&path, e))?;
+        Ok(Ok(staged))
+    }
+
+    /// Up to `limit` planned rows after `after` (user_id, building_name), in key order.
+    pub fn plan_page(
+        &self,
+        after: Option<&(String, String)>,
+        limit: usize,
+    ) -> Result<Vec<PlannedRow>, CheckpointError> {
+        let (user, name) = after.map_or(("", ""), |(u, n)| (u.as_str(), n.as_str()));
+        let mut statement = self
+            .conn
+            .prepare_cached(
+                "SELECT i.user_id, i.building_name, i.line, i.external_user_id, i.user_payload,
+                        i.building_payload, r.state, r.building_id, r.permanent, r.fingerprint,
+                        u.payload
+                 FROM temp.input i
+                 LEFT JOIN rows r ON r.user_id = i.user_id AND r.building_name = i.building_name
+                 LEFT JOIN users u ON u.user_id = i.user_id
+                 WHERE (i.user_id, i.building_name) > (?1, ?2)
+                 ORDER BY i.user_id, i.building_name
+                 LIMIT ?3",
+            )
+            .map_err(|e| sqlite(&self.path, e))?;
+        let rows = statement
+            .query_map(params![user, name, limit as i64], planned_row)
+            .map_err(|e| sqlite(&self.path, e))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(|e| sqlite(&self.path, e))
+    }
+
+    /// Rows the checkpoint knows that this run's input no longer has (never deleted on
+    /// the server; only counted and reported).
+    pub fn vanished(&self) -> Result<u64, CheckpointError> {
+        self.conn
+            .query_row(
+                "SELECT count(*) FROM rows r WHERE NOT EXISTS (
+                     SELECT 1 FROM temp.input i
+                     WHERE i.user_id = r.user_id AND i.building_name = r.building_name)
+                 AND NOT EXISTS (
+                     SELECT 1 FROM rejects j
+                     WHERE j.user_id = r.user_id AND j.building_name = r.building_name)",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| sqlite(&self.path, e))
+    }
+
+    /// The last run's rejected rows, by line.
+    pub fn rejects(&self) -> Result<Vec<Reject>, CheckpointError> {
+        let mut statement = self
+            .conn
+            .prepare(
+                "SELECT line, kind, user_id, building_name, column_name, value, reason
+                 FROM rejects ORDER BY line",
+            )
+            .map_err(|e| sqlite(&self.path, e))?;
+        let rows = statement
+            .query_map([], |r| {
+                Ok(Reject {
+                    line: r.get(0)?,
+                    kind: r.get(1)?,
+                    user_id: r.get(2)?,
+                    building_name: r.get(3)?,
+                    column: r.get(4)?,
+                    value: r.get(5)?,
+                    reason: r.get(6)?,
+                })
+            })
+            .map_err(|e| sqlite(&self.path, e))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(|e| sqlite(&self.path, e))
+    }
+}
+
+fn planned_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PlannedRow> {
+    let user_id: String = r.get(0)?;
+    let user_payload: String = r.get(4)?;
+    let building_payload: String = r.get(5)?;
+    let state: Option<String> = r.get(6)?;
+    let prior = match state {
+        Some(state) => Some(Prior {
+            state: State::parse(&state).unwrap_or(State::Pending),
+            building_id: r
+                .get::<_, Option<String>>(7)?
+                .and_then(|id| Uuid::parse_str(&id).ok()),
+            permanent: r.get::<_, Option<bool>>(8)?.unwrap_or(false),
+            fingerprint: r.get::<_, Option<i64>>(9)?.unwrap_or(0),
+        }),
+        None => None,
+    };
+    Ok(PlannedRow {
+        line: r.get(2)?,
+        user_id: Uuid::parse_str(&user_id).unwrap_or_default(),
+        building_name: r.get(1)?,
+        external_user_id: r.get(3)?,
+        fingerprint: fingerprint(&user_payload, &building_payload),
+        user_payload,
+        building_payload,
+        prior,
+        user_applied: r.get(10)?,
+    })
+}
+
+/// The PUT body: `external_user_id` plus the optional user columns.
+pub fn user_payload(row: &Row) -> String {
+    let mut body: Map<String, Value> = row.user_fields.clone();
+    body.insert(
+        "external_user_id".into(),
+        Value::String(row.external_user_id.clone()),
+    );
+    Value::Object(body).to_string()
+}
+
+/// The POST body: `name` plus the optional building columns.
+pub fn building_payload(row: &Row) -> String {
+    let mut body: Map<String, Value> = row.building_fields.clone();
+    body.insert("name".into(), Value::String(row.building_name.clone()));
+    Value::Object(body).to_string()
+}
+
+fn stage_row(
+    tx: &rusqlite::Transaction<'_>,
+    run: i64,
+    row: &Row,
+    staged: &mut Staged,
+) -> rusqlite::Result<()> {
+    let user_id = row.user_id.to_string();
+    let inserted = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO temp.input
+             (user_id, building_name, line, external_user_id, user_payload, building_payload)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            user_id,
+            row.building_name,
+            row.line,
+            row.external_user_id,
+            user_payload(row),
+            building_payload(row)
+        ])?;
+    if inserted == 1 {
+        return Ok(());
+    }
+    staged.duplicates += 1;
+    let first: Option<i64> = tx
+        .prepare_cached("SELECT line FROM temp.input WHERE user_id = ?1 AND building_name = ?2")?
+        .query_row(params![user_id, row.building_name], |r| r.get(0))
+        .optional()?;
+    let reject = Reject {
+        line: row.line,
+        kind: "duplicate".into(),
+        user_id: Some(user_id),
+        building_name: Some(row.building_name.clone()),
+        column: None,
+        value: None,
+        reason: format!(
+            "repeats line {} (same user_id and building_name): processed once; remove one of the lines",
+            first.unwrap_or_default()
+        ),
+    };
+    insert_reject(tx, run, &reject)
+}
+
+fn invalid_reject(invalid: Invalid) -> Reject {
+    Reject {
+        line: invalid.line,
+        kind: "invalid".into(),
+        user_id: None,
+        building_name: None,
+        column: invalid.column,
+        value: invalid.value,
+        reason: invalid.reason,
+    }
+}
+
+fn insert_reject(
+    tx: &rusqlite::Transaction<'_>,
+    run: i64,
+    reject: &Reject,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO rejects
+         (line, run_id, kind, user_id, building_name, column_name, value, reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        reject.line,
+        run,
+        reject.kind,
+        reject.user_id,
+        reject.building_name,
+        reject.column,
+        reject.value,
+        reject.reason
+    ])?;
+    Ok(())
+}
+
+/// A user whose lines disagree on the user fields cannot be updated consistently: every
+/// line of that user is rejected, naming the lines that disagree.
+fn reject_conflicts(tx: &rusqlite::Transaction<'_>, run: i64) -> rusqlite::Result<u64> {
+    let conflicts: Vec<(String, String)> = tx
+        .prepare(
+            "SELECT user_id, group_concat(line || ': ' || external_user_id, ', ')
+             FROM (SELECT user_id, line, external_user_id FROM temp.input
+                   WHERE user_id IN (SELECT user_id FROM temp.input GROUP BY user_id
+                                     HAVING count(DISTINCT user_payload) > 1)
+                   ORDER BY user_id, line)
+             GROUP BY user_id",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut rejected = 0;
+    for (user_id, lines) in conflicts {
+        let reason = format!(
+            "user {user_id} has different external_user_id or user fields on its lines \
+             (line: external_user_id = {lines}); make them agree"
+        );
+        rejected += tx.execute(
+            "INSERT OR REPLACE INTO rejects
+             (line, run_id, kind, user_id, building_name, column_name, value, reason)
+             SELECT line, ?2, 'conflict', user_id, building_name, 'external_user_id',
+                    external_user_id, ?3
+             FROM temp.input WHERE user_id = ?1",
+            params![user_id, run, reason],
+        )? as u64;
+        tx.execute("DELETE FROM temp.input WHERE user_id = ?1", [&user_id])?;
+    }
+    Ok(rejected)
+}

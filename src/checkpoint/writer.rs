@@ -1,0 +1,252 @@
+//! The single writer: one thread owns the connection and applies everything the workers
+//! report, in batched transactions.
+//!
+//! Batching is group commit: the writer takes one message, then everything already
+//! queued (up to [`MAX_BATCH`]), applies it in one transaction, commits, and only then
+//! acknowledges intents. So a worker's POST waits for a durable intent, yet a hundred
+//! concurrent workers cost one fsync, not a hundred.
+
+use std::sync::{Arc, Mutex};
+
+use rusqlite::params;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use super::{Checkpoint, CheckpointError, now, sqlite};
+use crate::outcome::{RowOutcome, RowResult, Tally};
+use crate::plan::PlannedRow;
+
+/// Most messages applied in one transaction.
+pub const MAX_BATCH: usize = 1024;
+
+/// A message to the writer.
+pub enum Msg {
+    /// About to POST this row's building: record `posting` durably, then acknowledge.
+    Intent {
+        /// The row.
+        row: Box<PlannedRow>,
+        /// Answered after the commit.
+        ack: oneshot::Sender<Result<(), String>>,
+    },
+    /// A user's PUT succeeded with this body.
+    UserApplied {
+        /// The user.
+        user_id: Uuid,
+        /// The body that was applied.
+        payload: String,
+    },
+    /// A row's final outcome in this run.
+    Outcome(RowOutcome),
+    /// Rows the plan skipped, by reason (counted only).
+    Skipped(Tally),
+    /// Answered once every earlier message is applied.
+    Flush(oneshot::Sender<()>),
+    /// The next page of the plan.
+    Page {
+        /// Resume after this key.
+        after: Option<(String, String)>,
+        /// Page size.
+        limit: usize,
+        /// The rows.
+        reply: oneshot::Sender<Result<Vec<PlannedRow>, String>>,
+    },
+}
+
+/// The writer's handle: send messages, then [`WriterHandle::finish`] to get the
+/// checkpoint back.
+pub struct WriterHandle {
+    /// Where workers send.
+    pub tx: mpsc::UnboundedSender<Msg>,
+    /// The counters (written only by the writer).
+    pub tally: Arc<Mutex<Tally>>,
+    thread: std::thread::JoinHandle<(Checkpoint, Result<(), CheckpointError>)>,
+}
+
+impl WriterHandle {
+    /// Starts the writer thread, which owns the checkpoint until [`finish`](Self::finish).
+    pub fn spawn(checkpoint: Checkpoint) -> WriterHandle {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let tally = Arc::new(Mutex::new(Tally::default()));
+        let counters = tally.clone();
+        let thread = std::thread::Builder::new()
+            .name("checkpoint-writer".into())
+            .spawn(move || {
+                let result = run(&checkpoint, rx, &counters);
+                (checkpoint, result)
+            })
+            .expect("spawning the writer thread");
+        WriterHandle { tx, tally, thread }
+    }
+
+    /// Waits for every queued message to be written and returns the checkpoint.
+    /// All other senders must have been dropped.
+    pub fn finish(self) -> (Checkpoint, Result<(), CheckpointError>) {
+        drop(self.tx);
+        self.thread.join().expect("the writer thread panicked")
+    }
+}
+
+fn run(
+    checkpoint: &Checkpoint,
+    mut rx: mpsc::UnboundedReceiver<Msg>,
+    tally: &Mutex<Tally>,
+) -> Result<(), CheckpointError> {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(msg) => batch.push(msg),
+                Err(_) => break,
+            }
+        }
+        if let Err(error) = apply(checkpoint, &mut batch, tally) {
+            fail_all(&mut batch, &error.to_string());
+            // Refuse everything that follows: a worker must never POST without an intent.
+            rx.close();
+            while let Some(msg) = rx.blocking_recv() {
+                fail_all(&mut vec![msg], &error.to_string());
+            }
+            return Err(error);
+        }
+    }
+    Ok(())
+}
+
+/// Applies one batch in one transaction, then answers intents and pages.
+fn apply(
+    checkpoint: &Checkpoint,
+    batch: &mut Vec<Msg>,
+    tally: &Mutex<Tally>,
+) -> Result<(), CheckpointError> {
+    let conn = checkpoint.conn();
+    let wrap = |e| sqlite(checkpoint.path(), e);
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(wrap)?;
+    let written = batch.iter().try_for_each(|msg| write(conn, msg));
+    let committed = written.and_then(|()| conn.execute_batch("COMMIT"));
+    if let Err(e) = committed {
+        let _ = conn.execute_batch("ROLLBACK");
+        return Err(wrap(e));
+    }
+    let mut counts = tally.lock().expect("tally lock");
+    for msg in batch.drain(..) {
+        match msg {
+            Msg::Intent { ack, .. } => {
+                let _ = ack.send(Ok(()));
+            }
+            Msg::Outcome(outcome) => counts.add(&outcome.result),
+            Msg::Skipped(skipped) => add_skipped(&mut counts, &skipped),
+            Msg::Page {
+                after,
+                limit,
+                reply,
+            } => {
+                let page = checkpoint.plan_page(after.as_ref(), limit);
+                let _ = reply.send(page.map_err(|e| e.to_string()));
+            }
+            Msg::Flush(reply) => {
+                let _ = reply.send(());
+            }
+            Msg::UserApplied { .. } => {}
+        }
+    }
+    Ok(())
+}
+
+fn write(conn: &rusqlite::Connection, msg: &Msg) -> rusqlite::Result<()> {
+    match msg {
+        Msg::Intent { row, .. } => write_intent(conn, row),
+        Msg::UserApplied { user_id, payload } => conn
+            .prepare_cached(
+                "INSERT INTO users (user_id, payload, applied_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (user_id) DO UPDATE SET payload = excluded.payload,
+                                                     applied_at = excluded.applied_at",
+            )?
+            .execute(params![user_id.to_string(), payload, now()])
+            .map(|_| ()),
+        Msg::Outcome(outcome) => write_outcome(conn, outcome),
+        Msg::Skipped(_) | Msg::Page { .. } | Msg::Flush(_) => Ok(()),
+    }
+}
+
+fn write_intent(conn: &rusqlite::Connection, row: &PlannedRow) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO rows (user_id, building_name, line, external_user_id, state,
+                           fingerprint, updated_at)
+         VALUES (?1, ?2, ?3, ?4, 'posting', ?5, ?6)
+         ON CONFLICT (user_id, building_name) DO UPDATE SET
+             state = 'posting', line = excluded.line, updated_at = excluded.updated_at",
+    )?
+    .execute(params![
+        row.user_id.to_string(),
+        row.building_name,
+        row.line,
+        row.external_user_id,
+        row.fingerprint,
+        now()
+    ])
+    .map(|_| ())
+}
+
+fn write_outcome(conn: &rusqlite::Connection, outcome: &RowOutcome) -> rusqlite::Result<()> {
+    let (state, building, status, error, permanent) = match &outcome.result {
+        RowResult::Created(id) | RowResult::Adopted(id) => {
+            ("done", Some(id.to_string()), None, None, false)
+        }
+        RowResult::Updated => ("done", None, None, None, false),
+        RowResult::Failed {
+            status,
+            message,
+            permanent,
+        } => ("failed", None, *status, Some(message.as_str()), *permanent),
+        RowResult::Unresolved { message } => {
+            ("unresolved", None, None, Some(message.as_str()), false)
+        }
+    };
+    conn.prepare_cached(
+        "INSERT INTO rows (user_id, building_name, line, external_user_id, state, building_id,
+                           attempts, http_status, error, permanent, fingerprint, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?9, ?10, ?11)
+         ON CONFLICT (user_id, building_name) DO UPDATE SET
+             line = excluded.line, external_user_id = excluded.external_user_id,
+             state = excluded.state,
+             building_id = coalesce(excluded.building_id, rows.building_id),
+             attempts = rows.attempts + 1, http_status = excluded.http_status,
+             error = excluded.error, permanent = excluded.permanent,
+             fingerprint = excluded.fingerprint, updated_at = excluded.updated_at",
+    )?
+    .execute(params![
+        outcome.user_id.to_string(),
+        outcome.building_name,
+        outcome.line,
+        outcome.external_user_id,
+        state,
+        building,
+        status,
+        error,
+        permanent,
+        outcome.fingerprint,
+        now()
+    ])
+    .map(|_| ())
+}
+
+fn add_skipped(counts: &mut Tally, skipped: &Tally) {
+    counts.skipped_done += skipped.skipped_done;
+    counts.skipped_failed += skipped.skipped_failed;
+    counts.skipped_not_selected += skipped.skipped_not_selected;
+}
+
+fn fail_all(batch: &mut Vec<Msg>, error: &str) {
+    for msg in batch.drain(..) {
+        match msg {
+            Msg::Intent { ack, .. } => {
+                let _ = ack.send(Err(error.to_owned()));
+            }
+            Msg::Page { reply, .. } => {
+                let _ = reply.send(Err(error.to_owned()));
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! What the user typed: clap derive only. Doc comments are the help text. Secrets are
+//! never flags (flags show in `ps`); they come from the environment, read in `config`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::input;
+
+/// Onboard an existing customer base into Podero: set each user's external id, create a
+/// building per property, and keep every user → building id in a resumable checkpoint.
+#[derive(Debug, Parser)]
+#[command(name = "podero-onboard", version, propagate_version = true)]
+#[command(after_help = "Try it with no credentials: `podero-onboard demo`.\n\
+Exit codes: 0 all rows done · 1 some rows failed/unresolved/invalid · 2 usage or configuration \
+error (nothing sent) · 3 aborted (credentials, 403, API down, checkpoint locked/unusable) · \
+130 interrupted.")]
+pub struct Cli {
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Onboard the rows of a CSV: PUT each user's external id, POST each building.
+    #[command(after_help = RUN_EXAMPLES)]
+    Run(Box<RunArgs>),
+    /// Show what a checkpoint holds: rows per state, the last runs.
+    #[command(after_help = "Example:\n  podero-onboard status --checkpoint onboard.sqlite")]
+    Status(StatusArgs),
+    /// Print the user → building map (or the failed rows) from a checkpoint.
+    #[command(after_help = EXPORT_EXAMPLES)]
+    Export(ExportArgs),
+    /// Run the whole job on the built-in simulator with samples/users.csv.
+    Demo(DemoArgs),
+    /// Serve the Podero simulator, to point `run` at it and try every flag.
+    #[command(
+        after_help = "Example:\n  podero-onboard sandbox --port 8080 --users samples/users.csv --random-5xx 0.05"
+    )]
+    Sandbox(crate::sandbox::SandboxArgs),
+    /// Print shell completions.
+    #[command(
+        after_help = "Example:\n  podero-onboard completions bash > ~/.local/share/bash-completion/completions/podero-onboard"
+    )]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+const RUN_EXAMPLES: &str = "\
+Credentials come from the environment, never from flags:
+  PODERO_CLIENT_ID + PODERO_CLIENT_SECRET   (OAuth2 client credentials), or
+  PODERO_TOKEN                              (a bearer token; cannot be renewed)
+
+Examples:
+  # see the plan first (sends nothing, needs no credentials)
+  podero-onboard run customers.csv --org-id $ORG --checkpoint onboard.sqlite --dry-run
+  # against the sandbox first
+  podero-onboard run customers.csv --org-id $ORG --checkpoint sandbox.sqlite \\
+      --base-url https://sandbox-app.podero.com --report report.csv
+  # nightly from cron: quiet, JSON summary on stdout, report for failures
+  podero-onboard run export.csv --checkpoint /var/lib/podero/onboard.sqlite -q --json --report failures.csv
+  # after fixing the data of rows that failed permanently
+  podero-onboard run fixed.csv --checkpoint onboard.sqlite --only-failed";
+
+const EXPORT_EXAMPLES: &str = "\
+Examples:
+  podero-onboard export --checkpoint onboard.sqlite > buildings.csv
+  podero-onboard export --checkpoint onboard.sqlite --state failed > to-fix.csv
+  podero-onboard export --checkpoint onboard.sqlite --format json";
+
+/// Options of `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The CSV of users to onboard, or `-` for standard input. Columns: user_id,
+    /// external_user_id, building_name (+ optional user and building fields; see README).
+    pub input: String,
+
+    /// The Podero organization (UUID).
+    #[arg(long, env = "PODERO_ORG_ID")]
+    pub org_id: String,
+
+    /// The checkpoint file (SQLite). Created if missing; re-use it to resume and for nightly syncs.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+
+    /// The API host: https://app.podero.com (production) or https://sandbox-app.podero.com.
+    #[arg(
+        long,
+        env = "PODERO_BASE_URL",
+        default_value = "https://app.podero.com"
+    )]
+    pub base_url: String,
+
+    /// Most requests per second, all requests counted (the job slows down on 429s by itself).
+    #[arg(long, default_value_t = 10.0)]
+    pub rate: f64,
+
+    /// Users processed at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+
+    /// Seconds before a request is given up (a POST that times out is verified, not re-sent).
+    #[arg(long, default_value_t = 30.0)]
+    pub timeout: f64,
+
+    /// Seconds to wait for a connection.
+    #[arg(long, default_value_t = 10.0)]
+    pub connect_timeout: f64,
+
+    /// Attempts per request for transient errors (429, 503, network), the first included.
+    #[arg(long, default_value_t = 5)]
+    pub max_attempts: u32,
+
+    /// Write every row's result as CSV to this file (owner-only permissions).
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+
+    /// Print a machine-readable summary (JSON) on stdout.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Read a column under another header, e.g. `--column building_name=property`. Repeatable.
+    #[arg(long = "column", value_name = "COLUMN=HEADER", value_parser = input::parse_rename)]
+    pub columns: Vec<(String, String)>,
+
+    /// Read the input and the checkpoint, print the plan, send nothing. Exit 0 only if the input is clean.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Send nothing if any row is invalid.
+    #[arg(long)]
+    pub strict: bool,
+
+    /// Also retry rows that failed permanently (404, 422) although their input did not change.
+    #[arg(long)]
+    pub retry_failed: bool,
+
+    /// Work only on rows that failed or are unresolved (implies --retry-failed).
+    #[arg(long)]
+    pub only_failed: bool,
+
+    /// What to do with a building POST whose outcome is unknown (timeout, dropped
+    /// connection, 5xx, crash) when the server cannot list buildings to check:
+    /// `verify` marks the row unresolved and never re-sends; `repost` sends it again and
+    /// risks a duplicate building if the first POST did succeed.
+    #[arg(long, value_enum, default_value_t = ResolveUnknown::Verify)]
+    pub resolve_unknown: ResolveUnknown,
+
+    /// Seconds that calls in flight may take after Ctrl-C/SIGTERM before they are abandoned.
+    #[arg(long, default_value_t = 30)]
+    pub grace: u64,
+
+    /// Progress, logging and output.
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// The `--resolve-unknown` policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ResolveUnknown {
+    /// Never re-send without proof that the building does not exist.
+    Verify,
+    /// Re-send when existence cannot be checked (may create a duplicate).
+    Repost,
+}
+
+/// Progress and logging.
+#[derive(Clone, Debug, Args)]
+pub struct OutputArgs {
+    /// No progress and no summary on stderr (errors still print).
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// More logs on stderr: -v one line per row, -vv every request.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Seconds between plain progress lines when stderr is not a terminal (cron, pipes).
+    #[arg(long, default_value_t = 60)]
+    pub progress_interval: u64,
+}
+
+/// Log format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Options of `status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The checkpoint file.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The checkpoint file.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
+    pub format: ExportFormat,
+    /// Only rows in this state.
+    #[arg(long, value_enum)]
+    pub state: Option<StateFilter>,
+}
+
+/// Export formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// CSV with a header.
+    Csv,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Row states to filter on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StateFilter {
+    /// Building created and user updated.
+    Done,
+    /// Failed (see the error column).
+    Failed,
+    /// POST outcome unknown, not verifiable.
+    Unresolved,
+    /// Not finished yet.
+    Pending,
+    /// A POST was in flight when a run stopped.
+    Posting,
+}
+
+/// Options of `demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where the demo writes its checkpoint and report (recreated on each demo).
+    #[arg(long, default_value = "demo-out")]
+    pub dir: PathBuf,
+    /// The CSV to onboard.
+    #[arg(long, default_value = "samples/users.csv")]
+    pub input: PathBuf,
+    /// Requests per second (slow enough to watch).
+    #[arg(long, default_value_t = 25.0)]
+    pub rate: f64,
+}

@@ -1,0 +1,149 @@
+//! `demo`: the real job, end to end, against the built-in simulator. A newcomer sees the
+//! progress bar, retries of injected faults, unknown outcomes verified, rows failing
+//! with clear reasons, and the summary; then where the checkpoint is and what to try next.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::api::{ClientConfig, Credentials, RetryPolicy};
+use crate::checkpoint::Identity;
+use crate::cli::{DemoArgs, LogFormat};
+use crate::config::{Output, RunConfig};
+use crate::error::AppError;
+use crate::exit_code::ExitCode;
+use crate::input::{DEFAULT_MAX_RECORD_BYTES, InputOptions, Source};
+use crate::pipeline::Settings;
+use crate::sandbox::{self, Faults};
+use crate::secret::Secret;
+use crate::shutdown::Shutdown;
+
+/// Users the demo's simulator knows (the sample CSV also has users it does not).
+pub const DEMO_USERS: &str = "samples/sandbox-users.csv";
+
+/// Runs the demo.
+pub async fn demo(args: DemoArgs, shutdown: Shutdown) -> Result<ExitCode, AppError> {
+    let checkpoint = prepare_dir(&args.dir)?;
+    let sandbox = start_simulator(&args.input).await?;
+    eprintln!(
+        "demo: simulator on {} (faults on: some 429s, 5xx and dropped responses)\n",
+        sandbox.base_url()
+    );
+    let config = demo_config(&args, &sandbox.base_url(), &checkpoint);
+    let code = crate::run::run(config, shutdown).await?;
+    let state = sandbox.state();
+    let buildings: usize = state.buildings.values().map(Vec::len).sum();
+    eprintln!(
+        "\nsimulator: {buildings} buildings for {} users, {} duplicates, {} requests",
+        state.buildings.len(),
+        state.duplicates().len(),
+        state.requests.values().sum::<u64>()
+    );
+    let cp = checkpoint.display();
+    eprintln!(
+        "the run exited with {} ({}).\n\nTry next:\n  \
+         cargo run --release -- status --checkpoint {cp}\n  \
+         cargo run --release -- export --checkpoint {cp}\n  \
+         cargo run --release -- export --checkpoint {cp} --state failed\n  \
+         less {}/report.csv",
+        code as i32,
+        match code {
+            ExitCode::Success => "every row done",
+            ExitCode::RowsFailed => "some sample rows fail on purpose: see the report",
+            _ => "see above",
+        },
+        args.dir.display()
+    );
+    Ok(match code {
+        ExitCode::Success | ExitCode::RowsFailed => ExitCode::Success,
+        other => other,
+    })
+}
+
+fn prepare_dir(dir: &Path) -> Result<std::path::PathBuf, AppError> {
+    let io = |e: std::io::Error| AppError::Usage(format!("cannot use {}: {e}", dir.display()));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let checkpoint = dir.join("checkpoint.sqlite");
+    // Each demo starts from scratch: the simulator forgets everything between runs.
+    for suffix in ["", "-wal", "-shm", ".lock"] {
+        let mut name = checkpoint.clone().into_os_string();
+        name.push(suffix);
+        match std::fs::remove_file(&name) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+            _ => {}
+        }
+    }
+    Ok(checkpoint)
+}
+
+async fn start_simulator(input: &Path) -> Result<sandbox::Sandbox, AppError> {
+    let users = Path::new(DEMO_USERS);
+    let missing = |e: std::io::Error, path: &Path| {
+        AppError::Usage(format!(
+            "cannot read {}: {e}; run the demo from the repository's folder",
+            path.display()
+        ))
+    };
+    std::fs::metadata(input).map_err(|e| missing(e, input))?;
+    let builder = sandbox::Builder::new()
+        .users_from_csv(users)
+        .map_err(|e| missing(e, users))?
+        .seed(7)
+        .faults(Faults {
+            random_429: 0.03,
+            random_5xx: 0.04,
+            commit_then_drop: 0.05,
+            latency: Duration::from_millis(20),
+            jitter: Duration::from_millis(40),
+            ..Faults::default()
+        });
+    builder
+        .start()
+        .await
+        .map_err(|e| AppError::Fatal(format!("cannot start the simulator: {e}")))
+}
+
+fn demo_config(args: &DemoArgs, base_url: &str, checkpoint: &Path) -> RunConfig {
+    RunConfig {
+        input: InputOptions {
+            source: Source::Path(args.input.clone()),
+            renames: Vec::new(),
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+        },
+        checkpoint: checkpoint.to_owned(),
+        identity: Identity {
+            org_id: sandbox::DEMO_ORG_ID,
+            base_url: base_url.to_owned(),
+        },
+        client: Some(ClientConfig {
+            base_url: base_url.to_owned(),
+            org_id: sandbox::DEMO_ORG_ID,
+            credentials: Credentials::Client {
+                id: sandbox::DEMO_CLIENT_ID.to_owned(),
+                secret: Secret::new(sandbox::DEMO_CLIENT_SECRET),
+            },
+            rate: args.rate,
+            timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(2),
+            retry: RetryPolicy::default(),
+            pool_size: 4,
+        }),
+        settings: Settings {
+            concurrency: 4,
+            plan: Default::default(),
+            repost_unknown: false,
+            settle: Duration::from_millis(200),
+            max_posts: 5,
+            grace: Duration::from_secs(10),
+        },
+        report: Some(args.dir.join("report.csv")),
+        json: false,
+        dry_run: false,
+        strict: false,
+        output: Output {
+            quiet: false,
+            verbose: 0,
+            log_format: LogFormat::Text,
+            progress_interval: Duration::from_secs(2),
+        },
+    }
+}

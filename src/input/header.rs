@@ -1,0 +1,188 @@
+//! Header resolution: which file column feeds which known column, honouring
+//! `--column canonical=header` renames; and `parse_rename` for the command line.
+
+use super::InputError;
+use super::columns::{COLUMNS, Column, find};
+use super::{REQUIRED_COLUMNS, display};
+
+/// The resolved header: the names as found and, per position, the known column fed.
+#[derive(Debug)]
+pub(super) struct Layout {
+    pub headers: Vec<String>,
+    pub slots: Vec<Option<&'static Column>>,
+}
+
+impl Layout {
+    /// Headers that feed no known column, as found in the file.
+    pub(super) fn ignored(&self) -> Vec<String> {
+        self.headers
+            .iter()
+            .zip(&self.slots)
+            .filter(|(_, slot)| slot.is_none())
+            .map(|(h, _)| h.clone())
+            .collect()
+    }
+}
+
+/// Header matching ignores case and surrounding whitespace.
+pub(super) fn normalise(name: &str) -> String {
+    name.trim().to_lowercase()
+}
+
+/// Parses `canonical=header` (a `--column` value). The canonical name must be known.
+pub fn parse_rename(s: &str) -> Result<(String, String), String> {
+    let Some((canonical, header)) = s.split_once('=') else {
+        return Err(format!(
+            "expected CANONICAL=HEADER, e.g. building_name=property; got \"{}\"",
+            display::shown(s)
+        ));
+    };
+    let canonical = normalise(canonical);
+    if find(&canonical).is_none() {
+        return Err(format!(
+            "unknown column \"{}\"; known columns: {}",
+            display::shown(&canonical),
+            known_columns()
+        ));
+    }
+    if header.trim().is_empty() {
+        return Err(format!(
+            "no header name after \"{canonical}=\": write {canonical}=<header in your file>"
+        ));
+    }
+    Ok((canonical, header.trim().to_owned()))
+}
+
+fn known_columns() -> String {
+    COLUMNS
+        .iter()
+        .map(|c| c.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Maps each header to a known column; fails on missing required or duplicated columns.
+pub(super) fn resolve(
+    headers: Vec<String>,
+    renames: &[(String, String)],
+    source: &str,
+) -> Result<Layout, InputError> {
+    let names = expected_names(renames, source)?;
+    let slots: Vec<Option<&'static Column>> = headers
+        .iter()
+        .map(|h| {
+            let h = normalise(h);
+            names
+                .iter()
+                .find(|(_, name)| name.as_deref() == Some(h.as_str()))
+                .map(|(c, _)| *c)
+        })
+        .collect();
+    let layout = Layout { headers, slots };
+    reject_duplicates(&layout, source)?;
+    require_columns(&layout, &names, source)?;
+    Ok(layout)
+}
+
+/// The (normalised) header each known column is read from; `None` when a rename gave
+/// its default header to another column (an explicit `--column` wins).
+type Expected = Vec<(&'static Column, Option<String>)>;
+
+fn expected_names(renames: &[(String, String)], source: &str) -> Result<Expected, InputError> {
+    let conflict = |detail: String| InputError::Rename {
+        source_name: source.to_owned(),
+        detail,
+    };
+    let mut names: Expected = COLUMNS
+        .iter()
+        .map(|c| (c, Some(c.name.to_owned())))
+        .collect();
+    let mut renamed: Vec<(&str, String)> = Vec::new();
+    for (canonical, header) in renames {
+        let (canonical, header) = (normalise(canonical), normalise(header));
+        let Some(column) = find(&canonical) else {
+            return Err(conflict(format!(
+                "unknown column \"{canonical}\"; known columns: {}",
+                known_columns()
+            )));
+        };
+        if let Some((other, _)) = renamed
+            .iter()
+            .find(|(c, h)| *c == column.name || *h == header)
+        {
+            return Err(conflict(format!(
+                "--column {canonical}={header} conflicts with --column {other}=...: give each column and each header once"
+            )));
+        }
+        renamed.push((column.name, header.clone()));
+    }
+    for (name, header) in &renamed {
+        for (column, expected) in names.iter_mut() {
+            if column.name == *name {
+                *expected = Some(header.clone());
+            } else if expected.as_deref() == Some(header.as_str()) {
+                *expected = None;
+            }
+        }
+    }
+    Ok(names)
+}
+
+fn reject_duplicates(layout: &Layout, source: &str) -> Result<(), InputError> {
+    for (i, slot) in layout.slots.iter().enumerate() {
+        let Some(column) = slot else { continue };
+        let again = layout.slots[i + 1..]
+            .iter()
+            .position(|s| s.is_some_and(|c| c.name == column.name));
+        if let Some(offset) = again {
+            return Err(InputError::DuplicateColumn {
+                source_name: source.to_owned(),
+                column: column.name.to_owned(),
+                first: i + 1,
+                second: i + 2 + offset,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn require_columns(layout: &Layout, names: &Expected, source: &str) -> Result<(), InputError> {
+    let present = |name: &str| layout.slots.iter().flatten().any(|c| c.name == name);
+    let missing: Vec<String> = REQUIRED_COLUMNS
+        .iter()
+        .filter(|name| !present(name))
+        .map(|name| describe_expected(name, names))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(InputError::MissingColumns {
+        source_name: source.to_owned(),
+        missing,
+        found: layout.headers.iter().map(|h| display::shown(h)).collect(),
+        hint: format_hint(&layout.headers),
+    })
+}
+
+/// `building_name` or, when renamed, `building_name (header "property")`.
+fn describe_expected(name: &str, names: &Expected) -> String {
+    match names.iter().find(|(c, _)| c.name == name) {
+        Some((_, Some(header))) if header != name => {
+            format!("{name} (looked for header \"{}\")", display::shown(header))
+        }
+        _ => name.to_owned(),
+    }
+}
+
+/// A guess at why the columns were not found: a wrong separator or line ending.
+fn format_hint(headers: &[String]) -> Option<String> {
+    if headers.iter().any(|h| h.contains('\r')) {
+        return Some("the file seems to use old Mac line endings (CR only): save it with normal line endings".into());
+    }
+    let [only] = headers else { return None };
+    let separators = [(';', "semicolons"), ('\t', "tabs"), ('|', "pipes")];
+    let (_, name) = separators.into_iter().find(|(c, _)| only.contains(*c))?;
+    Some(format!(
+        "the header seems to be separated by {name}: save the file as comma-separated CSV"
+    ))
+}

@@ -1,0 +1,160 @@
+//! The outcome of one record: a [`Row`] to send or an [`Invalid`] to report; and the
+//! per-record check that produces it.
+
+use std::fmt;
+
+use csv::ByteRecord;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::columns::{self, Cell, Column, Target};
+use super::display;
+use super::header::Layout;
+#[cfg(doc)]
+use super::{MAX_BUILDING_NAME_CHARS, MAX_EXTERNAL_USER_ID_CHARS, MAX_SHOWN_CHARS};
+
+/// A valid row: what to send for one (user, building).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    /// 1-based line where the record starts (the header is line 1).
+    pub line: u64,
+    /// The Podero user id (goes into the URL path).
+    pub user_id: Uuid,
+    /// The partner's CRM id, 1 to [`MAX_EXTERNAL_USER_ID_CHARS`] chars.
+    pub external_user_id: String,
+    /// The building's name, 1 to [`MAX_BUILDING_NAME_CHARS`] chars.
+    pub building_name: String,
+    /// Non-empty optional user fields, typed, keyed by API name.
+    pub user_fields: Map<String, Value>,
+    /// Non-empty optional building fields, typed, keyed by API name.
+    pub building_fields: Map<String, Value>,
+}
+
+/// A row that must not be sent, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invalid {
+    /// 1-based line where the record starts.
+    pub line: u64,
+    /// Canonical column name; `None` for row-level problems (a ragged row).
+    pub column: Option<String>,
+    /// The offending value, escaped and truncated (see [`MAX_SHOWN_CHARS`]).
+    pub value: Option<String>,
+    /// What is wrong and what to do.
+    pub reason: String,
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}", self.line)?;
+        match (&self.column, &self.value) {
+            (Some(column), Some(value)) => {
+                write!(f, ", column {column}: value \"{value}\" {}", self.reason)
+            }
+            (Some(column), None) => write!(f, ", column {column} {}", self.reason),
+            (None, _) => write!(f, ": {}", self.reason),
+        }
+    }
+}
+
+/// One CSV record, checked.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Record {
+    /// Ready to send.
+    Valid(Row),
+    /// Never sent; report it.
+    Invalid(Invalid),
+}
+
+/// Checks one record against the header layout: the first problem wins.
+pub(super) fn check_record(layout: &Layout, record: &ByteRecord, line: u64) -> Record {
+    if record.len() != layout.headers.len() {
+        return Record::Invalid(ragged(line, record.len(), layout.headers.len()));
+    }
+    let mut draft = Draft::default();
+    for (bytes, slot) in record.iter().zip(&layout.slots) {
+        let Some(column) = slot else { continue };
+        match check_cell(column, bytes) {
+            Ok(cell) => draft.put(column, cell),
+            Err(invalid) => return Record::Invalid(Invalid { line, ..invalid }),
+        }
+    }
+    Record::Valid(draft.finish(line))
+}
+
+pub(super) fn ragged(line: u64, fields: usize, headers: usize) -> Invalid {
+    Invalid {
+        line,
+        column: None,
+        value: None,
+        reason: format!(
+            "row has {fields} fields, the header has {headers}: quote values that contain commas \
+             (\"Smith, John\") and check for missing or extra separators"
+        ),
+    }
+}
+
+/// Decodes, trims and checks one cell; the returned `Invalid` has line 0.
+fn check_cell(column: &Column, bytes: &[u8]) -> Result<Cell, Invalid> {
+    let invalid = |value: Option<String>, reason: String| Invalid {
+        line: 0,
+        column: Some(column.name.to_owned()),
+        value,
+        reason,
+    };
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        let reason = "is not valid UTF-8 text: save the file as UTF-8 (in Excel: \"CSV UTF-8\") and run again";
+        return Err(invalid(
+            Some(display::shown_bytes(bytes.trim_ascii())),
+            reason.to_owned(),
+        ));
+    };
+    let text = text.trim();
+    columns::check(column, text)
+        .map_err(|p| invalid(p.show_value.then(|| display::shown(text)), p.reason))
+}
+
+/// The fields of a row as its cells are checked.
+#[derive(Default)]
+struct Draft {
+    user_id: Option<Uuid>,
+    external_user_id: Option<String>,
+    building_name: Option<String>,
+    user_fields: Map<String, Value>,
+    building_fields: Map<String, Value>,
+}
+
+impl Draft {
+    fn put(&mut self, column: &Column, cell: Cell) {
+        match (column.target, cell) {
+            (_, Cell::Empty) => {}
+            (Target::UserId, Cell::Id(id)) => self.user_id = Some(id),
+            (Target::ExternalUserId, Cell::Json(Value::String(s))) => {
+                self.external_user_id = Some(s)
+            }
+            (Target::BuildingName, Cell::Json(Value::String(s))) => self.building_name = Some(s),
+            (Target::User, Cell::Json(v)) => {
+                drop(self.user_fields.insert(column.api.to_owned(), v))
+            }
+            (Target::Building, Cell::Json(v)) => {
+                drop(self.building_fields.insert(column.api.to_owned(), v))
+            }
+            (target, cell) => unreachable!("column table gives {target:?} a {cell:?}"),
+        }
+    }
+
+    fn finish(self, line: u64) -> Row {
+        let (Some(user_id), Some(external_user_id), Some(building_name)) =
+            (self.user_id, self.external_user_id, self.building_name)
+        else {
+            unreachable!("required columns are checked at the header and never empty");
+        };
+        Row {
+            line,
+            user_id,
+            external_user_id,
+            building_name,
+            user_fields: self.user_fields,
+            building_fields: self.building_fields,
+        }
+    }
+}

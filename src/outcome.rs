@@ -1,0 +1,103 @@
+//! What workers return for each row, and the counters the single writer keeps.
+
+use serde::Serialize;
+use uuid::Uuid;
+
+/// The final word on one row in this run.
+#[derive(Clone, Debug)]
+pub struct RowOutcome {
+    /// The row's user.
+    pub user_id: Uuid,
+    /// The row's building name.
+    pub building_name: String,
+    /// Its line in this run's input.
+    pub line: u64,
+    /// The CRM id it was given.
+    pub external_user_id: String,
+    /// Fingerprint of its input payloads.
+    pub fingerprint: i64,
+    /// What happened.
+    pub result: RowResult,
+}
+
+/// What happened to one row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RowResult {
+    /// The building was created; its id.
+    Created(Uuid),
+    /// An earlier unknown outcome was resolved: the building existed; its id.
+    Adopted(Uuid),
+    /// Only the user was updated (the building existed already).
+    Updated,
+    /// The row failed.
+    Failed {
+        /// HTTP status, if any.
+        status: Option<u16>,
+        /// The reason, readable.
+        message: String,
+        /// Whether retrying the same data cannot help.
+        permanent: bool,
+    },
+    /// The building may exist and could not be verified.
+    Unresolved {
+        /// Why, and what to do.
+        message: String,
+    },
+}
+
+/// Counters for one run; kept by the single writer, read by progress and the summary.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Tally {
+    /// Buildings created in this run.
+    pub created: u64,
+    /// Unknown outcomes resolved to an existing building.
+    pub adopted: u64,
+    /// Done rows whose user fields changed: updated, no new building.
+    pub updated: u64,
+    /// Done and unchanged: no call.
+    pub skipped_done: u64,
+    /// Failed permanently before, input unchanged: not retried (see `--retry-failed`).
+    pub skipped_failed: u64,
+    /// Not selected by `--only-failed`.
+    pub skipped_not_selected: u64,
+    /// Failed in this run, permanently (data or server rejection).
+    pub failed_permanent: u64,
+    /// Failed in this run after retries, transient: retried automatically next run.
+    pub failed_transient: u64,
+    /// POST outcome unknown and not verifiable.
+    pub unresolved: u64,
+}
+
+impl Tally {
+    /// Counts one outcome.
+    pub fn add(&mut self, result: &RowResult) {
+        match result {
+            RowResult::Created(_) => self.created += 1,
+            RowResult::Adopted(_) => self.adopted += 1,
+            RowResult::Updated => self.updated += 1,
+            RowResult::Failed {
+                permanent: true, ..
+            } => self.failed_permanent += 1,
+            RowResult::Failed { .. } => self.failed_transient += 1,
+            RowResult::Unresolved { .. } => self.unresolved += 1,
+        }
+    }
+
+    /// Rows accounted for (skipped or finished).
+    pub fn processed(&self) -> u64 {
+        self.created
+            + self.adopted
+            + self.updated
+            + self.skipped_done
+            + self.skipped_failed
+            + self.skipped_not_selected
+            + self.failed_permanent
+            + self.failed_transient
+            + self.unresolved
+    }
+
+    /// Rows that failed in this run, permanently or not.
+    pub fn failed(&self) -> u64 {
+        self.failed_permanent + self.failed_transient
+    }
+}

@@ -1,0 +1,291 @@
+//! What to do with each input row, decided from the row and its checkpoint history.
+//!
+//! Pure functions: the dry run and the real run share them, so the plan a dry run prints
+//! is exactly what the run then does.
+
+use uuid::Uuid;
+
+/// A row's state in the checkpoint (`rows.state`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Known, not finished; will be attempted (after a transient failure too).
+    Pending,
+    /// A building POST was (maybe) sent and its outcome is not recorded yet.
+    Posting,
+    /// The building exists (its id is recorded) and the user update was applied.
+    Done,
+    /// The last attempt failed; `permanent` says whether retrying the same data can help.
+    Failed,
+    /// The POST's outcome is unknown and could not be verified: needs a human or
+    /// `--resolve-unknown=repost`.
+    Unresolved,
+}
+
+impl State {
+    /// The name stored in SQLite and shown to users.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Posting => "posting",
+            State::Done => "done",
+            State::Failed => "failed",
+            State::Unresolved => "unresolved",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => State::Pending,
+            "posting" => State::Posting,
+            "done" => State::Done,
+            "failed" => State::Failed,
+            "unresolved" => State::Unresolved,
+            _ => return None,
+        })
+    }
+}
+
+/// What the checkpoint remembers of a row.
+#[derive(Clone, Debug)]
+pub struct Prior {
+    /// Its state.
+    pub state: State,
+    /// The building, once known.
+    pub building_id: Option<Uuid>,
+    /// For failed rows: whether the failure was permanent (404, 422...).
+    pub permanent: bool,
+    /// Fingerprint of the input when the row was last worked on.
+    pub fingerprint: i64,
+}
+
+/// One valid input row, joined with its history.
+#[derive(Clone, Debug)]
+pub struct PlannedRow {
+    /// Line in this run's input.
+    pub line: u64,
+    /// The Podero user.
+    pub user_id: Uuid,
+    /// The building name (with `user_id`, the row's identity).
+    pub building_name: String,
+    /// The CRM id.
+    pub external_user_id: String,
+    /// The PUT body, canonical JSON.
+    pub user_payload: String,
+    /// The POST body, canonical JSON.
+    pub building_payload: String,
+    /// Fingerprint of both payloads.
+    pub fingerprint: i64,
+    /// The checkpoint's record of this row, if any.
+    pub prior: Option<Prior>,
+    /// The user payload last applied successfully, if any.
+    pub user_applied: Option<String>,
+}
+
+/// Operator choices that change the plan.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// Retry rows that failed permanently even if their input did not change.
+    pub retry_failed: bool,
+    /// Work only on rows that failed or are unresolved.
+    pub only_failed: bool,
+}
+
+/// What happens to a building for a row that is worked on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BuildingStep {
+    /// The building exists already.
+    Keep,
+    /// POST it.
+    Create,
+    /// A previous POST's outcome is unknown: look before re-sending.
+    Resolve,
+}
+
+/// The decision for one row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Done and unchanged: no call.
+    SkipDone,
+    /// Failed permanently with the same input: no call until the data changes or
+    /// `--retry-failed`.
+    SkipFailed,
+    /// Not selected by `--only-failed`.
+    SkipNotSelected,
+    /// Worked on: `put` when the user payload differs from the one applied.
+    Work {
+        /// PUT the user first.
+        put: bool,
+        /// What to do about the building.
+        building: BuildingStep,
+    },
+}
+
+/// Decides one row.
+pub fn decide(row: &PlannedRow, options: Options) -> Action {
+    let put = row.user_applied.as_deref() != Some(row.user_payload.as_str());
+    let Some(prior) = &row.prior else {
+        return if options.only_failed {
+            Action::SkipNotSelected
+        } else {
+            Action::Work {
+                put,
+                building: BuildingStep::Create,
+            }
+        };
+    };
+    let troubled = matches!(prior.state, State::Failed | State::Unresolved);
+    if options.only_failed && !troubled {
+        return Action::SkipNotSelected;
+    }
+    let building = match (prior.state, prior.building_id) {
+        (State::Posting | State::Unresolved, _) => BuildingStep::Resolve,
+        (_, Some(_)) => BuildingStep::Keep,
+        (_, None) => BuildingStep::Create,
+    };
+    let retry_requested = options.retry_failed || options.only_failed;
+    let changed = prior.fingerprint != row.fingerprint;
+    if prior.state == State::Failed && prior.permanent && !changed && !retry_requested {
+        return Action::SkipFailed;
+    }
+    if building == BuildingStep::Keep && !put {
+        return Action::SkipDone;
+    }
+    Action::Work { put, building }
+}
+
+/// FNV-1a, 64 bits: a fingerprint that is stable across versions and platforms (std's
+/// hasher is not), stored to notice changed input.
+pub fn fingerprint(user_payload: &str, building_payload: &str) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in user_payload
+        .bytes()
+        .chain([0])
+        .chain(building_payload.bytes())
+    {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(prior: Option<Prior>, applied: Option<&str>) -> PlannedRow {
+        PlannedRow {
+            line: 2,
+            user_id: Uuid::nil(),
+            building_name: "Home".into(),
+            external_user_id: "c1".into(),
+            user_payload: r#"{"external_user_id":"c1"}"#.into(),
+            building_payload: r#"{"name":"Home"}"#.into(),
+            fingerprint: 7,
+            prior,
+            user_applied: applied.map(str::to_owned),
+        }
+    }
+
+    fn prior(state: State, building: bool, permanent: bool, fingerprint: i64) -> Option<Prior> {
+        Some(Prior {
+            state,
+            building_id: building.then(Uuid::nil),
+            permanent,
+            fingerprint,
+        })
+    }
+
+    const APPLIED: Option<&str> = Some(r#"{"external_user_id":"c1"}"#);
+    const NONE: Options = Options {
+        retry_failed: false,
+        only_failed: false,
+    };
+
+    #[test]
+    fn new_rows_get_put_and_post() {
+        let action = decide(&row(None, None), NONE);
+        assert_eq!(
+            action,
+            Action::Work {
+                put: true,
+                building: BuildingStep::Create
+            }
+        );
+    }
+
+    #[test]
+    fn done_rows_cost_nothing_unless_the_user_changed() {
+        let done = prior(State::Done, true, false, 7);
+        assert_eq!(decide(&row(done.clone(), APPLIED), NONE), Action::SkipDone);
+        let changed = decide(&row(done, Some(r#"{"external_user_id":"old"}"#)), NONE);
+        assert_eq!(
+            changed,
+            Action::Work {
+                put: true,
+                building: BuildingStep::Keep
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_outcomes_are_resolved_never_blindly_reposted() {
+        for state in [State::Posting, State::Unresolved] {
+            let action = decide(&row(prior(state, false, false, 7), APPLIED), NONE);
+            assert_eq!(
+                action,
+                Action::Work {
+                    put: false,
+                    building: BuildingStep::Resolve
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn permanent_failures_wait_for_changed_input_or_retry_failed() {
+        let failed = prior(State::Failed, false, true, 7);
+        assert_eq!(decide(&row(failed.clone(), None), NONE), Action::SkipFailed);
+        let retry = Options {
+            retry_failed: true,
+            only_failed: false,
+        };
+        assert!(matches!(
+            decide(&row(failed, None), retry),
+            Action::Work { .. }
+        ));
+        let changed = prior(State::Failed, false, true, 8);
+        assert!(matches!(
+            decide(&row(changed, None), NONE),
+            Action::Work { .. }
+        ));
+        let transient = prior(State::Failed, false, false, 7);
+        assert!(matches!(
+            decide(&row(transient, None), NONE),
+            Action::Work { .. }
+        ));
+    }
+
+    #[test]
+    fn only_failed_selects_failed_and_unresolved_rows() {
+        let only = Options {
+            retry_failed: false,
+            only_failed: true,
+        };
+        assert_eq!(decide(&row(None, None), only), Action::SkipNotSelected);
+        let done = prior(State::Done, true, false, 7);
+        assert_eq!(decide(&row(done, None), only), Action::SkipNotSelected);
+        let failed = prior(State::Failed, false, true, 7);
+        assert!(matches!(
+            decide(&row(failed, None), only),
+            Action::Work { .. }
+        ));
+    }
+
+    #[test]
+    fn fingerprint_is_stable_and_sensitive() {
+        assert_eq!(fingerprint("a", "b"), fingerprint("a", "b"));
+        assert_ne!(fingerprint("a", "b"), fingerprint("ab", ""));
+        assert_eq!(fingerprint("", ""), 0xaf63_bd4c_8601_b7df_u64 as i64);
+    }
+}

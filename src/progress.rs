@@ -1,0 +1,175 @@
+//! Progress on stderr: an indicatif bar on a terminal, a plain line every
+//! `--progress-interval` otherwise (cron, pipes), nothing with `-q`.
+//!
+//! The display only reads the writer's counters; it never counts anything itself.
+
+use std::io::IsTerminal;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tokio::sync::oneshot;
+
+use crate::outcome::Tally;
+
+/// How progress is shown.
+#[derive(Clone, Copy, Debug)]
+pub enum Mode {
+    /// An animated bar (stderr is a terminal).
+    Bar,
+    /// A plain line every period.
+    Lines(Duration),
+    /// Nothing.
+    Quiet,
+}
+
+impl Mode {
+    /// The mode for this process: quiet, or a bar on a terminal, or lines.
+    pub fn detect(quiet: bool, interval: Duration) -> Mode {
+        if quiet {
+            Mode::Quiet
+        } else if std::io::stderr().is_terminal() {
+            Mode::Bar
+        } else {
+            Mode::Lines(interval)
+        }
+    }
+}
+
+/// A running progress display; [`Progress::finish`] stops it.
+pub struct Progress {
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// What the display reads.
+pub struct Source {
+    /// Rows to account for.
+    pub total: u64,
+    /// The writer's counters.
+    pub tally: Arc<Mutex<Tally>>,
+    /// The effective request rate now.
+    pub rate: Box<dyn Fn() -> f64 + Send + Sync>,
+}
+
+impl Progress {
+    /// Starts the display.
+    pub fn start(mode: Mode, source: Source) -> Progress {
+        let (stop, stopped) = oneshot::channel();
+        let task = match mode {
+            Mode::Quiet => None,
+            Mode::Bar => Some(tokio::spawn(bar(source, stopped))),
+            Mode::Lines(period) => Some(tokio::spawn(lines(source, period, stopped))),
+        };
+        Progress {
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// Stops the display (the bar is cleared; the summary follows).
+    pub async fn finish(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+async fn bar(source: Source, mut stopped: oneshot::Receiver<()>) {
+    let bar = ProgressBar::with_draw_target(Some(source.total), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {elapsed_precise} [{wide_bar}] {pos}/{len} rows · {per_sec} · ETA {eta} · {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = &mut stopped => break,
+        }
+        let tally = source.tally.lock().expect("tally lock").clone();
+        bar.set_position(tally.processed());
+        bar.set_message(status(&tally, (source.rate)()));
+    }
+    bar.finish_and_clear();
+}
+
+async fn lines(source: Source, period: Duration, mut stopped: oneshot::Receiver<()>) {
+    let start = Instant::now();
+    let mut tick = tokio::time::interval_at((start + period).into(), period);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = &mut stopped => return,
+        }
+        let tally = source.tally.lock().expect("tally lock").clone();
+        eprintln!(
+            "{}",
+            line(&tally, source.total, start.elapsed(), (source.rate)())
+        );
+    }
+}
+
+fn status(tally: &Tally, rate: f64) -> String {
+    format!(
+        "{rate:.1} req/s · {} failed · {} unresolved",
+        tally.failed(),
+        tally.unresolved
+    )
+}
+
+/// One plain progress line, e.g.
+/// `progress: 1200/5000 rows (24%) · 20.0 rows/s · ETA 3m 10s · 9.8 req/s · 2 failed · 0 unresolved`.
+pub fn line(tally: &Tally, total: u64, elapsed: Duration, rate: f64) -> String {
+    let done = tally.processed();
+    let per_sec = done as f64 / elapsed.as_secs_f64().max(0.001);
+    let percent = (done * 100).checked_div(total).unwrap_or(100);
+    let eta = if per_sec > 0.0 {
+        human_duration(Duration::from_secs_f64(
+            total.saturating_sub(done) as f64 / per_sec,
+        ))
+    } else {
+        "unknown".into()
+    };
+    format!(
+        "progress: {done}/{total} rows ({percent}%) · {per_sec:.1} rows/s · ETA {eta} · {}",
+        status(tally, rate)
+    )
+}
+
+/// `3725 s` → `1h 2m 5s`.
+pub fn human_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    match (secs / 3600, secs % 3600 / 60, secs % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, s) => format!("{m}m {s}s"),
+        (h, m, s) => format!("{h}h {m}m {s}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_line_reads_well() {
+        let tally = Tally {
+            created: 1000,
+            skipped_done: 200,
+            failed_permanent: 2,
+            ..Tally::default()
+        };
+        let text = line(&tally, 5000, Duration::from_secs(60), 9.84);
+        assert_eq!(
+            text,
+            "progress: 1202/5000 rows (24%) · 20.0 rows/s · ETA 3m 9s · 9.8 req/s · 2 failed · 0 unresolved"
+        );
+        assert_eq!(human_duration(Duration::from_secs(3725)), "1h 2m 5s");
+    }
+}

@@ -1,0 +1,90 @@
+//! CSV output: the per-row `--report` of a run and `export` of a checkpoint.
+//!
+//! Cells are escaped against spreadsheet formula injection: a cell starting with `=`,
+//! `+`, `-`, `@`, tab or carriage return gets a leading `'`, so a hostile value in the
+//! input cannot run as a formula when the operator opens the report in Excel.
+
+use std::io::Write;
+
+/// Header of the `--report` file.
+pub const REPORT_HEADER: [&str; 9] = [
+    "line",
+    "user_id",
+    "external_user_id",
+    "building_name",
+    "building_id",
+    "state",
+    "attempts",
+    "http_status",
+    "error",
+];
+
+/// Header of `export --format csv`.
+pub const EXPORT_HEADER: [&str; 6] = [
+    "user_id",
+    "external_user_id",
+    "building_name",
+    "building_id",
+    "state",
+    "error",
+];
+
+/// Makes a cell safe to open in a spreadsheet.
+pub fn escape_formula(cell: &str) -> std::borrow::Cow<'_, str> {
+    match cell.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{cell}").into(),
+        _ => cell.into(),
+    }
+}
+
+/// Streams records (in header order) as CSV with escaped cells.
+pub struct Writer<W: Write> {
+    inner: csv::Writer<W>,
+}
+
+impl<W: Write> Writer<W> {
+    /// Starts the output with its header.
+    pub fn new(out: W, header: &[&str]) -> csv::Result<Self> {
+        let mut inner = csv::Writer::from_writer(out);
+        inner.write_record(header)?;
+        Ok(Writer { inner })
+    }
+
+    /// Writes one record.
+    pub fn write(&mut self, record: &[String]) -> csv::Result<()> {
+        self.inner
+            .write_record(record.iter().map(|cell| escape_formula(cell).into_owned()))
+    }
+
+    /// Flushes the output.
+    pub fn finish(mut self) -> csv::Result<()> {
+        self.inner.flush()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formula_prefixes_are_neutralised() {
+        assert_eq!(escape_formula("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+        assert_eq!(escape_formula("+1"), "'+1");
+        assert_eq!(escape_formula("-1"), "'-1");
+        assert_eq!(escape_formula("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(escape_formula("Main House"), "Main House");
+        assert_eq!(escape_formula(""), "");
+    }
+
+    #[test]
+    fn records_are_quoted_and_escaped() {
+        let mut out = Vec::new();
+        let mut writer = Writer::new(&mut out, &["x", "y"]).unwrap();
+        writer
+            .write(&["=1+1".to_string(), "a,b".to_string()])
+            .unwrap();
+        writer.finish().unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "x,y\n'=1+1,\"a,b\"\n");
+    }
+}

@@ -1,0 +1,148 @@
+//! The human summary on stderr: short, only the lines that are not zero, failures
+//! grouped with a few example lines and what to do next.
+
+use std::fmt::Write;
+
+use super::Summary;
+use crate::progress::human_duration;
+
+/// Renders the summary.
+pub fn render(summary: &Summary) -> String {
+    let mut out = String::new();
+    let r = &summary.rows;
+    let t = &r.tally;
+    let verb = if summary.plan.is_some() {
+        "checked"
+    } else {
+        "read"
+    };
+    let _ = writeln!(
+        out,
+        "{} rows {verb} from {} in {}",
+        r.read,
+        summary.input,
+        human_duration(std::time::Duration::from_secs_f64(summary.duration_secs))
+    );
+    if let Some(plan) = &summary.plan {
+        render_plan(&mut out, plan, r.invalid, r.duplicates);
+    } else {
+        let lines = [
+            (t.created, "buildings created"),
+            (
+                t.adopted,
+                "unknown POST outcomes verified: building existed, id recorded",
+            ),
+            (
+                t.updated,
+                "users updated (their fields changed), no new building",
+            ),
+            (t.skipped_done, "already done: no call"),
+            (
+                t.skipped_failed,
+                "failed before and unchanged: not retried (use --retry-failed)",
+            ),
+            (t.skipped_not_selected, "not selected by --only-failed"),
+            (t.failed_permanent, "failed: fix the data (see the report)"),
+            (
+                t.failed_transient,
+                "failed after retries: retried automatically next run",
+            ),
+            (
+                t.unresolved,
+                "unresolved: POST outcome unknown, needs a check (see the report)",
+            ),
+            (r.invalid, "invalid: not sent (see the report)"),
+            (r.duplicates, "duplicate lines: processed once"),
+            (
+                r.not_processed,
+                "not processed (the run stopped): run again to resume",
+            ),
+            (
+                r.vanished,
+                "in the checkpoint but no longer in the input: left untouched",
+            ),
+        ];
+        for (count, what) in lines.into_iter().filter(|(count, _)| *count > 0) {
+            let _ = writeln!(out, "  {count:>8}  {what}");
+        }
+    }
+    render_failures(&mut out, summary);
+    render_requests(&mut out, summary);
+    if let Some(reason) = &summary.abort_reason {
+        let _ = writeln!(out, "aborted: {reason}");
+    }
+    let _ = writeln!(
+        out,
+        "checkpoint: {} · exit code {}",
+        summary.checkpoint, summary.exit_code
+    );
+    out
+}
+
+fn render_plan(out: &mut String, plan: &super::Plan, invalid: u64, duplicates: u64) {
+    let _ = writeln!(out, "plan (dry run, nothing sent):");
+    let lines = [
+        (plan.onboard, "to onboard: update user, create building"),
+        (
+            plan.update,
+            "to update: user fields changed, building exists",
+        ),
+        (plan.retry, "to retry: failed before"),
+        (plan.verify, "to verify: earlier POST outcome unknown"),
+        (plan.skip_done, "to skip: already done"),
+        (
+            plan.skip_failed,
+            "to skip: failed before, unchanged (use --retry-failed)",
+        ),
+        (invalid, "invalid: would not be sent"),
+        (duplicates, "duplicate lines: would be processed once"),
+    ];
+    for (count, what) in lines {
+        let _ = writeln!(out, "  {count:>8}  {what}");
+    }
+}
+
+fn render_failures(out: &mut String, summary: &Summary) {
+    if summary.failures.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "not done, by reason:");
+    for group in &summary.failures {
+        let lines: Vec<String> = group.lines.iter().map(u64::to_string).collect();
+        let more = if group.count > group.lines.len() as u64 {
+            ", …"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "  {:>6} × {} ({}) — lines {}{more}\n           e.g. {}",
+            group.count,
+            group.state,
+            group.cause,
+            lines.join(", "),
+            group.example
+        );
+    }
+}
+
+fn render_requests(out: &mut String, summary: &Summary) {
+    if summary.requests.total == 0 {
+        return;
+    }
+    let by_status: Vec<String> = summary
+        .requests
+        .by_status
+        .iter()
+        .map(|(status, count)| format!("{status}: {count}"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "requests: {} ({}) · {:.1} req/s achieved · rate limit {} req/s, effective {:.1}",
+        summary.requests.total,
+        by_status.join(", "),
+        summary.rate.achieved,
+        summary.rate.limit,
+        summary.rate.effective
+    );
+}

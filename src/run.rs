@@ -1,0 +1,375 @@
+//! The `run` command as a short recipe: fail early (lock, checkpoint, report path, input
+//! header, credentials), stage the input, run the pipeline (or the dry-run plan), then
+//! summarize and report. Every phase is a function below, in the order it runs.
+
+use std::path::Path;
+use std::time::Instant;
+
+use futures::StreamExt;
+
+use crate::api::Client;
+use crate::checkpoint::stage::Staged;
+use crate::checkpoint::writer::{Msg, WriterHandle};
+use crate::checkpoint::{Checkpoint, Lock};
+use crate::config::RunConfig;
+use crate::error::AppError;
+use crate::exit_code::ExitCode;
+use crate::input;
+use crate::pipeline::{self, Ending};
+use crate::plan::BuildingStep;
+use crate::progress::{self, Progress};
+use crate::report::{self, Plan, Rates, Requests, RowCounts, Summary};
+use crate::shutdown::Shutdown;
+
+/// Runs `run` to the end and returns the exit code (errors before any call are `Err`).
+pub async fn run(config: RunConfig, shutdown: Shutdown) -> Result<ExitCode, AppError> {
+    let started = Instant::now();
+    let _lock = Lock::acquire(&config.checkpoint)?;
+    let checkpoint = Checkpoint::open_for_run(&config.checkpoint, &config.identity)?;
+    warn_if_unfinished(&checkpoint)?;
+    let report_file = config.report.as_deref().map(create_report).transpose()?;
+    let reader = input::open(&config.input).map_err(|e| AppError::Usage(e.to_string()))?;
+    warn_ignored_columns(&reader);
+    let client = connect(&config).await?;
+    let command = if config.dry_run { "dry-run" } else { "run" };
+    let run_id = checkpoint.begin_run(command, reader.source_name())?;
+    let (checkpoint, staged) = stage(checkpoint, reader, run_id, &config).await?;
+    let blocked = config.strict && staged.invalid > 0;
+    let writer = WriterHandle::spawn(checkpoint);
+    let progress = start_progress(&config, &staged, &writer, client.as_ref());
+    let (ending, plan) = match &client {
+        Some(client) if !config.dry_run && !blocked => {
+            let ending = pipeline::execute(client, &writer.tx, &config.settings, &shutdown).await;
+            (ending, None)
+        }
+        _ => (Ending::Completed, Some(dry_plan(&writer).await)),
+    };
+    progress.finish().await;
+    let counters = writer.tally.clone();
+    let (checkpoint, written) = writer.finish();
+    let tally = counters.lock().expect("tally lock").clone();
+    let ending = match written {
+        Err(error) => Ending::Checkpoint(error.to_string()),
+        Ok(()) => ending,
+    };
+    let summary = Summarized {
+        config: &config,
+        checkpoint: &checkpoint,
+        run_id,
+        staged: &staged,
+        tally,
+        plan,
+        client: client.as_ref(),
+        started,
+        blocked,
+    }
+    .summary(&ending)?;
+    finish(&config, &checkpoint, report_file, &summary)?;
+    Ok(exit_code_of(summary.exit_code))
+}
+
+fn warn_if_unfinished(checkpoint: &Checkpoint) -> Result<(), AppError> {
+    if let Some((id, pid, started)) = checkpoint.unfinished_run()? {
+        tracing::warn!(
+            "run #{id} (pid {pid}, started {}) did not finish; rows it had in flight are \
+             verified before anything is re-sent",
+            httpdate::fmt_http_date(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(started as u64)
+            )
+        );
+    }
+    Ok(())
+}
+
+fn warn_ignored_columns(reader: &input::Reader) {
+    let ignored = reader.ignored_columns();
+    if !ignored.is_empty() {
+        tracing::warn!(
+            "{}: ignoring unknown columns {} (see README for the known columns, or --column to map one)",
+            reader.source_name(),
+            ignored.join(", ")
+        );
+    }
+}
+
+/// Creates the report file now, owner-only, so an unwritable path fails in the first second.
+fn create_report(path: &Path) -> Result<std::fs::File, AppError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| {
+            AppError::Usage(format!(
+                "cannot write the report {}: {e}; choose a writable --report path",
+                path.display()
+            ))
+        })
+}
+
+/// Builds the client and obtains the first token: bad credentials stop here, before
+/// any API call. A dry run sends nothing.
+async fn connect(config: &RunConfig) -> Result<Option<Client>, AppError> {
+    let Some(client_config) = config.client.clone().filter(|_| !config.dry_run) else {
+        return Ok(None);
+    };
+    let client = Client::new(client_config)
+        .map_err(|e| AppError::Fatal(format!("cannot set up HTTPS: {e}")))?;
+    client
+        .authenticate()
+        .await
+        .map_err(|e| AppError::Fatal(e.to_string()))?;
+    Ok(Some(client))
+}
+
+/// Reads the whole input into the checkpoint's staging table (on a blocking thread).
+async fn stage(
+    mut checkpoint: Checkpoint,
+    reader: input::Reader,
+    run_id: i64,
+    config: &RunConfig,
+) -> Result<(Checkpoint, Staged), AppError> {
+    let source = config.input.source.clone();
+    let (checkpoint, staged) = tokio::task::spawn_blocking(move || {
+        let staged = checkpoint.stage(run_id, reader);
+        (checkpoint, staged)
+    })
+    .await
+    .expect("staging panicked");
+    let staged = staged?.map_err(|e| AppError::Usage(e.to_string()))?;
+    if staged.rows_read == 0 {
+        return Err(AppError::Usage(format!(
+            "{} has a header but no data rows: is the export complete?",
+            source.display_name()
+        )));
+    }
+    let sha256 = match &source {
+        input::Source::Path(path) => Some(file_sha256(path)?),
+        input::Source::Stdin => None,
+    };
+    checkpoint.record_input(run_id, sha256.as_deref(), staged.rows_read)?;
+    Ok((checkpoint, staged))
+}
+
+fn file_sha256(path: &Path) -> Result<String, AppError> {
+    use sha2::Digest;
+    let mut file = std::fs::File::open(path)
+        .map_err(|e| AppError::Usage(format!("cannot read {}: {e}", path.display())))?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buffer = vec![0u8; 1 << 16];
+    loop {
+        let n = std::io::Read::read(&mut file, &mut buffer)
+            .map_err(|e| AppError::Usage(format!("cannot read {}: {e}", path.display())))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+fn start_progress(
+    config: &RunConfig,
+    staged: &Staged,
+    writer: &WriterHandle,
+    client: Option<&Client>,
+) -> Progress {
+    let mode = match client {
+        Some(_) if !config.dry_run => {
+            progress::Mode::detect(config.output.quiet, config.output.progress_interval)
+        }
+        _ => progress::Mode::Quiet,
+    };
+    let rate_client = client.cloned();
+    progress::Progress::start(
+        mode,
+        progress::Source {
+            total: staged.valid,
+            tally: writer.tally.clone(),
+            rate: Box::new(move || rate_client.as_ref().map_or(0.0, Client::effective_rate)),
+        },
+    )
+}
+
+/// The plan a real run would follow: the same job stream, nothing sent.
+async fn dry_plan(writer: &WriterHandle) -> Result<Plan, String> {
+    let mut plan = Plan::default();
+    let mut jobs = std::pin::pin!(pipeline::jobs(writer.tx.clone(), Default::default()));
+    while let Some(job) = jobs.next().await {
+        for (row, step) in job?.rows {
+            match (step, &row.prior) {
+                (BuildingStep::Create, None) => plan.onboard += 1,
+                (BuildingStep::Create, Some(_)) => plan.retry += 1,
+                (BuildingStep::Keep, _) => plan.update += 1,
+                (BuildingStep::Resolve, _) => plan.verify += 1,
+            }
+        }
+    }
+    // Skips were counted by the writer; wait until it has applied every message.
+    let (reply, flushed) = tokio::sync::oneshot::channel();
+    let _ = writer.tx.send(Msg::Flush(reply));
+    let _ = flushed.await;
+    let tally = writer.tally.lock().expect("tally lock");
+    plan.skip_done = tally.skipped_done;
+    plan.skip_failed = tally.skipped_failed;
+    Ok(plan)
+}
+
+/// What the summary is built from.
+struct Summarized<'a> {
+    config: &'a RunConfig,
+    checkpoint: &'a Checkpoint,
+    run_id: i64,
+    staged: &'a Staged,
+    tally: crate::outcome::Tally,
+    plan: Option<Result<Plan, String>>,
+    client: Option<&'a Client>,
+    started: Instant,
+    blocked: bool,
+}
+
+impl Summarized<'_> {
+    fn summary(self, ending: &Ending) -> Result<Summary, AppError> {
+        let duration = self.started.elapsed().as_secs_f64();
+        let (mut outcome, mut abort_reason) = match ending {
+            Ending::Completed => ("completed", None),
+            Ending::Interrupted => ("interrupted", None),
+            Ending::Breaker(reason) | Ending::Checkpoint(reason) => {
+                ("aborted", Some(reason.clone()))
+            }
+            Ending::Fatal(error) => ("aborted", Some(error.to_string())),
+        };
+        let plan = match self.plan {
+            Some(Ok(plan)) => Some(plan),
+            Some(Err(error)) => {
+                abort_reason = Some(error);
+                outcome = "aborted";
+                None
+            }
+            None => None,
+        };
+        if self.blocked {
+            abort_reason = Some(format!(
+                "--strict: {} invalid rows, so nothing was sent; fix them (see the report) and run again",
+                self.staged.invalid
+            ));
+        }
+        let processed = self.tally.processed();
+        let requests = self.client.map_or_else(Requests::default, |c| Requests {
+            total: c.stats().total(),
+            by_status: c.stats().snapshot(),
+        });
+        let rows = RowCounts {
+            read: self.staged.rows_read,
+            valid: self.staged.valid,
+            invalid: self.staged.invalid,
+            duplicates: self.staged.duplicates,
+            failed: self.tally.failed(),
+            not_processed: if plan.is_some() {
+                0
+            } else {
+                self.staged.valid.saturating_sub(processed)
+            },
+            vanished: self.checkpoint.vanished()?,
+            tally: self.tally,
+        };
+        let mut summary = Summary {
+            summary_version: report::SUMMARY_VERSION,
+            outcome,
+            exit_code: 0,
+            abort_reason,
+            input: self.config.input.source.display_name(),
+            checkpoint: self.config.checkpoint.display().to_string(),
+            run_id: self.run_id,
+            duration_secs: duration,
+            rows,
+            plan,
+            rate: Rates {
+                limit: self.config.client.as_ref().map_or(0.0, |c| c.rate),
+                effective: self.client.map_or(0.0, Client::effective_rate),
+                achieved: requests.total as f64 / duration.max(0.001),
+            },
+            requests,
+            failures: self.checkpoint.failure_groups()?,
+        };
+        summary.exit_code = exit_code(&summary, ending, self.blocked) as i32;
+        if summary.outcome == "completed" && summary.plan.is_some() {
+            summary.outcome = "dry_run";
+        } else if summary.outcome == "completed" && summary.exit_code != 0 {
+            summary.outcome = "completed_with_failures";
+        }
+        Ok(summary)
+    }
+}
+
+fn exit_code(summary: &Summary, ending: &Ending, blocked: bool) -> ExitCode {
+    match ending {
+        _ if summary.outcome == "aborted" && !blocked => ExitCode::Fatal,
+        Ending::Interrupted => ExitCode::Interrupted,
+        Ending::Completed if summary.plan.is_some() && !blocked => {
+            if summary.rows.invalid == 0 {
+                ExitCode::Success
+            } else {
+                ExitCode::RowsFailed
+            }
+        }
+        Ending::Completed if summary.all_done() && !blocked => ExitCode::Success,
+        _ => ExitCode::RowsFailed,
+    }
+}
+
+fn exit_code_of(code: i32) -> ExitCode {
+    match code {
+        0 => ExitCode::Success,
+        1 => ExitCode::RowsFailed,
+        2 => ExitCode::Usage,
+        130 => ExitCode::Interrupted,
+        _ => ExitCode::Fatal,
+    }
+}
+
+/// Report file, run record, summary on stderr, JSON on stdout.
+fn finish(
+    config: &RunConfig,
+    checkpoint: &Checkpoint,
+    report_file: Option<std::fs::File>,
+    summary: &Summary,
+) -> Result<(), AppError> {
+    let json = report::json::render(summary);
+    checkpoint.end_run(summary.run_id, summary.exit_code, &json)?;
+    if let (Some(file), Some(path)) = (report_file, &config.report) {
+        write_report(checkpoint, std::io::BufWriter::new(file)).map_err(|e| {
+            AppError::Fatal(format!("cannot write the report {}: {e}", path.display()))
+        })?;
+    }
+    if !config.output.quiet || summary.exit_code != 0 {
+        eprint!("{}", report::text::render(summary));
+    }
+    if config.json {
+        print!("{json}");
+    }
+    Ok(())
+}
+
+fn write_report(checkpoint: &Checkpoint, out: impl std::io::Write) -> Result<(), String> {
+    let mut writer =
+        report::csv::Writer::new(out, &report::csv::REPORT_HEADER).map_err(|e| e.to_string())?;
+    let mut failed = None;
+    checkpoint
+        .for_each_report_row(|record| {
+            if failed.is_none() {
+                failed = writer.write(&record).err();
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    match failed {
+        Some(error) => Err(error.to_string()),
+        None => writer.finish().map_err(|e| e.to_string()),
+    }
+}

@@ -1,0 +1,290 @@
+//! [`Builder`] (how a test or the `sandbox` command configures the simulator)
+//! and [`Sandbox`] (the running server).
+//!
+//! The accept task owns every connection task in a `JoinSet`, so aborting it
+//! (dropping the [`Sandbox`]) also ends stalled responses and idle keep-alive
+//! connections.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde::{Deserialize, Serialize};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::{JoinHandle, JoinSet};
+use uuid::Uuid;
+
+use super::faults::{FaultState, Faults};
+use super::service::{self, Config, Shared};
+use super::state::{Snapshot, State};
+use super::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_ORG_ID, generated_user_id};
+
+/// How the undocumented `GET .../users/{user_id}/buildings` behaves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ListBuildings {
+    /// It exists: 200 with a bare JSON array of the user's buildings.
+    #[default]
+    Enabled,
+    /// It does not exist: 404 `{"detail": "Not Found"}`.
+    NotFound,
+    /// Only POST exists on that path: 405 with `Allow: POST`.
+    MethodNotAllowed,
+}
+
+/// Configures and starts a [`Sandbox`].
+#[derive(Clone, Debug)]
+pub struct Builder {
+    config: Config,
+    users: Vec<Uuid>,
+    faults: Faults,
+    seed: u64,
+    request_log: bool,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder::new()
+    }
+}
+
+impl Builder {
+    /// The demo organization and credentials, no users, 10 h tokens, 201 on
+    /// create, the list endpoint enabled, no faults, seed 0, request log on.
+    pub fn new() -> Self {
+        let config = Config {
+            org_id: DEMO_ORG_ID,
+            client_id: DEMO_CLIENT_ID.to_owned(),
+            client_secret: DEMO_CLIENT_SECRET.to_owned(),
+            token_lifetime: Duration::from_secs(36_000),
+            create_status: 201,
+            list_buildings: ListBuildings::Enabled,
+        };
+        Builder {
+            config,
+            users: Vec::new(),
+            faults: Faults::default(),
+            seed: 0,
+            request_log: true,
+        }
+    }
+
+    /// The organization the server serves (other org ids get 403).
+    pub fn org_id(mut self, id: Uuid) -> Self {
+        self.config.org_id = id;
+        self
+    }
+
+    /// The client credentials the token endpoint accepts.
+    pub fn credentials(mut self, client_id: &str, client_secret: &str) -> Self {
+        self.config.client_id = client_id.to_owned();
+        self.config.client_secret = client_secret.to_owned();
+        self
+    }
+
+    /// Adds users (without an external id).
+    pub fn users(mut self, ids: impl IntoIterator<Item = Uuid>) -> Self {
+        self.users.extend(ids);
+        self
+    }
+
+    /// Adds the users of a CSV's `user_id` column (header matched
+    /// case-insensitively, trimmed, BOM tolerated); rows whose `user_id` is not
+    /// a UUID are skipped (the onboarding job must report them itself).
+    pub fn users_from_csv(mut self, path: &Path) -> std::io::Result<Self> {
+        self.users.extend(read_csv_users(path)?);
+        Ok(self)
+    }
+
+    /// Adds `n` users with ids [`generated_user_id`]`(0..n)`.
+    pub fn generated_users(mut self, n: usize) -> Self {
+        self.users.extend((0..n as u64).map(generated_user_id));
+        self
+    }
+
+    /// How long tokens live (millisecond precision; `expires_in` reports whole
+    /// seconds, rounded down, but the token expires at the exact instant).
+    pub fn token_lifetime(mut self, d: Duration) -> Self {
+        self.config.token_lifetime = d;
+        self
+    }
+
+    /// The status of a successful POST building (the docs allow 200 or 201).
+    pub fn create_status(mut self, status: u16) -> Self {
+        self.config.create_status = status;
+        self
+    }
+
+    /// How the undocumented list-buildings endpoint behaves.
+    pub fn list_buildings(mut self, mode: ListBuildings) -> Self {
+        self.config.list_buildings = mode;
+        self
+    }
+
+    /// The faults to inject (changeable later with [`Sandbox::set_faults`]).
+    pub fn faults(mut self, f: Faults) -> Self {
+        self.faults = f;
+        self
+    }
+
+    /// The seed of the fault generator.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Whether to keep a [`super::LogEntry`] per request (counters work either way).
+    pub fn request_log(mut self, on: bool) -> Self {
+        self.request_log = on;
+        self
+    }
+
+    /// Starts on `127.0.0.1` with an ephemeral port.
+    pub async fn start(self) -> std::io::Result<Sandbox> {
+        self.start_on(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+            .await
+    }
+
+    /// Starts on `addr`.
+    pub async fn start_on(self, addr: SocketAddr) -> std::io::Result<Sandbox> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let mut state = State {
+            log_on: self.request_log,
+            ..State::default()
+        };
+        for id in self.users {
+            state.add_user(id);
+        }
+        let shared = Arc::new(Shared {
+            config: self.config,
+            state: Mutex::new(state),
+            faults: Mutex::new(FaultState::new(self.faults, self.seed)),
+            started: Instant::now(),
+        });
+        let task = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
+        Ok(Sandbox { addr, shared, task })
+    }
+}
+
+/// The `user_id` column of a CSV, as UUIDs.
+fn read_csv_users(path: &Path) -> std::io::Result<Vec<Uuid>> {
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_path(path)
+        .map_err(std::io::Error::other)?;
+    let headers = reader.headers().map_err(std::io::Error::other)?.clone();
+    let column = headers
+        .iter()
+        .position(|h| {
+            h.trim_start_matches('\u{feff}')
+                .trim()
+                .eq_ignore_ascii_case("user_id")
+        })
+        .ok_or_else(|| {
+            let msg = format!("{}: no user_id column in the header row", path.display());
+            std::io::Error::new(std::io::ErrorKind::InvalidData, msg)
+        })?;
+    let mut ids = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(std::io::Error::other)?;
+        if let Some(id) = record
+            .get(column)
+            .and_then(|v| Uuid::parse_str(v.trim()).ok())
+        {
+            ids.push(id);
+        }
+    }
+    Ok(ids)
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    connections.spawn(serve_connection(stream, Arc::clone(&shared)));
+                }
+                // Out of file descriptors and the like: back off, keep serving.
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
+
+async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
+    // Small responses on keep-alive connections: Nagle would add ~40 ms each.
+    let _ = stream.set_nodelay(true);
+    let service = service_fn(move |req| service::serve(Arc::clone(&shared), req));
+    // An error here is a client hanging up or a dropped-on-purpose response.
+    // No header-read timeout: hyper would also apply it to idle keep-alive
+    // connections, and a client reusing one just as it closes would see a
+    // spurious error. The simulator never closes a connection on its own.
+    let _ = http1::Builder::new()
+        .header_read_timeout(None)
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
+}
+
+/// A running simulator. Dropping it shuts the server down (all connections close).
+#[derive(Debug)]
+pub struct Sandbox {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Sandbox {
+    /// `http://127.0.0.1:PORT` (no trailing slash).
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The organization it serves.
+    pub fn org_id(&self) -> Uuid {
+        self.shared.config.org_id
+    }
+
+    /// Replaces the faults (e.g. an outage, then recovery).
+    pub fn set_faults(&self, f: Faults) {
+        self.shared.faults().set(f);
+    }
+
+    /// A copy of the current state.
+    pub fn state(&self) -> Snapshot {
+        self.shared.state().snapshot()
+    }
+
+    /// Adds a user.
+    pub fn add_user(&self, id: Uuid) {
+        self.shared.state().add_user(id);
+    }
+
+    /// Adds a building named `name` to `user` (adding the user if needed), as
+    /// if created earlier; returns its id.
+    pub fn add_building(&self, user: Uuid, name: &str) -> Uuid {
+        let at_ms = self.shared.now_ms();
+        let mut state = self.shared.state();
+        state.add_user(user);
+        let mut fields = serde_json::Map::new();
+        fields.insert("name".into(), name.into());
+        state.add_building(user, fields, at_ms).id
+    }
+}

@@ -1,0 +1,160 @@
+//! The simulator as a separate process (`podero-onboard sandbox ...`): flags
+//! mirror [`Builder`]; it prints what a user needs to point the job at it,
+//! then serves until Ctrl-C.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use uuid::Uuid;
+
+use super::{
+    Builder, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_ORG_ID, Faults, ListBuildings, RateLimit,
+};
+
+/// Flags of the standalone simulator. It is a test server: the credentials
+/// default to the public demo ones.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SandboxArgs {
+    /// Port to listen on (0: any free port).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Address to bind.
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    pub bind: IpAddr,
+    /// CSV whose `user_id` column lists the users that exist.
+    #[arg(long, value_name = "CSV")]
+    pub users: Option<PathBuf>,
+    /// Also create N users with generated ids (5eed0000-0000-4000-8000-000000000000 upwards).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub generate_users: usize,
+    /// The organization id to serve.
+    #[arg(long, default_value_t = DEMO_ORG_ID)]
+    pub org_id: Uuid,
+    /// Client id the token endpoint accepts.
+    #[arg(long, default_value = DEMO_CLIENT_ID)]
+    pub client_id: String,
+    /// Client secret the token endpoint accepts.
+    #[arg(long, env = "PODERO_SANDBOX_CLIENT_SECRET", default_value = DEMO_CLIENT_SECRET, hide_env_values = true)]
+    pub client_secret: String,
+    /// Token lifetime in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 36_000)]
+    pub token_lifetime: u64,
+    /// Status of a successful building creation (200 or 201).
+    #[arg(long, default_value_t = 201, value_parser = clap::value_parser!(u16).range(200..=201))]
+    pub create_status: u16,
+    /// How the undocumented list-buildings endpoint behaves.
+    #[arg(long, value_enum, default_value_t = ListBuildings::Enabled)]
+    pub list_buildings: ListBuildings,
+    /// Rate limit in requests per second (token bucket over all requests).
+    #[arg(long, value_name = "RPS")]
+    pub rate_limit: Option<f64>,
+    /// Burst size of the rate limit.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub burst: u32,
+    /// Probability of a random 429 per API request.
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    pub random_429: f64,
+    /// Probability of a random 500/502/503 per API request.
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    pub random_5xx: f64,
+    /// Latency added to every request, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Up to this many more milliseconds, at random.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub jitter_ms: u64,
+    /// Probability that a created building's connection is dropped unanswered.
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    pub commit_then_drop: f64,
+    /// Probability that a created building's response stalls.
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    pub commit_then_stall: f64,
+    /// How long a stalled response waits, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    pub stall_secs: u64,
+    /// Probability that a created building is answered with a 500.
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    pub fail_5xx_after_commit: f64,
+    /// Seed of the fault generator.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Do not keep a per-request log (counters still work).
+    #[arg(long)]
+    pub no_request_log: bool,
+}
+
+impl SandboxArgs {
+    /// The faults these flags ask for.
+    pub fn faults(&self) -> Faults {
+        Faults {
+            rate_limit: self.rate_limit.map(|per_second| RateLimit {
+                per_second,
+                burst: self.burst,
+            }),
+            random_429: self.random_429,
+            random_5xx: self.random_5xx,
+            latency: Duration::from_millis(self.latency_ms),
+            jitter: Duration::from_millis(self.jitter_ms),
+            commit_then_drop: self.commit_then_drop,
+            commit_then_stall: self.commit_then_stall,
+            stall: Duration::from_secs(self.stall_secs),
+            fail_5xx_after_commit: self.fail_5xx_after_commit,
+        }
+    }
+
+    /// The [`Builder`] these flags describe.
+    pub fn builder(&self) -> anyhow::Result<Builder> {
+        let mut builder = Builder::new()
+            .org_id(self.org_id)
+            .credentials(&self.client_id, &self.client_secret)
+            .generated_users(self.generate_users)
+            .token_lifetime(Duration::from_secs(self.token_lifetime))
+            .create_status(self.create_status)
+            .list_buildings(self.list_buildings)
+            .faults(self.faults())
+            .seed(self.seed)
+            .request_log(!self.no_request_log);
+        if let Some(path) = &self.users {
+            builder = builder
+                .users_from_csv(path)
+                .with_context(|| format!("reading users from --users {}", path.display()))?;
+        }
+        Ok(builder)
+    }
+}
+
+/// Runs the simulator until Ctrl-C, printing connection details to stderr.
+pub async fn run_standalone(args: SandboxArgs) -> anyhow::Result<()> {
+    let addr = SocketAddr::new(args.bind, args.port);
+    let sandbox = args
+        .builder()?
+        .start_on(addr)
+        .await
+        .with_context(|| format!("binding {addr} (is the port in use? try --port 0)"))?;
+    let users = sandbox.state().users.len();
+    eprintln!(
+        "Podero sandbox listening on {} ({users} users)",
+        sandbox.base_url()
+    );
+    eprintln!("State: {}/__sandbox/state", sandbox.base_url());
+    eprintln!("Point the onboarding job at it with:");
+    eprintln!("  export PODERO_BASE_URL={}", sandbox.base_url());
+    eprintln!("  export PODERO_CLIENT_ID={}", args.client_id);
+    eprintln!("  export PODERO_CLIENT_SECRET={}", args.client_secret);
+    eprintln!("  export PODERO_ORG_ID={}", sandbox.org_id());
+    eprintln!("Press Ctrl-C to stop.");
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    let state = sandbox.state();
+    eprintln!(
+        "Stopped: {} API requests, {} tokens, {} duplicate building names, {} anomalies",
+        state.api_requests(),
+        state.tokens_issued,
+        state.duplicates().len(),
+        state.anomalies.len()
+    );
+    Ok(())
+}

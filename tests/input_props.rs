@@ -1,0 +1,116 @@
+//! Property tests for the CSV input: no input makes it panic, valid rows carry
+//! URL-safe user ids, and any sane building name is accepted.
+
+use std::io::Cursor;
+
+use podero_onboard::input::{DEFAULT_MAX_RECORD_BYTES, Reader, Record};
+use proptest::prelude::*;
+
+const HEADER: &str =
+    "user_id,external_user_id,building_name,latitude,photovoltaic,street_add_info\n";
+const ID: &str = "497f6eca-6276-4993-bfeb-53cbbbba6f08";
+
+fn read_all(bytes: Vec<u8>, limit: usize) -> Vec<Record> {
+    let Ok(reader) = Reader::from_read(Cursor::new(bytes), "prop.csv", &[], limit) else {
+        return Vec::new();
+    };
+    reader.map_while(Result::ok).collect()
+}
+
+fn csv_quoted(value: &str) -> String {
+    format!("\"{}\"", value.replace('"', "\"\""))
+}
+
+/// A CSV-ish alphabet: separators, quotes, line breaks, hex digits, hyphens and junk.
+fn csv_ish() -> impl Strategy<Value = String> {
+    proptest::collection::vec(
+        prop_oneof![
+            Just(",".to_owned()),
+            Just("\"".to_owned()),
+            Just("\n".to_owned()),
+            Just("\r\n".to_owned()),
+            Just("-".to_owned()),
+            Just(ID.to_owned()),
+            "[0-9a-fA-F]{1,8}",
+            any::<char>().prop_map(String::from),
+        ],
+        0..60,
+    )
+    .prop_map(|parts| parts.concat())
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        read_all(bytes, DEFAULT_MAX_RECORD_BYTES);
+    }
+
+    #[test]
+    fn arbitrary_bytes_after_a_header_never_panic(
+        body in proptest::collection::vec(any::<u8>(), 0..512),
+        limit in 0usize..64,
+    ) {
+        let mut bytes = HEADER.as_bytes().to_vec();
+        bytes.extend(body);
+        read_all(bytes.clone(), limit);
+        read_all(bytes, DEFAULT_MAX_RECORD_BYTES);
+    }
+
+    #[test]
+    fn csv_like_bodies_never_panic_and_lines_only_grow(body in csv_ish()) {
+        let records = read_all(format!("{HEADER}{body}").into_bytes(), DEFAULT_MAX_RECORD_BYTES);
+        let lines: Vec<u64> = records.iter().map(|r| match r {
+            Record::Valid(row) => row.line,
+            Record::Invalid(invalid) => invalid.line,
+        }).collect();
+        prop_assert!(lines.iter().all(|&l| l >= 2), "lines {:?}", lines);
+        prop_assert!(lines.windows(2).all(|w| w[0] < w[1]), "lines {:?}", lines);
+    }
+
+    #[test]
+    fn valid_user_ids_are_canonical_and_url_safe(user_id in csv_ish(), name in "[A-Za-z ]{1,20}") {
+        let csv = format!("{HEADER}{},crm-1,{},,,\n", csv_quoted(&user_id), csv_quoted(&name));
+        for record in read_all(csv.into_bytes(), DEFAULT_MAX_RECORD_BYTES) {
+            if let Record::Valid(row) = record {
+                let text = row.user_id.to_string();
+                prop_assert!(text.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f' | '-')), "{}", text);
+                prop_assert_eq!(text.len(), 36);
+                prop_assert_eq!(text, user_id.trim().to_ascii_lowercase());
+            }
+        }
+    }
+
+    #[test]
+    fn any_uuid_round_trips(raw in any::<u128>().prop_filter("not nil", |n| *n != 0), upper in any::<bool>()) {
+        let id = uuid::Uuid::from_u128(raw).to_string();
+        let written = if upper { id.to_uppercase() } else { id.clone() };
+        let csv = format!("{HEADER}{written},crm-1,Home,,,\n");
+        let records = read_all(csv.into_bytes(), DEFAULT_MAX_RECORD_BYTES);
+        prop_assert!(matches!(&records[..], [Record::Valid(row)] if row.user_id.to_string() == id), "{:?}", records);
+    }
+
+    #[test]
+    fn building_names_of_1_to_100_non_control_chars_are_valid(
+        name in proptest::collection::vec(any::<char>().prop_filter("no control chars", |c| !c.is_control()), 1..=100)
+            .prop_map(|chars| chars.into_iter().collect::<String>())
+            .prop_filter("surrounding whitespace is trimmed", |s| s.trim() == s)
+    ) {
+        let csv = format!("{HEADER}{ID},crm-1,{},,,\n", csv_quoted(&name));
+        let records = read_all(csv.into_bytes(), DEFAULT_MAX_RECORD_BYTES);
+        match &records[..] {
+            [Record::Valid(row)] => prop_assert_eq!(&row.building_name, &name),
+            other => prop_assert!(false, "name {:?} gave {:?}", name, other),
+        }
+    }
+
+    #[test]
+    fn inner_spaces_in_building_names_are_kept(
+        words in proptest::collection::vec("[^\\p{Cc}\\s]{1,10}", 1..8)
+    ) {
+        let name: String = words.join(" ").chars().take(100).collect::<String>().trim().to_owned();
+        prop_assume!(!name.is_empty());
+        let csv = format!("{HEADER}{ID},crm-1,{},,,\n", csv_quoted(&name));
+        let records = read_all(csv.into_bytes(), DEFAULT_MAX_RECORD_BYTES);
+        prop_assert!(matches!(&records[..], [Record::Valid(row)] if row.building_name == name), "{:?}", records);
+    }
+}
