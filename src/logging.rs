@@ -7,7 +7,7 @@ use std::io::IsTerminal;
 use crate::cli::LogFormat;
 
 /// Installs the subscriber: warnings by default, `-v` info (one line per row), `-vv`
-/// debug (retries, tokens obtained), `-vvv` trace (every request).
+/// debug (every request, retries, tokens obtained — never their values).
 pub fn init(verbose: u8, quiet: bool, format: LogFormat) {
     let level = match (quiet, verbose) {
         (true, _) => "error",

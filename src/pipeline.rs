@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use crate::api::{CallError, Client};
 use crate::checkpoint::writer::Msg;
-use crate::outcome::Tally;
+use crate::outcome::{RowOutcome, RowResult, Tally};
 use crate::plan::{self, Action, BuildingStep, PlannedRow};
 use crate::shutdown::Shutdown;
 use crate::worker::{self, Halt, JobResult};
@@ -100,6 +100,7 @@ pub async fn execute(
         .buffer_unordered(settings.concurrency)
         .for_each(|result| {
             for outcome in result.outcomes {
+                log_outcome(&outcome);
                 let _ = writer.send(Msg::Outcome(outcome));
             }
             if let Some(stop) = result.halt {
@@ -120,6 +121,26 @@ pub async fn execute(
     }
     let halt = halt.lock().expect("halt lock").take();
     ending(halt, client, shutdown)
+}
+
+/// `-v`: one line per row (never a credential: outcomes hold none).
+fn log_outcome(outcome: &RowOutcome) {
+    let (line, user, building) = (outcome.line, outcome.user_id, &outcome.building_name);
+    match &outcome.result {
+        RowResult::Created(id) => {
+            tracing::info!(line, %user, building, building_id = %id, "created")
+        }
+        RowResult::Adopted(id) => {
+            tracing::info!(line, %user, building, building_id = %id, "verified: building existed")
+        }
+        RowResult::Updated => tracing::info!(line, %user, building, "user updated"),
+        RowResult::Failed { message, .. } => {
+            tracing::info!(line, %user, building, error = %message, "failed")
+        }
+        RowResult::Unresolved { message } => {
+            tracing::info!(line, %user, building, reason = %message, "unresolved")
+        }
+    }
 }
 
 fn ending(halt: Option<Halt>, client: &Client, shutdown: &Shutdown) -> Ending {

@@ -318,7 +318,14 @@ impl Client {
             Err(error) => Err(self.transport_error(&error)),
         };
         self.observe(&result);
-        tracing::trace!(method = %request.method, url = %request.url, ok = result.is_ok(), "request");
+        match &result {
+            Ok((status, _)) => {
+                tracing::debug!(method = %request.method, url = %request.url, status, "request")
+            }
+            Err(error) => {
+                tracing::debug!(method = %request.method, url = %request.url, %error, "request failed")
+            }
+        }
         (result, bearer.generation)
     }
 

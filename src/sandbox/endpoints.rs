@@ -381,7 +381,7 @@ fn user_json(org: Uuid, user: &User) -> Value {
         "street_add_info": field("street_add_info"),
         "zip_code": field("zip_code"),
         "town": field("town"),
-        "country": field("country"),
+        "country": if user.fields.contains_key("country_iso2") { field("country_iso2") } else { field("country") },
         "latitude": field("latitude"),
         "longitude": field("longitude"),
         "location_last_updated": null,

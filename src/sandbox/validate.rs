@@ -71,7 +71,10 @@ const USER_FIELDS: &[Field] = &[
     field("street_add_info", Kind::Str(None), true),
     field("zip_code", Kind::Str(None), true),
     field("town", Kind::Str(None), true),
+    // The write schema (UserUpdateGuide) names the country `country_iso2`; podero-api.md
+    // lists `country`. Both are accepted; responses show it as `country`.
     field("country", Kind::Str(None), true),
+    field("country_iso2", Kind::Str(None), true),
     field("latitude", Kind::Number, true),
     field("longitude", Kind::Number, true),
     field("email", Kind::Email, false),

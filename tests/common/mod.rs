@@ -90,23 +90,28 @@ impl Harness {
         cmd
     }
 
-    /// `run <csv> --checkpoint <default> --rate 5000 --concurrency 16 --timeout 3` plus `extra`.
+    /// `run <csv> --checkpoint <default> --rate 5000 --concurrency 16 --timeout 3` plus
+    /// `extra`; a default whose flag appears in `extra` is left out, so `extra` overrides it.
     pub fn run_args(&self, csv: &Path, extra: &[&str]) -> Vec<String> {
-        let mut args: Vec<String> = [
-            "run",
-            csv.to_str().expect("utf-8 path"),
-            "--checkpoint",
-            self.checkpoint().to_str().expect("utf-8 path"),
-            "--rate",
-            "5000",
-            "--concurrency",
-            "16",
-            "--timeout",
-            "3",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let checkpoint = self.checkpoint().to_str().expect("utf-8 path").to_owned();
+        let defaults = [
+            ("--checkpoint", checkpoint.as_str()),
+            ("--rate", "5000"),
+            ("--concurrency", "16"),
+            ("--timeout", "3"),
+        ];
+        let mut args = vec![
+            "run".to_owned(),
+            csv.to_str().expect("utf-8 path").to_owned(),
+        ];
+        for (flag, value) in defaults {
+            let overridden = extra
+                .iter()
+                .any(|e| *e == flag || e.starts_with(&format!("{flag}=")));
+            if !overridden {
+                args.extend([flag.to_owned(), value.to_owned()]);
+            }
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         args
     }
