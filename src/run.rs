@@ -243,6 +243,13 @@ impl Summarized<'_> {
             Ending::Breaker(reason) | Ending::Checkpoint(reason) => {
                 ("aborted", Some(reason.clone()))
             }
+            Ending::Fatal(error) if error.status == Some(403) => (
+                "aborted",
+                Some(format!(
+                    "the API refused access ({error}): check that --org-id is your organization \
+                     and that the credentials belong to it and to this environment"
+                )),
+            ),
             Ending::Fatal(error) => ("aborted", Some(error.to_string())),
         };
         let plan = match self.plan {

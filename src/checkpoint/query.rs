@@ -9,6 +9,13 @@ use serde::Serialize;
 use super::{Checkpoint, CheckpointError, sqlite};
 use crate::report::FailureGroup;
 
+/// A reject's message, worded like `input::Invalid`'s `Display` (without the line).
+const REJECT_MESSAGE: &str = "CASE
+        WHEN j.kind != 'invalid' OR j.column_name IS NULL THEN j.reason
+        WHEN j.value IS NULL THEN 'column ' || j.column_name || ' ' || j.reason
+        ELSE 'column ' || j.column_name || ': value \"' || j.value || '\" ' || j.reason
+    END";
+
 /// Lines kept per failure group.
 const EXAMPLE_LINES: usize = 5;
 
@@ -44,12 +51,16 @@ impl Checkpoint {
             FROM temp.input i LEFT JOIN rows r
                  ON r.user_id = i.user_id AND r.building_name = i.building_name
             UNION ALL
-            SELECT j.line, j.user_id, NULL, j.building_name, NULL, j.kind, 0, NULL,
-                   coalesce('column ' || j.column_name || ': ', '')
-                   || coalesce('value ' || j.value || ': ', '') || j.reason
+            SELECT j.line, j.user_id, CASE WHEN j.kind = 'conflict' THEN j.value END,
+                   j.building_name, NULL, j.kind, 0, NULL, {REJECT_MESSAGE}
             FROM rejects j
             ORDER BY 1";
-        self.stream(sql, [], 9, &mut each)
+        self.stream(
+            &sql.replace("{REJECT_MESSAGE}", REJECT_MESSAGE),
+            [],
+            9,
+            &mut each,
+        )
     }
 
     /// Rows of the checkpoint for `export` ([`crate::report::csv::EXPORT_HEADER`]),
@@ -94,11 +105,11 @@ impl Checkpoint {
                  ON r.user_id = i.user_id AND r.building_name = i.building_name
             WHERE r.state IN ('failed', 'unresolved')
             UNION ALL
-            SELECT kind, coalesce('column ' || column_name, 'row'), line,
-                   coalesce('value ' || value || ': ', '') || reason
-            FROM rejects WHERE kind != 'duplicate'
+            SELECT kind, coalesce('column ' || column_name, 'row'), line, {REJECT_MESSAGE}
+            FROM rejects j WHERE kind != 'duplicate'
             ORDER BY 1, 2, 3";
-        self.stream(failed, [], 4, &mut |record| {
+        let failed = failed.replace("{REJECT_MESSAGE}", REJECT_MESSAGE);
+        self.stream(&failed, [], 4, &mut |record| {
             let [state, cause, line, message] = <[String; 4]>::try_from(record).expect("4 columns");
             let group = groups
                 .entry((state.clone(), cause.clone()))

@@ -56,3 +56,4 @@ CREATE TABLE rejects (
     value        TEXT,
     reason       TEXT NOT NULL
 );
+CREATE INDEX rejects_by_key ON rejects (user_id, building_name);
