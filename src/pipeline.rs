@@ -199,7 +199,8 @@ impl Pager {
     async fn next_job(&mut self) -> Result<Option<UserJob>, String> {
         let mut job: Option<UserJob> = None;
         loop {
-            if self.buffer.is_empty() && !self.exhausted {
+            // A page may be all skips: keep reading until a row has work or the plan ends.
+            while self.buffer.is_empty() && !self.exhausted {
                 self.fill().await?;
             }
             let Some((row, _, _)) = self.buffer.front() else {
