@@ -101,6 +101,11 @@ fn create_report(path: &Path) -> Result<std::fs::File, AppError> {
         .truncate(true)
         .mode(0o600)
         .open(path)
+        .and_then(|file| {
+            // `mode` applies only when the file is created; an old report may be wider.
+            file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+            Ok(file)
+        })
         .map_err(|e| {
             AppError::Usage(format!(
                 "cannot write the report {}: {e}; choose a writable --report path",

@@ -7,6 +7,8 @@
 
 use std::time::Duration;
 
+use super::gate::MAX_RETRY_AFTER;
+
 /// How a request failed, from the job's point of view.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Failure {
@@ -141,11 +143,12 @@ fn html_title(text: &str) -> Option<String> {
     Some(text.get(start..end)?.trim().to_owned())
 }
 
-/// Collapses whitespace and control characters and bounds the length, so a message is
-/// safe to print on one line, in a CSV cell or in a log.
+/// Collapses whitespace, control characters and bidi controls and bounds the length, so
+/// a message is safe to print on one line, in a CSV cell or in a log (a server's text
+/// can neither move the cursor nor make itself read backwards).
 pub fn one_line(text: &str) -> String {
     let mut out = String::new();
-    for word in text.split(|c: char| c.is_whitespace() || c.is_control()) {
+    for word in text.split(|c: char| c.is_whitespace() || c.is_control() || is_bidi_control(c)) {
         if word.is_empty() {
             continue;
         }
@@ -165,17 +168,29 @@ pub fn one_line(text: &str) -> String {
     }
 }
 
-/// Parses `Retry-After` as delta-seconds or an HTTP date.
+/// Marks that reorder text on display (LRM/RLM, ALM, embeddings, overrides, isolates).
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200E}' | '\u{200F}' | '\u{061C}')
+        || ('\u{202A}'..='\u{202E}').contains(&c)
+        || ('\u{2066}'..='\u{2069}').contains(&c)
+}
+
+/// Parses `Retry-After` as delta-seconds or an HTTP date, at most [`MAX_RETRY_AFTER`]
+/// (a server asking for years, or for 1e300 seconds, gets the cap, not a panic).
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        if secs.is_nan() || secs < 0.0 {
+            return None;
+        }
+        let pause = Duration::try_from_secs_f64(secs).unwrap_or(MAX_RETRY_AFTER);
+        return Some(pause.min(MAX_RETRY_AFTER));
     }
     let when = httpdate::parse_http_date(value).ok()?;
-    Some(
-        when.duration_since(std::time::SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
+    let pause = when
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or(Duration::ZERO);
+    Some(pause.min(MAX_RETRY_AFTER))
 }
 
 #[cfg(test)]
@@ -216,6 +231,26 @@ mod tests {
         assert_eq!(describe_body(b"line one\r\nline\ttwo"), "line one line two");
         let long = "x".repeat(5000);
         assert!(describe_body(long.as_bytes()).chars().count() <= MAX_MESSAGE_CHARS + 1);
+    }
+
+    #[test]
+    fn retry_after_is_capped_and_never_panics() {
+        assert_eq!(parse_retry_after("1e300"), Some(MAX_RETRY_AFTER));
+        assert_eq!(parse_retry_after("inf"), Some(MAX_RETRY_AFTER));
+        assert_eq!(parse_retry_after("-1"), None);
+        assert_eq!(parse_retry_after("NaN"), None);
+        assert_eq!(
+            parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT"),
+            Some(MAX_RETRY_AFTER)
+        );
+    }
+
+    #[test]
+    fn bidi_controls_do_not_survive() {
+        assert_eq!(
+            describe_body("{\"detail\":\"abc\u{202e}def\u{2066}\"}".as_bytes()),
+            "abc def"
+        );
     }
 
     #[test]

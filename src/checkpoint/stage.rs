@@ -261,8 +261,8 @@ fn invalid_reject(invalid: Invalid) -> Reject {
     Reject {
         line: invalid.line,
         kind: "invalid".into(),
-        user_id: None,
-        building_name: None,
+        user_id: invalid.raw_user_id,
+        building_name: invalid.raw_building_name,
         column: invalid.column,
         value: invalid.value,
         reason: invalid.reason,

@@ -41,6 +41,11 @@ pub struct Invalid {
     pub value: Option<String>,
     /// What is wrong and what to do.
     pub reason: String,
+    /// The row's `user_id` cell as found (escaped, truncated), so the report can show
+    /// which row it is; `None` if the row has no such cell.
+    pub raw_user_id: Option<String>,
+    /// The row's `building_name` cell as found (escaped, truncated).
+    pub raw_building_name: Option<String>,
 }
 
 impl fmt::Display for Invalid {
@@ -67,18 +72,36 @@ pub enum Record {
 
 /// Checks one record against the header layout: the first problem wins.
 pub(super) fn check_record(layout: &Layout, record: &ByteRecord, line: u64) -> Record {
+    let identified = |invalid: Invalid| {
+        Record::Invalid(Invalid {
+            line,
+            raw_user_id: raw_cell(layout, record, Target::UserId),
+            raw_building_name: raw_cell(layout, record, Target::BuildingName),
+            ..invalid
+        })
+    };
     if record.len() != layout.headers.len() {
-        return Record::Invalid(ragged(line, record.len(), layout.headers.len()));
+        return identified(ragged(line, record.len(), layout.headers.len()));
     }
     let mut draft = Draft::default();
     for (bytes, slot) in record.iter().zip(&layout.slots) {
         let Some(column) = slot else { continue };
         match check_cell(column, bytes) {
             Ok(cell) => draft.put(column, cell),
-            Err(invalid) => return Record::Invalid(Invalid { line, ..invalid }),
+            Err(invalid) => return identified(invalid),
         }
     }
     Record::Valid(draft.finish(line))
+}
+
+/// A cell of an invalid row, made safe to display (only computed for invalid rows).
+fn raw_cell(layout: &Layout, record: &ByteRecord, target: Target) -> Option<String> {
+    let index = layout
+        .slots
+        .iter()
+        .position(|slot| slot.is_some_and(|column| column.target == target))?;
+    let bytes = record.get(index)?.trim_ascii();
+    Some(display::shown_bytes(bytes)).filter(|shown| !shown.is_empty())
 }
 
 pub(super) fn ragged(line: u64, fields: usize, headers: usize) -> Invalid {
@@ -86,6 +109,8 @@ pub(super) fn ragged(line: u64, fields: usize, headers: usize) -> Invalid {
         line,
         column: None,
         value: None,
+        raw_user_id: None,
+        raw_building_name: None,
         reason: format!(
             "row has {fields} fields, the header has {headers}: quote values that contain commas \
              (\"Smith, John\") and check for missing or extra separators"
@@ -100,6 +125,8 @@ fn check_cell(column: &Column, bytes: &[u8]) -> Result<Cell, Invalid> {
         column: Some(column.name.to_owned()),
         value,
         reason,
+        raw_user_id: None,
+        raw_building_name: None,
     };
     let Ok(text) = std::str::from_utf8(bytes) else {
         let reason = "is not valid UTF-8 text: save the file as UTF-8 (in Excel: \"CSV UTF-8\") and run again";
