@@ -1,5 +1,13 @@
 //! OAuth2 client credentials: one token shared by all workers, refreshed before it
-//! expires and once after a 401, by exactly one task at a time (no token stampede).
+//! expires and after a 401, by exactly one task at a time (no token stampede): a 401 drops
+//! the token only if it is still the one that was refused, so the workers that all see the
+//! same expired token cause one new token, not one each.
+//!
+//! Token requests pass the same gate as API calls and are counted and reported like them
+//! (a 429 on the token endpoint pauses everyone for its `Retry-After`).
+//!
+//! `expires_in` is whole seconds; a missing or zero value (a lifetime under a second) is
+//! not trusted for scheduling, and the token is renewed after its first 401 instead.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -7,8 +15,8 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde::Deserialize;
 
-use super::error::{CallError, Failure, describe_body};
-use super::gate::Gate;
+use super::Traffic;
+use super::error::{CallError, Failure, describe_body, describe_transport, parse_retry_after};
 use crate::secret::Secret;
 
 /// How the job authenticates.
@@ -25,6 +33,8 @@ pub enum Credentials {
     Token(Secret),
 }
 
+/// Longest lifetime believed: a server claiming more is renewed after a day anyway.
+const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// Lifetime assumed when the token response has no `expires_in`.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(36_000);
 
@@ -64,7 +74,11 @@ impl Auth {
         let mut known = Vec::new();
         let mut state = TokenState::default();
         match &credentials {
-            Credentials::Client { secret, .. } => known.push(secret.expose().to_owned()),
+            Credentials::Client { id, secret } => {
+                known.push(secret.expose().to_owned());
+                // A server echoing the Basic header would otherwise show id:secret in base64.
+                known.push(basic_credentials(id, secret));
+            }
             Credentials::Token(token) => {
                 known.push(token.expose().to_owned());
                 state.token = Some(token.clone());
@@ -79,11 +93,15 @@ impl Auth {
     }
 
     /// The current token, fetching a new one first if there is none or it is about to expire.
-    pub async fn bearer(&self, http: &reqwest::Client, gate: &Gate) -> Result<Bearer, CallError> {
+    pub async fn bearer(
+        &self,
+        http: &reqwest::Client,
+        traffic: &Traffic,
+    ) -> Result<Bearer, CallError> {
         let mut state = self.state.lock().await;
         let stale = state.refresh_at.is_some_and(|at| Instant::now() >= at);
         if state.token.is_none() || stale {
-            self.fetch(http, gate, &mut state).await?;
+            self.fetch(http, traffic, &mut state).await?;
         }
         let token = state.token.clone().expect("a token was just ensured");
         Ok(Bearer {
@@ -92,17 +110,18 @@ impl Auth {
         })
     }
 
-    /// The server rejected token `generation` with a 401. Returns whether a fresh token
-    /// can be tried; only the first worker to report a generation drops it.
-    pub async fn reject(&self, generation: u64) -> bool {
-        if matches!(self.credentials, Credentials::Token(_)) {
-            return false;
-        }
+    /// Whether a refused token can be replaced (client credentials; not `PODERO_TOKEN`).
+    pub fn renewable(&self) -> bool {
+        matches!(self.credentials, Credentials::Client { .. })
+    }
+
+    /// The server refused token `generation` with a 401: drop it so the next
+    /// [`Auth::bearer`] fetches a new one, unless it was already replaced.
+    pub async fn reject(&self, generation: u64) {
         let mut state = self.state.lock().await;
-        if state.generation == generation {
+        if self.renewable() && state.generation == generation {
             state.token = None;
         }
-        true
     }
 
     /// Replaces every secret this process holds with `[redacted]`.
@@ -116,10 +135,11 @@ impl Auth {
             })
     }
 
+    /// One token request through the gate, reported to `traffic` like any request.
     async fn fetch(
         &self,
         http: &reqwest::Client,
-        gate: &Gate,
+        traffic: &Traffic,
         state: &mut TokenState,
     ) -> Result<(), CallError> {
         let Credentials::Client { id, secret } = &self.credentials else {
@@ -131,36 +151,18 @@ impl Auth {
                     .into(),
             });
         };
-        gate.acquire().await;
-        let basic =
-            base64::engine::general_purpose::STANDARD.encode(format!("{id}:{}", secret.expose()));
-        let sent = http
-            .post(&self.token_url)
-            .header(reqwest::header::AUTHORIZATION, format!("Basic {basic}"))
-            .json(&serde_json::json!({"grant_type": "client_credentials"}))
-            .send()
-            .await;
-        let response = sent.map_err(|e| self.transport_error(&e))?;
-        let status = response.status().as_u16();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| self.transport_error(&e))?;
-        if !(200..300).contains(&status) {
-            return Err(self.token_refused(status, &body));
+        traffic.gate.acquire().await;
+        let result = self.request_token(http, id, secret).await;
+        match &result {
+            Ok((status, _)) => traffic.observe(Some(*status), None),
+            Err(e) => traffic.observe(e.status, Some(e.failure)),
         }
-        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|_| CallError {
-            failure: Failure::Fatal,
-            status: Some(status),
-            message: format!(
-                "{} answered without an access_token: is --base-url the Podero API?",
-                self.token_url
-            ),
-        })?;
+        let (_, parsed) = result?;
         let lifetime = parsed
             .expires_in
-            .filter(|s| s.is_finite() && *s > 0.0)
-            .map_or(DEFAULT_LIFETIME, Duration::from_secs_f64);
+            .filter(|s| *s > 0.0)
+            .and_then(|s| Duration::try_from_secs_f64(s).ok())
+            .map_or(DEFAULT_LIFETIME, |d| d.min(MAX_LIFETIME));
         self.known
             .lock()
             .expect("auth lock")
@@ -175,11 +177,63 @@ impl Auth {
         Ok(())
     }
 
-    fn token_refused(&self, status: u16, body: &[u8]) -> CallError {
+    /// `POST {base}/oauth2/token/` with HTTP Basic client authentication.
+    async fn request_token(
+        &self,
+        http: &reqwest::Client,
+        id: &str,
+        secret: &Secret,
+    ) -> Result<(u16, TokenResponse), CallError> {
+        let basic = basic_credentials(id, secret);
+        let sent = http
+            .post(&self.token_url)
+            .header(reqwest::header::AUTHORIZATION, format!("Basic {basic}"))
+            .json(&serde_json::json!({"grant_type": "client_credentials"}))
+            .send()
+            .await;
+        let response = sent.map_err(|e| self.transport_error(&e))?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let mut response = response;
+        let body = super::read_bounded(&mut response).await.map_err(|e| {
+            let mut error = match e {
+                super::BodyError::Transport(e) => self.transport_error(&e),
+                super::BodyError::TooLarge => CallError {
+                    failure: Failure::Fatal,
+                    status: None,
+                    message: format!(
+                        "{} answered with more than {} bytes: is --base-url the Podero API?",
+                        self.token_url,
+                        super::MAX_BODY_BYTES
+                    ),
+                },
+            };
+            error.status = Some(status);
+            error
+        })?;
+        if !(200..300).contains(&status) {
+            return Err(self.token_refused(status, retry_after, &body));
+        }
+        let parsed = serde_json::from_slice(&body).map_err(|_| CallError {
+            failure: Failure::Fatal,
+            status: Some(status),
+            message: format!(
+                "{} answered without an access_token: is --base-url the Podero API?",
+                self.token_url
+            ),
+        })?;
+        Ok((status, parsed))
+    }
+
+    fn token_refused(&self, status: u16, retry_after: Option<Duration>, body: &[u8]) -> CallError {
         let reason = self.scrub(&describe_body(body));
         let failure = match status {
             400 | 401 | 403 => Failure::Fatal,
-            _ => Failure::from_status(status, None),
+            _ => Failure::from_status(status, retry_after),
         };
         let message = if failure == Failure::Fatal {
             format!(
@@ -199,19 +253,21 @@ impl Auth {
     }
 
     fn transport_error(&self, error: &reqwest::Error) -> CallError {
+        let (failure, message) = describe_transport(error);
         CallError {
-            failure: if error.is_connect() {
-                Failure::NotProcessed
-            } else {
-                Failure::Ambiguous
-            },
+            failure,
             status: None,
             message: self.scrub(&format!(
-                "token request to {} failed: {error}",
+                "token request to {} failed: {message}",
                 self.token_url
             )),
         }
     }
+}
+
+/// The value of the HTTP Basic header: base64 of `id:secret`.
+fn basic_credentials(id: &str, secret: &Secret) -> String {
+    base64::engine::general_purpose::STANDARD.encode(format!("{id}:{}", secret.expose()))
 }
 
 /// Renew ahead of expiry: a tenth of the lifetime, at most a minute.

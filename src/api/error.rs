@@ -175,6 +175,33 @@ fn is_bidi_control(c: char) -> bool {
         || ('\u{2066}'..='\u{2069}').contains(&c)
 }
 
+/// A transport error as one line: what happened and its innermost cause (e.g. "could not
+/// connect: Connection refused (os error 111)"), never reqwest's generic "error sending
+/// request". Also says whether the request may have reached the server.
+pub fn describe_transport(error: &reqwest::Error) -> (Failure, String) {
+    let failure = if error.is_connect() {
+        Failure::NotProcessed
+    } else {
+        Failure::Ambiguous
+    };
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "could not connect"
+    } else {
+        "connection failed"
+    };
+    let mut cause: Option<&dyn std::error::Error> = std::error::Error::source(error);
+    while let Some(next) = cause.and_then(std::error::Error::source) {
+        cause = Some(next);
+    }
+    let message = match cause {
+        Some(cause) => format!("{kind}: {cause}"),
+        None => kind.to_owned(),
+    };
+    (failure, one_line(&message))
+}
+
 /// Parses `Retry-After` as delta-seconds or an HTTP date, at most [`MAX_RETRY_AFTER`]
 /// (a server asking for years, or for 1e300 seconds, gets the cap, not a panic).
 pub fn parse_retry_after(value: &str) -> Option<Duration> {

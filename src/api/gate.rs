@@ -8,7 +8,14 @@
 //! Adaptation is AIMD: each 429 (at most one per [`DECREASE_COOLDOWN`]) multiplies the
 //! rate by [`DECREASE_FACTOR`]; every [`INCREASE_INTERVAL`] without a 429 adds
 //! [`INCREASE_STEP`] of the ceiling back, never above `--rate`. Against a server limited
-//! below `--rate`, the rate settles in a band just under the server's limit.
+//! below `--rate`, the rate saw-tooths between about 0.7× and just over the server's limit,
+//! with one 429 (and its `Retry-After` pause) per tooth. Measured in
+//! `tests/politeness.rs`: a server allowing 60/s (burst 5) and `--rate 120` give 0.8% 429s
+//! and ~38 requests/s achieved; the pauses, which the server imposes, cost most of the gap.
+//!
+//! A rate change installs a new limiter (governor's rate is fixed). A permit obtained from
+//! a replaced limiter is not used: the waiter queues again at the new rate, so the old and
+//! the new limiter never admit side by side.
 
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, RwLock};
@@ -66,10 +73,13 @@ impl Gate {
             if let Some(until) = self.paused_until() {
                 tokio::time::sleep_until(until.into()).await;
             }
-            let limiter = self.limiter.read().expect("gate lock").clone();
+            let limiter = self.limiter();
             limiter.until_ready().await;
-            // A 429 may have paused everyone while we waited in the limiter.
-            if self.paused_until().is_none() {
+            // While we waited, a 429 may have paused everyone, or the rate may have changed.
+            // A permit from a replaced limiter does not count: if it did, the old and the
+            // new limiter would each admit their rate during the change (measured: twice
+            // the rate for a second after every raise, and the 429s that follow).
+            if self.paused_until().is_none() && Arc::ptr_eq(&limiter, &self.limiter()) {
                 return;
             }
         }
@@ -128,6 +138,10 @@ impl Gate {
         }
     }
 
+    fn limiter(&self) -> Arc<DefaultDirectRateLimiter> {
+        self.limiter.read().expect("gate lock").clone()
+    }
+
     fn install(&self, rate: f64) {
         *self.limiter.write().expect("gate lock") = Arc::new(limiter_for(rate));
     }
@@ -182,6 +196,41 @@ mod tests {
         let start = Instant::now();
         gate.acquire().await;
         assert!(start.elapsed() >= Duration::from_millis(290));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rate_change_does_not_let_old_and_new_limiters_admit_together() {
+        const RATE: f64 = 20.0;
+        let gate = Arc::new(Gate::new(RATE));
+        let admitted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let start = Instant::now();
+        let window = Duration::from_secs(1);
+        let workers: Vec<_> = (0..8)
+            .map(|_| {
+                let (gate, admitted) = (gate.clone(), admitted.clone());
+                tokio::spawn(async move {
+                    loop {
+                        gate.acquire().await;
+                        if start.elapsed() >= window {
+                            return;
+                        }
+                        admitted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        let swaps = 5;
+        for _ in 0..swaps {
+            tokio::time::sleep(window / (swaps + 1)).await;
+            gate.install(RATE);
+        }
+        for worker in workers {
+            worker.await.unwrap();
+        }
+        // One second at RATE, plus one burst per limiter (the first and each swap).
+        let most = RATE as usize + (swaps as usize + 1) * burst_for(RATE) as usize;
+        let admitted = admitted.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(admitted <= most, "{admitted} admitted in 1 s at {RATE}/s");
     }
 
     #[test]

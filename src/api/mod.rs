@@ -5,6 +5,16 @@
 //! idempotent calls (PUT, GET) are retried with full-jitter exponential backoff; a building
 //! POST is re-sent only after a failure that proves it was not processed. Everything else
 //! is returned to the pipeline, which owns the unknown-outcome rules.
+//!
+//! Every request, token requests included, is admitted and reported through one
+//! [`Traffic`]: it waits in the gate, then takes the current token (taken after the wait,
+//! so a token is never held while it expires in the queue), and its outcome feeds the
+//! counters, the adaptive rate and the breaker.
+//!
+//! A 401 drops the shared token (once per token, however many workers saw it refused) and
+//! the request is retried with a new one. A call refused [`MAX_CONSECUTIVE_401`] times in a
+//! row, each time with a newer token, means the credentials are refused and ends the run;
+//! a static `PODERO_TOKEN` cannot be renewed, so its first 401 ends the run.
 
 pub mod auth;
 pub mod breaker;
@@ -24,12 +34,76 @@ use auth::Auth;
 pub use auth::Credentials;
 use breaker::Breaker;
 pub use error::{CallError, Failure};
-use error::{describe_body, one_line, parse_retry_after};
+use error::{describe_body, describe_transport, parse_retry_after};
 use gate::Gate;
 use stats::Stats;
 
 /// Largest response body read; a larger one is an error, not a memory spike.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// 401s in a row (a new token fetched after each) before a call gives up: one 401 is an
+/// expired token, the same answer for fresh tokens means the credentials are refused.
+pub const MAX_CONSECUTIVE_401: u32 = 3;
+
+/// The gate every request passes and what every response is reported to. Shared by all
+/// clones of a [`Client`] and by its token requests.
+pub struct Traffic {
+    /// The rate limiter, `Retry-After` pause and adaptive rate.
+    pub gate: Gate,
+    /// Requests by status.
+    pub stats: Stats,
+    /// The outage detector.
+    pub breaker: Breaker,
+}
+
+impl Traffic {
+    /// Traffic admitted at `rate` requests per second at most.
+    pub fn new(rate: f64) -> Self {
+        Traffic {
+            gate: Gate::new(rate),
+            stats: Stats::default(),
+            breaker: Breaker::default(),
+        }
+    }
+
+    /// Reports one request's outcome: `status` (`None`: no response) and, for a failure,
+    /// its class.
+    pub fn observe(&self, status: Option<u16>, failure: Option<Failure>) {
+        self.stats
+            .count(&status.map_or_else(|| "network".to_owned(), |s| s.to_string()));
+        match failure {
+            Some(Failure::Throttled { retry_after }) => self.gate.on_throttled(retry_after),
+            _ => self.gate.on_not_throttled(),
+        }
+        self.breaker.record(matches!(
+            failure,
+            Some(Failure::NotProcessed | Failure::Ambiguous)
+        ));
+    }
+}
+
+/// Why a body could not be read.
+pub(crate) enum BodyError {
+    /// Over [`MAX_BODY_BYTES`].
+    TooLarge,
+    /// The connection failed mid-body.
+    Transport(reqwest::Error),
+}
+
+/// Reads a response body, refusing more than [`MAX_BODY_BYTES`] (a hostile or broken
+/// server cannot make the job buffer an unbounded body).
+pub(crate) async fn read_bounded(
+    response: &mut reqwest::Response,
+) -> Result<bytes::Bytes, BodyError> {
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Transport)? {
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
 
 /// How often and how patiently calls are retried.
 #[derive(Clone, Debug)]
@@ -118,9 +192,7 @@ pub struct Client {
     api: String,
     retry: RetryPolicy,
     auth: Arc<Auth>,
-    gate: Arc<Gate>,
-    stats: Arc<Stats>,
-    breaker: Arc<Breaker>,
+    traffic: Arc<Traffic>,
 }
 
 #[derive(Deserialize)]
@@ -163,9 +235,7 @@ impl Client {
             ),
             retry: config.retry,
             auth: Arc::new(Auth::new(config.credentials, &config.base_url)),
-            gate: Arc::new(Gate::new(config.rate)),
-            stats: Arc::new(Stats::default()),
-            breaker: Arc::new(Breaker::default()),
+            traffic: Arc::new(Traffic::new(config.rate)),
         })
     }
 
@@ -174,7 +244,7 @@ impl Client {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.auth.bearer(&self.http, &self.gate).await {
+            match self.auth.bearer(&self.http, &self.traffic).await {
                 Ok(_) => return Ok(()),
                 Err(e) if e.failure.is_transient() && attempt < self.retry.max_attempts => {
                     tokio::time::sleep(self.retry.backoff(attempt, false)).await;
@@ -246,23 +316,23 @@ impl Client {
 
     /// The effective request rate now (requests per second).
     pub fn effective_rate(&self) -> f64 {
-        self.gate.rate()
+        self.traffic.gate.rate()
     }
 
-    /// Request counters so far.
+    /// Request counters so far (token requests included).
     pub fn stats(&self) -> &Stats {
-        &self.stats
+        &self.traffic.stats
     }
 
     /// The outage detector shared by all workers.
     pub fn breaker(&self) -> &Breaker {
-        &self.breaker
+        &self.traffic.breaker
     }
 
     /// One call with the retry loop: every attempt passes the gate.
     async fn call(&self, request: &Request<'_>) -> Result<(u16, bytes::Bytes), CallError> {
         let mut attempt = 0;
-        let mut refreshed = false;
+        let mut refused = 0;
         loop {
             attempt += 1;
             let (result, generation) = self.attempt(request).await;
@@ -271,14 +341,19 @@ impl Client {
                 Err(error) => error,
             };
             let retry_allowed = attempt < self.retry.max_attempts;
+            refused = if error.failure == Failure::Unauthorized {
+                refused + 1
+            } else {
+                0
+            };
             match error.failure {
-                Failure::Unauthorized if !refreshed => {
-                    refreshed = true;
-                    if !self.auth.reject(generation).await {
-                        return Err(unauthorized(error));
-                    }
+                Failure::Unauthorized if !self.auth.renewable() => {
+                    return Err(static_token_refused(error));
                 }
-                Failure::Unauthorized => return Err(unauthorized(error)),
+                Failure::Unauthorized if refused >= MAX_CONSECUTIVE_401 => {
+                    return Err(fresh_token_refused(error));
+                }
+                Failure::Unauthorized => self.auth.reject(generation).await,
                 Failure::Throttled { retry_after } if retry_allowed => {
                     if retry_after.is_none() {
                         tokio::time::sleep(self.retry.backoff(attempt, true)).await;
@@ -301,11 +376,18 @@ impl Client {
         &self,
         request: &Request<'_>,
     ) -> (Result<(u16, bytes::Bytes), CallError>, u64) {
-        let bearer = match self.auth.bearer(&self.http, &self.gate).await {
+        self.traffic.gate.acquire().await;
+        let bearer = match self.auth.bearer(&self.http, &self.traffic).await {
             Ok(bearer) => bearer,
-            Err(e) => return (Err(e), 0),
+            // The API request itself was never sent: whatever happened to the token
+            // request, this one was certainly not processed (a POST may be re-sent).
+            Err(mut e) => {
+                if e.failure == Failure::Ambiguous {
+                    e.failure = Failure::NotProcessed;
+                }
+                return (Err(e), 0);
+            }
         };
-        self.gate.acquire().await;
         let mut builder = self
             .http
             .request(request.method.clone(), &request.url)
@@ -339,29 +421,19 @@ impl Client {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
-        let mut body = bytes::BytesMut::new();
-        loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) if body.len() + chunk.len() <= MAX_BODY_BYTES => {
-                    body.extend_from_slice(&chunk)
-                }
-                Ok(Some(_)) => {
-                    return Err(CallError {
-                        failure: Failure::Ambiguous,
-                        status: Some(status),
-                        message: format!("response body larger than {MAX_BODY_BYTES} bytes"),
-                    });
-                }
-                Ok(None) => break,
-                Err(error) => {
-                    let mut e = self.transport_error(&error);
-                    e.status = Some(status);
-                    e.failure = Failure::Ambiguous;
-                    return Err(e);
-                }
-            }
-        }
-        let body = body.freeze();
+        let body = read_bounded(&mut response).await.map_err(|error| {
+            let mut e = match error {
+                BodyError::TooLarge => CallError {
+                    failure: Failure::Ambiguous,
+                    status: None,
+                    message: format!("response body larger than {MAX_BODY_BYTES} bytes"),
+                },
+                BodyError::Transport(error) => self.transport_error(&error),
+            };
+            e.status = Some(status);
+            e.failure = Failure::Ambiguous;
+            e
+        })?;
         if (200..300).contains(&status) {
             return Ok((status, body));
         }
@@ -380,53 +452,37 @@ impl Client {
     }
 
     fn transport_error(&self, error: &reqwest::Error) -> CallError {
-        let failure = if error.is_connect() {
-            Failure::NotProcessed
-        } else {
-            Failure::Ambiguous
-        };
-        let kind = if error.is_timeout() {
-            "timed out"
-        } else if error.is_connect() {
-            "could not connect"
-        } else {
-            "connection failed"
-        };
-        let detail = std::error::Error::source(error)
-            .map(|s| format!(": {s}"))
-            .unwrap_or_default();
+        let (failure, message) = describe_transport(error);
         CallError {
             failure,
             status: None,
-            message: self.auth.scrub(&one_line(&format!("{kind}{detail}"))),
+            message: self.auth.scrub(&message),
         }
     }
 
     fn observe(&self, result: &Result<(u16, bytes::Bytes), CallError>) {
-        let (label, failure) = match result {
-            Ok((status, _)) => (status.to_string(), None),
-            Err(e) => (
-                e.status
-                    .map_or_else(|| "network".to_owned(), |s| s.to_string()),
-                Some(e.failure),
-            ),
-        };
-        self.stats.count(&label);
-        match failure {
-            Some(Failure::Throttled { retry_after }) => self.gate.on_throttled(retry_after),
-            _ => self.gate.on_not_throttled(),
+        match result {
+            Ok((status, _)) => self.traffic.observe(Some(*status), None),
+            Err(e) => self.traffic.observe(e.status, Some(e.failure)),
         }
-        self.breaker.record(matches!(
-            failure,
-            Some(Failure::NotProcessed | Failure::Ambiguous)
-        ));
     }
 }
 
-fn unauthorized(mut error: CallError) -> CallError {
+fn static_token_refused(mut error: CallError) -> CallError {
     error.failure = Failure::Fatal;
     error.message = format!(
-        "the API rejected a fresh token ({}): the credentials may lack access to this organization",
+        "the API rejected PODERO_TOKEN ({}): set a valid token, or set PODERO_CLIENT_ID and \
+         PODERO_CLIENT_SECRET instead so the job can renew its token",
+        error.message
+    );
+    error
+}
+
+fn fresh_token_refused(mut error: CallError) -> CallError {
+    error.failure = Failure::Fatal;
+    error.message = format!(
+        "the API rejected {MAX_CONSECUTIVE_401} freshly issued tokens in a row ({}): check that \
+         PODERO_CLIENT_ID and PODERO_CLIENT_SECRET have access to this organization",
         error.message
     );
     error

@@ -88,7 +88,7 @@ pub(super) fn check_record(layout: &Layout, record: &ByteRecord, line: u64) -> R
         let Some(column) = slot else { continue };
         match check_cell(column, bytes) {
             Ok(cell) => draft.put(column, cell),
-            Err(invalid) => return identified(invalid),
+            Err(invalid) => return identified(*invalid),
         }
     }
     Record::Valid(draft.finish(line))
@@ -119,14 +119,16 @@ pub(super) fn ragged(line: u64, fields: usize, headers: usize) -> Invalid {
 }
 
 /// Decodes, trims and checks one cell; the returned `Invalid` has line 0.
-fn check_cell(column: &Column, bytes: &[u8]) -> Result<Cell, Invalid> {
-    let invalid = |value: Option<String>, reason: String| Invalid {
-        line: 0,
-        column: Some(column.name.to_owned()),
-        value,
-        reason,
-        raw_user_id: None,
-        raw_building_name: None,
+fn check_cell(column: &Column, bytes: &[u8]) -> Result<Cell, Box<Invalid>> {
+    let invalid = |value: Option<String>, reason: String| {
+        Box::new(Invalid {
+            line: 0,
+            column: Some(column.name.to_owned()),
+            value,
+            reason,
+            raw_user_id: None,
+            raw_building_name: None,
+        })
     };
     let Ok(text) = std::str::from_utf8(bytes) else {
         let reason = "is not valid UTF-8 text: save the file as UTF-8 (in Excel: \"CSV UTF-8\") and run again";
