@@ -244,7 +244,9 @@ impl Checkpoint {
         if tables > 0 {
             return Err(CheckpointError::Foreign {
                 path: self.path.clone(),
-                why: format!("it is an SQLite database with {tables} unrelated tables or indexes"),
+                why: format!(
+                    "it is an SQLite database of something else ({tables} unrelated schema objects)"
+                ),
             });
         }
         let init = format!(

@@ -1,0 +1,846 @@
+//! Nothing lost, nothing doubled (issue 4): kills, signals, a second run, damaged or
+//! foreign checkpoints, and the durable POST intent, all against the simulator.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{CheckpointRow, Harness, Output, generated_csv, states};
+use podero_onboard::sandbox::{self, Faults, ListBuildings, Snapshot};
+use rusqlite::{Connection, OpenFlags};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::Child;
+use uuid::Uuid;
+
+/// `(user_id, building_name)` as the checkpoint spells it.
+type Key = (String, String);
+
+/// `users` users with `Home 0`, the first `doubled` of them also with `Home 1`.
+fn mixed_csv(users: usize, doubled: usize) -> String {
+    let mut csv = generated_csv(users, 1);
+    for i in 0..doubled {
+        let id = sandbox::generated_user_id(i as u64);
+        csv.push_str(&format!("{id},CRM-{i},Home 1\n"));
+    }
+    csv
+}
+
+/// Spawns `run` with the harness defaults overridden by `extra`.
+fn spawn(h: &Harness, csv: &Path, extra: &[&str]) -> Child {
+    let args = h.run_args(csv, extra);
+    let strs: Vec<&str> = args.iter().map(String::as_str).collect();
+    h.command(&strs).spawn().expect("spawn the binary")
+}
+
+/// Polls `condition` every 10 ms until it holds; panics after `secs`.
+async fn wait_until(h: &Harness, secs: u64, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {secs} s waiting for {what}\n{}",
+            h.describe_state()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn signal(pid: u32, name: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -{name} {pid} failed");
+}
+
+/// Waits for a child (20 s at most) and collects what it printed.
+async fn finish(child: Child, what: &str) -> Output {
+    let output = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("{what}: still running after 20 s"))
+        .expect("wait for the binary");
+    Output {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        command: what.to_owned(),
+    }
+}
+
+fn building_count(state: &Snapshot) -> usize {
+    state.buildings.values().map(Vec::len).sum()
+}
+
+fn keys(rows: &[CheckpointRow], state: &str) -> BTreeSet<Key> {
+    rows.iter()
+        .filter(|r| r.state == state)
+        .map(|r| (r.user_id.clone(), r.building_name.clone()))
+        .collect()
+}
+
+fn server_map(state: &Snapshot) -> BTreeMap<Key, Vec<Uuid>> {
+    state
+        .building_map()
+        .into_iter()
+        .map(|((user, name), ids)| ((user.to_string(), name), ids))
+        .collect()
+}
+
+/// Rows in `state`, read-only; 0 when a kill came before the checkpoint had its schema.
+fn rows_in_state(path: &Path, state: &str) -> usize {
+    if !path.exists() {
+        return 0;
+    }
+    let conn = open_read_only(path);
+    match conn.query_row("SELECT count(*) FROM rows WHERE state = ?1", [state], |r| {
+        r.get(0)
+    }) {
+        Ok(n) => n,
+        Err(e) if e.to_string().contains("no such table") => 0,
+        Err(e) => panic!("{}: {e}", path.display()),
+    }
+}
+
+/// A small deterministic generator for the kill delays (the seed is fixed).
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n
+    }
+}
+
+/// Re-runs (no kills, no flags) until exit 0, at most 10 times; returns the last output.
+async fn rerun_until_done(h: &Harness, csv: &Path, extra: &[&str]) -> Output {
+    let mut last = None;
+    for _ in 0..10 {
+        let out = h.run(csv, extra).await;
+        if out.code == 0 {
+            return out;
+        }
+        assert_eq!(out.code, 1, "a re-run may only end 0 or 1: {}", out.stderr);
+        last = Some(out);
+    }
+    let out = last.expect("at least one re-run");
+    h.expect_code(&out, 0);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_storm_under_faults_loses_nothing_and_doubles_nothing() {
+    let faults = Faults {
+        random_5xx: 0.05,
+        // Each 429 pauses every worker for its Retry-After (1 s): 5% would cost ~25 s.
+        random_429: 0.01,
+        commit_then_drop: 0.05,
+        latency: Duration::from_millis(5),
+        jitter: Duration::from_millis(10),
+        ..Faults::default()
+    };
+    let h = Harness::new(
+        sandbox::Builder::new()
+            .generated_users(200)
+            .faults(faults)
+            .seed(4),
+    )
+    .await;
+    let csv = h.write("users.csv", mixed_csv(200, 100));
+    let slow = ["--rate", "200", "--timeout", "1"];
+    let mut delays = Lcg(0x0005_eed4);
+    let (mut landed, mut posting_left) = (0, 0);
+    for _ in 0..12 {
+        let mut child = spawn(&h, &csv, &slow);
+        let delay = 100 + delays.below(500);
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        if child.try_wait().expect("try_wait").is_none() {
+            landed += 1;
+        }
+        child.start_kill().expect("SIGKILL");
+        child.wait().await.expect("wait");
+        posting_left += rows_in_state(&h.checkpoint(), "posting");
+    }
+    assert!(landed >= 10, "only {landed} kills hit a running process");
+    assert!(
+        posting_left > 0,
+        "no kill left a POST in flight: the storm tested nothing about intents"
+    );
+    let done_before = states(&h.checkpoint_rows()).get("done").copied();
+    assert!(done_before < Some(300), "the kills came too late");
+
+    rerun_until_done(&h, &csv, &["--timeout", "1"]).await;
+    let rows = h.checkpoint_rows();
+    assert_eq!(states(&rows).get("done"), Some(&300), "{:?}", states(&rows));
+    let state = h.state();
+    assert!(state.duplicates().is_empty(), "{:?}", state.duplicates());
+    assert_eq!(building_count(&state), 300);
+    h.assert_no_duplicates_and_map_matches();
+    let server: BTreeSet<Key> = server_map(&state).into_keys().collect();
+    assert_eq!(keys(&rows, "done"), server, "checkpoint and server differ");
+}
+
+/// Runs without the list endpoint until every row is done or unresolved, then with
+/// `--resolve-unknown=repost`, and checks what each phase may and may not do.
+async fn list_endpoint_off(mode: ListBuildings) {
+    let faults = Faults {
+        random_5xx: 0.05,
+        random_429: 0.02,
+        commit_then_drop: 0.1,
+        ..Faults::default()
+    };
+    let h = Harness::new(
+        sandbox::Builder::new()
+            .generated_users(100)
+            .list_buildings(mode)
+            .faults(faults)
+            .seed(11),
+    )
+    .await;
+    let csv = h.write("users.csv", mixed_csv(100, 50));
+    let report = h.path("report.csv");
+    let extra = [
+        "--timeout",
+        "1",
+        "--report",
+        report.to_str().expect("utf-8"),
+    ];
+    run_until_only_unresolved_rows_remain(&h, &csv, &extra).await;
+    let before = h.state();
+    assert!(
+        before.duplicates().is_empty(),
+        "duplicates without --resolve-unknown=repost: {:?}",
+        before.duplicates()
+    );
+    h.assert_no_duplicates_and_map_matches();
+    assert_no_post_follows_an_unknown_outcome(&before, (50..100).map(sandbox::generated_user_id));
+    let rows = h.checkpoint_rows();
+    let unresolved = keys(&rows, "unresolved");
+    assert!(
+        !unresolved.is_empty(),
+        "no POST outcome was ever unknown: nothing tested"
+    );
+    let server_before = server_map(&before);
+    for key in server_before.keys() {
+        assert!(
+            keys(&rows, "done").contains(key) || unresolved.contains(key),
+            "{key:?} has a building but its row is neither done nor unresolved"
+        );
+    }
+    // The rows whose first POST did land: exactly these may be doubled by a repost.
+    let landed: BTreeSet<Key> = unresolved
+        .iter()
+        .filter(|k| server_before.contains_key(*k))
+        .cloned()
+        .collect();
+    assert!(
+        !landed.is_empty(),
+        "no unresolved POST had landed: the trade-off is untested"
+    );
+    assert_eq!(
+        exported_unresolved(&h).await,
+        unresolved,
+        "export --state unresolved"
+    );
+    assert_eq!(
+        reported_unresolved(&report),
+        unresolved,
+        "the report's unresolved rows"
+    );
+
+    // The operator accepts the risk.
+    h.sandbox.set_faults(Faults::default());
+    let out = h.run(&csv, &["--resolve-unknown=repost"]).await;
+    h.expect_code(&out, 0);
+    assert_reposted_with_duplicates_only_for(&h, &landed, 150);
+}
+
+/// Phase 1 (`verify`): re-runs until every row is done or unresolved (10 runs at most);
+/// each run exits 1 while unresolved rows remain.
+async fn run_until_only_unresolved_rows_remain(h: &Harness, csv: &Path, extra: &[&str]) {
+    for _ in 0..10 {
+        let out = h.run(csv, extra).await;
+        let by_state = states(&h.checkpoint_rows());
+        let count = |state| by_state.get(state).copied().unwrap_or(0);
+        h.expect_code(&out, if count("unresolved") > 0 { 1 } else { 0 });
+        if count("done") + count("unresolved") == 150 {
+            return;
+        }
+    }
+    panic!(
+        "rows still to do after 10 runs: {:?}",
+        states(&h.checkpoint_rows())
+    );
+}
+
+/// For users with one building, no POST may follow one whose outcome the client could
+/// not know (dropped, 500, 502, 504): only a listing proves absence, and there is none.
+fn assert_no_post_follows_an_unknown_outcome(state: &Snapshot, users: impl Iterator<Item = Uuid>) {
+    let single: BTreeSet<Uuid> = users.collect();
+    let mut unknown_for = BTreeSet::new();
+    for entry in state.log.iter().filter(|e| e.endpoint == "create_building") {
+        let Some(user) = entry.user_id.filter(|u| single.contains(u)) else {
+            continue;
+        };
+        assert!(
+            !unknown_for.contains(&user),
+            "user {user}: a building POST was re-sent after an unknown outcome"
+        );
+        if matches!(entry.status, 0 | 500 | 502 | 504) {
+            unknown_for.insert(user);
+        }
+    }
+}
+
+/// Whether an unresolved row's message tells the operator what to do.
+fn advises(message: &str) -> bool {
+    message.contains("--resolve-unknown=repost") || message.contains("next run")
+}
+
+/// The rows `export --format json --state unresolved` lists, each checked for advice.
+async fn exported_unresolved(h: &Harness) -> BTreeSet<Key> {
+    let checkpoint = h.checkpoint().display().to_string();
+    let args = [
+        "export",
+        "--checkpoint",
+        &checkpoint,
+        "--format",
+        "json",
+        "--state",
+        "unresolved",
+    ];
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let export = h.exec(&args).await;
+    h.expect_code(&export, 0);
+    let row = |line: &str| {
+        let v: serde_json::Value = serde_json::from_str(line).expect("JSON line");
+        assert_eq!(v["state"], "unresolved", "{line}");
+        assert!(
+            advises(v["error"].as_str().unwrap_or_default()),
+            "no advice in {line}"
+        );
+        let text = |key: &str| v[key].as_str().expect(key).to_owned();
+        (text("user_id"), text("building_name"))
+    };
+    export.stdout.lines().map(row).collect()
+}
+
+/// The unresolved rows of a `--report` CSV, each checked for advice.
+fn reported_unresolved(report: &Path) -> BTreeSet<Key> {
+    let mut reader = csv::Reader::from_path(report).expect("report");
+    let header = reader.headers().expect("header").clone();
+    let column = |name| header.iter().position(|h| h == name).expect(name);
+    let (user, name, state, error) = (
+        column("user_id"),
+        column("building_name"),
+        column("state"),
+        column("error"),
+    );
+    let mut unresolved = BTreeSet::new();
+    for record in reader.records() {
+        let record = record.expect("report record");
+        if &record[state] == "unresolved" {
+            assert!(
+                advises(&record[error]),
+                "no advice in the report: {record:?}"
+            );
+            unresolved.insert((record[user].to_owned(), record[name].to_owned()));
+        }
+    }
+    unresolved
+}
+
+/// After `--resolve-unknown=repost`: every row done with a building the server has, and
+/// a second building exactly for the rows in `landed`.
+fn assert_reposted_with_duplicates_only_for(h: &Harness, landed: &BTreeSet<Key>, total: usize) {
+    let rows = h.checkpoint_rows();
+    assert_eq!(
+        states(&rows).get("done"),
+        Some(&total),
+        "{:?}",
+        states(&rows)
+    );
+    let after = h.state();
+    let duplicated: BTreeSet<Key> = after
+        .duplicates()
+        .into_iter()
+        .map(|(user, name, count)| {
+            assert_eq!(count, 2, "{user} {name}");
+            (user.to_string(), name)
+        })
+        .collect();
+    assert_eq!(
+        &duplicated, landed,
+        "duplicates only where the first POST had landed"
+    );
+    assert_eq!(building_count(&after), total + landed.len());
+    let server = server_map(&after);
+    for row in &rows {
+        let key = (row.user_id.clone(), row.building_name.clone());
+        let id = row.building_id.as_deref().expect("done has an id");
+        let id: Uuid = id.parse().expect("uuid");
+        assert!(server[&key].contains(&id), "{row:?} is not on the server");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_list_endpoint_unknown_posts_stay_unresolved_until_repost_404() {
+    list_endpoint_off(ListBuildings::NotFound).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_list_endpoint_unknown_posts_stay_unresolved_until_repost_405() {
+    list_endpoint_off(ListBuildings::MethodNotAllowed).await;
+}
+
+fn open_read_only(path: &Path) -> Connection {
+    Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).expect("open checkpoint")
+}
+
+/// `(exit_code, ended_at)` of the last run recorded in the checkpoint.
+fn last_run(path: &Path) -> (Option<i64>, Option<i64>) {
+    open_read_only(path)
+        .query_row(
+            "SELECT exit_code, ended_at FROM runs ORDER BY id DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("runs")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_run_stops_gracefully_with_130_and_the_rerun_completes() {
+    let h = Harness::with_users(200).await;
+    let csv = h.write("users.csv", generated_csv(200, 1));
+    let child = spawn(&h, &csv, &["--rate", "50"]);
+    let pid = child.id().expect("pid");
+    wait_until(&h, 15, "the run to start", || {
+        h.state().count("create_building") >= 5
+    })
+    .await;
+    signal(pid, "TERM");
+    let out = finish(child, "run stopped by SIGTERM").await;
+    h.expect_code(&out, 130);
+    assert!(out.stderr.contains("stopping"), "{}", out.stderr);
+    assert!(out.stderr.contains("not processed"), "{}", out.stderr);
+    assert!(out.stderr.contains("checkpoint"), "{}", out.stderr);
+    assert_eq!(
+        last_run(&h.checkpoint()).0,
+        Some(130),
+        "the run's end is recorded"
+    );
+
+    // In-flight calls finished: every building created is recorded, none is in doubt.
+    let rows = h.checkpoint_rows();
+    assert_eq!(states(&rows).get("posting"), None, "{:?}", states(&rows));
+    let state = h.state();
+    assert!(
+        building_count(&state) < 200,
+        "the stop came too late to test anything"
+    );
+    assert_eq!(keys(&rows, "done").len(), building_count(&state));
+    h.assert_no_duplicates_and_map_matches();
+
+    let again = h.run(&csv, &[]).await;
+    h.expect_code(&again, 0);
+    h.assert_no_duplicates_and_map_matches();
+    let state = h.state();
+    assert_eq!(building_count(&state), 200);
+    assert_eq!(
+        state.count("create_building"),
+        200,
+        "a building was POSTed twice"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sigterm_stops_at_once_and_the_checkpoint_stays_usable() {
+    // Every POST commits, then its answer stalls for 60 s: a graceful stop would wait
+    // the whole 30 s grace period.
+    let faults = Faults {
+        commit_then_stall: 1.0,
+        stall: Duration::from_secs(60),
+        ..Faults::default()
+    };
+    let h = Harness::new(sandbox::Builder::new().generated_users(20).faults(faults)).await;
+    let csv = h.write("users.csv", generated_csv(20, 1));
+    let mut child = spawn(
+        &h,
+        &csv,
+        &["--timeout", "60", "--grace", "30", "--concurrency", "4"],
+    );
+    let pid = child.id().expect("pid");
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    wait_until(&h, 10, "stalled POSTs", || building_count(&h.state()) >= 4).await;
+
+    signal(pid, "TERM");
+    let mut seen = String::new();
+    while !seen.contains("stopping") {
+        let mut line = String::new();
+        let n = tokio::time::timeout(Duration::from_secs(10), stderr.read_line(&mut line))
+            .await
+            .expect("the first signal is acknowledged")
+            .expect("read stderr");
+        assert!(
+            n > 0,
+            "stderr closed before the stop was acknowledged: {seen}"
+        );
+        seen.push_str(&line);
+    }
+    let second = Instant::now();
+    signal(pid, "TERM");
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("exits after the second signal")
+        .expect("wait");
+    let took = second.elapsed();
+    stderr.read_to_string(&mut seen).await.expect("read stderr");
+    assert_eq!(status.code(), Some(130), "{seen}");
+    assert!(
+        took < Duration::from_secs(5),
+        "took {took:?} after the second signal"
+    );
+    assert!(seen.contains("stopped at once"), "{seen}");
+
+    // The checkpoint opens, is intact, and holds the stalled POSTs as intents.
+    let conn = open_read_only(&h.checkpoint());
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .expect("integrity_check");
+    assert_eq!(check, "ok");
+    drop(conn);
+    let stalled = building_count(&h.state());
+    assert_eq!(
+        states(&h.checkpoint_rows()).get("posting"),
+        Some(&stalled),
+        "every POST that reached the server has its intent recorded"
+    );
+
+    h.sandbox.set_faults(Faults::default());
+    let again = h.run(&csv, &[]).await;
+    h.expect_code(&again, 0);
+    h.assert_no_duplicates_and_map_matches();
+    let state = h.state();
+    assert_eq!(building_count(&state), 20);
+    assert_eq!(
+        state.count("create_building"),
+        20,
+        "stalled POSTs were re-sent instead of verified"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_grace_period_stalled_posts_are_abandoned_and_verified_by_the_next_run() {
+    let faults = Faults {
+        commit_then_stall: 1.0,
+        stall: Duration::from_secs(60),
+        ..Faults::default()
+    };
+    let h = Harness::new(sandbox::Builder::new().generated_users(10).faults(faults)).await;
+    let csv = h.write("users.csv", generated_csv(10, 1));
+    let child = spawn(
+        &h,
+        &csv,
+        &["--timeout", "60", "--grace", "1", "--concurrency", "2"],
+    );
+    let pid = child.id().expect("pid");
+    wait_until(&h, 10, "stalled POSTs", || building_count(&h.state()) >= 2).await;
+    let signalled = Instant::now();
+    signal(pid, "TERM");
+    let out = finish(child, "run stopped by one SIGTERM").await;
+    let took = signalled.elapsed();
+    h.expect_code(&out, 130);
+    assert!(
+        took < Duration::from_secs(5),
+        "took {took:?} with --grace 1"
+    );
+    assert!(out.stderr.contains("grace period over"), "{}", out.stderr);
+    assert_eq!(last_run(&h.checkpoint()).0, Some(130));
+    assert_eq!(states(&h.checkpoint_rows()).get("posting"), Some(&2));
+
+    h.sandbox.set_faults(Faults::default());
+    let again = h.run(&csv, &[]).await;
+    h.expect_code(&again, 0);
+    h.assert_no_duplicates_and_map_matches();
+    let state = h.state();
+    assert_eq!(building_count(&state), 10);
+    assert_eq!(
+        state.count("create_building"),
+        10,
+        "abandoned POSTs were re-sent"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_on_the_same_checkpoint_is_refused_with_exit_3_naming_the_first() {
+    let h = Harness::with_users(100).await;
+    let csv = h.write("users.csv", generated_csv(100, 1));
+    let first = spawn(&h, &csv, &["--rate", "10"]);
+    let pid = first.id().expect("pid");
+    wait_until(&h, 10, "the first run to start", || {
+        h.state().count("create_building") >= 1
+    })
+    .await;
+    let tokens = h.state().tokens_issued;
+    let second = h.run(&csv, &[]).await;
+    h.expect_code(&second, 3);
+    assert!(second.stderr.contains("in use"), "{}", second.stderr);
+    assert!(
+        second.stderr.contains(&format!("pid {pid}")),
+        "{}",
+        second.stderr
+    );
+    assert!(
+        second
+            .stderr
+            .contains(&h.checkpoint().display().to_string()),
+        "{}",
+        second.stderr
+    );
+    assert_eq!(
+        h.state().tokens_issued,
+        tokens,
+        "the refused run asked for a token"
+    );
+
+    signal(pid, "TERM");
+    let out = finish(first, "first run").await;
+    h.expect_code(&out, 130);
+    let again = h.run(&csv, &[]).await;
+    h.expect_code(&again, 0);
+    h.assert_no_duplicates_and_map_matches();
+    assert_eq!(h.state().count("create_building"), 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_file_left_by_a_killed_run_does_not_block_the_next_run() {
+    let h = Harness::with_users(100).await;
+    let csv = h.write("users.csv", generated_csv(100, 1));
+    let mut child = spawn(&h, &csv, &["--rate", "50"]);
+    let pid = child.id().expect("pid");
+    wait_until(&h, 10, "the run to start", || {
+        h.state().count("create_building") >= 3
+    })
+    .await;
+    child.start_kill().expect("SIGKILL");
+    child.wait().await.expect("wait");
+    let lock = podero_onboard::checkpoint::lock::lock_path(&h.checkpoint());
+    let text = std::fs::read_to_string(&lock).expect("the lock file is still there");
+    assert!(text.contains(&format!("pid {pid}")), "{text}");
+    assert_eq!(
+        last_run(&h.checkpoint()).1,
+        None,
+        "the killed run never ended"
+    );
+
+    let again = h.run(&csv, &[]).await;
+    h.expect_code(&again, 0);
+    assert!(again.stderr.contains("did not finish"), "{}", again.stderr);
+    h.assert_no_duplicates_and_map_matches();
+    assert_eq!(building_count(&h.state()), 100);
+    assert_eq!(states(&h.checkpoint_rows()).get("done"), Some(&100));
+}
+
+/// Runs on `checkpoint` (with extra env) and asserts it is refused with `code`, a message
+/// naming the file and containing `needles`, and not a single request.
+async fn assert_refused(
+    h: &Harness,
+    csv: &Path,
+    checkpoint: &Path,
+    env: &[(&str, &str)],
+    code: i32,
+    needles: &[&str],
+) {
+    let before = h.state();
+    let args = h.run_args(csv, &["--checkpoint", checkpoint.to_str().expect("utf-8")]);
+    let strs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut cmd = h.command(&strs);
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    let out = h.exec_with(cmd).await;
+    h.expect_code(&out, code);
+    assert!(out.stderr.starts_with("error: "), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&checkpoint.display().to_string()),
+        "the message does not name the file: {}",
+        out.stderr
+    );
+    for needle in needles {
+        assert!(
+            out.stderr.contains(needle),
+            "no {needle:?} in: {}",
+            out.stderr
+        );
+    }
+    let after = h.state();
+    assert_eq!(
+        after.api_requests(),
+        before.api_requests(),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(after.tokens_issued, before.tokens_issued, "{}", out.stderr);
+}
+
+/// Moves the WAL into the main file so a copy of the file alone is complete.
+fn checkpoint_wal(path: &Path) {
+    let conn = Connection::open(path).expect("open");
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .expect("wal_checkpoint");
+}
+
+fn remove_sidecars(path: &Path) {
+    for suffix in ["-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let _ = std::fs::remove_file(name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_or_foreign_checkpoints_are_refused_before_any_request() {
+    let h = Harness::with_users(100).await;
+    let csv = h.write("users.csv", generated_csv(100, 1));
+    h.expect_code(&h.run(&csv, &[]).await, 0);
+    checkpoint_wal(&h.checkpoint());
+
+    // (1) A text file.
+    let garbage = "name,amount\nthis is not a database\n".repeat(200);
+    let text = h.write("garbage.sqlite", &garbage);
+    assert_refused(
+        &h,
+        &csv,
+        &text,
+        &[],
+        3,
+        &["not a podero-onboard checkpoint", "--checkpoint"],
+    )
+    .await;
+    assert_eq!(
+        std::fs::read_to_string(&text).expect("read"),
+        garbage,
+        "the file was modified"
+    );
+
+    // (2) A real checkpoint cut in half.
+    let truncated = h.path("truncated.sqlite");
+    std::fs::copy(h.checkpoint(), &truncated).expect("copy");
+    let len = std::fs::metadata(&truncated).expect("metadata").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&truncated)
+        .expect("open")
+        .set_len(len / 2)
+        .expect("truncate");
+    remove_sidecars(&truncated);
+    assert_refused(
+        &h,
+        &csv,
+        &truncated,
+        &[],
+        3,
+        &["damaged", "restore a backup"],
+    )
+    .await;
+
+    // (3) Somebody else's SQLite database.
+    let other = h.path("invoices.sqlite");
+    let conn = Connection::open(&other).expect("create");
+    conn.execute_batch("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL);")
+        .expect("create table");
+    drop(conn);
+    assert_refused(
+        &h,
+        &csv,
+        &other,
+        &[],
+        3,
+        &[
+            "not a podero-onboard checkpoint",
+            "unrelated",
+            "--checkpoint",
+        ],
+    )
+    .await;
+    let tables: i64 = open_read_only(&other)
+        .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+        .expect("schema");
+    assert_eq!(tables, 1, "tables were added to a foreign database");
+
+    // (4) A checkpoint of another organization.
+    let org_b = Uuid::from_u128(0xb);
+    let org_a = h.sandbox.org_id().to_string();
+    assert_refused(
+        &h,
+        &csv,
+        &h.checkpoint(),
+        &[("PODERO_ORG_ID", &org_b.to_string())],
+        2,
+        &[&org_a, &org_b.to_string(), "separate checkpoint"],
+    )
+    .await;
+
+    // (5) A checkpoint from a newer podero-onboard.
+    let newer = h.path("newer.sqlite");
+    std::fs::copy(h.checkpoint(), &newer).expect("copy");
+    Connection::open(&newer)
+        .expect("open")
+        .execute_batch("PRAGMA user_version = 99;")
+        .expect("user_version");
+    assert_refused(&h, &csv, &newer, &[], 3, &["newer", "upgrade"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_post_intent_is_committed_before_the_post_and_a_killed_post_is_adopted() {
+    let faults = Faults {
+        commit_then_stall: 1.0,
+        stall: Duration::from_secs(10),
+        ..Faults::default()
+    };
+    let h = Harness::new(sandbox::Builder::new().generated_users(1).faults(faults)).await;
+    let csv = h.write("users.csv", generated_csv(1, 1));
+    let mut child = spawn(&h, &csv, &["--timeout", "30"]);
+    wait_until(&h, 10, "the building to be created", || {
+        building_count(&h.state()) == 1
+    })
+    .await;
+    let conn = open_read_only(&h.checkpoint());
+    let (state, building_id): (String, Option<String>) = conn
+        .query_row("SELECT state, building_id FROM rows", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .expect("the row is in the checkpoint before the POST has an answer");
+    assert_eq!((state.as_str(), building_id), ("posting", None));
+    let journal: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .expect("journal_mode");
+    assert_eq!(journal, "wal", "the durability settings rely on WAL");
+    drop(conn);
+    child.start_kill().expect("SIGKILL");
+    child.wait().await.expect("wait");
+
+    h.sandbox.set_faults(Faults::default());
+    let again = h.run(&csv, &[]).await;
+    h.expect_code(&again, 0);
+    let server = h.state();
+    let id = server.buildings[&sandbox::generated_user_id(0)][0].id;
+    let rows = h.checkpoint_rows();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].state, "done");
+    assert_eq!(
+        rows[0].building_id,
+        Some(id.to_string()),
+        "adopted the server's building"
+    );
+    assert_eq!(building_count(&server), 1);
+    assert_eq!(server.count("create_building"), 1, "the POST was re-sent");
+    assert!(
+        server.count("list_buildings") >= 1,
+        "the outcome was not verified"
+    );
+}
