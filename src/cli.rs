@@ -28,7 +28,10 @@ pub enum Command {
     #[command(after_help = RUN_EXAMPLES)]
     Run(Box<RunArgs>),
     /// Show what a checkpoint holds: rows per state, the last runs.
-    #[command(after_help = "Example:\n  podero-onboard status --checkpoint onboard.sqlite")]
+    #[command(
+        after_help = "Examples:\n  podero-onboard status --checkpoint onboard.sqlite\n  \
+                            podero-onboard status --checkpoint onboard.sqlite --json"
+    )]
     Status(StatusArgs),
     /// Print the user → building map (or the failed rows) from a checkpoint.
     #[command(after_help = EXPORT_EXAMPLES)]
@@ -62,7 +65,8 @@ Examples:
   podero-onboard run customers.csv --org-id $ORG --checkpoint sandbox.sqlite \\
       --base-url https://sandbox-app.podero.com --report report.csv
   # nightly from cron: quiet, JSON summary on stdout, report for failures
-  podero-onboard run export.csv --checkpoint /var/lib/podero/onboard.sqlite -q --json --report failures.csv
+  podero-onboard run export.csv --checkpoint /var/lib/podero/onboard.sqlite \\
+      -q --json --report failures.csv
   # after fixing the data of rows that failed permanently
   podero-onboard run fixed.csv --checkpoint onboard.sqlite --only-failed";
 

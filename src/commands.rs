@@ -1,14 +1,18 @@
 //! The small commands: `status`, `export`, `completions`.
 
+use std::collections::BTreeMap;
 use std::io::Write;
+use std::time::Duration;
 
 use clap::CommandFactory;
 use serde_json::json;
 
 use crate::checkpoint::Checkpoint;
+use crate::checkpoint::query::RunInfo;
 use crate::cli::{Cli, ExportArgs, ExportFormat, StateFilter, StatusArgs};
 use crate::error::AppError;
 use crate::exit_code::ExitCode;
+use crate::progress::human_duration;
 use crate::report::csv::{EXPORT_HEADER, Writer};
 
 /// `status`: rows per state, the environment, the last runs.
@@ -19,95 +23,166 @@ pub fn status(args: &StatusArgs) -> Result<ExitCode, AppError> {
     let org = checkpoint.meta("org_id")?.unwrap_or_default();
     let base = checkpoint.meta("base_url")?.unwrap_or_default();
     let rejects = checkpoint.reject_count()?;
-    if args.json {
+    let text = if args.json {
         let value = json!({
             "checkpoint": args.checkpoint.display().to_string(),
             "org_id": org, "base_url": base,
             "rows_by_state": counts, "invalid_in_last_run": rejects, "runs": runs,
         });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&value).expect("serializable")
+        let mut text = serde_json::to_string_pretty(&value).expect("serializable");
+        text.push('\n');
+        text
+    } else {
+        let mut out = format!(
+            "checkpoint {}\n  organization {org}\n  API          {base}\n",
+            args.checkpoint.display()
         );
-        return Ok(ExitCode::Success);
+        render_counts(&mut out, &counts, rejects);
+        render_runs(&mut out, &runs);
+        out
+    };
+    print_stdout(&text)?;
+    Ok(ExitCode::Success)
+}
+
+fn render_counts(out: &mut String, counts: &BTreeMap<String, u64>, rejects: u64) {
+    if counts.is_empty() {
+        out.push_str("rows by state: none yet\n");
+    } else {
+        out.push_str("rows by state:\n");
+        for (state, n) in counts {
+            out.push_str(&format!("  {n:>8}  {state}\n"));
+        }
     }
-    let mut out = String::new();
-    out.push_str(&format!(
-        "checkpoint {} (org {org}, {base})\n",
-        args.checkpoint.display()
-    ));
-    let total: u64 = counts.values().sum();
-    let states: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
-    out.push_str(&format!("rows: {total} ({})\n", states.join(", ")));
     if rejects > 0 {
-        out.push_str(&format!("invalid rows in the last run: {rejects}\n"));
-    }
-    for run in &runs {
         out.push_str(&format!(
-            "run #{} {} of {} ({} rows): started {}, {}\n",
+            "invalid rows in the last run: {rejects} (the run's --report lists them)\n"
+        ));
+    }
+}
+
+fn render_runs(out: &mut String, runs: &[RunInfo]) {
+    if runs.is_empty() {
+        return;
+    }
+    out.push_str("last runs:\n");
+    for run in runs {
+        let rows = run
+            .input_rows
+            .map_or_else(|| "? rows".to_owned(), |n| format!("{n} rows"));
+        let ending = match (run.ended_at, run.exit_code) {
+            (Some(end), Some(code)) => {
+                // Whole seconds are stored: `0.0s` would claim a precision we lack.
+                let secs = (end - run.started_at).max(0) as u64;
+                let took = if secs < 60 {
+                    format!("{secs}s")
+                } else {
+                    human_duration(Duration::from_secs(secs))
+                };
+                format!("took {took} · exit code {code}")
+            }
+            _ => "did not finish (killed, or still running)".to_owned(),
+        };
+        out.push_str(&format!(
+            "  #{} {:<8} {} · {rows} · started {} · {ending}\n",
             run.id,
             run.command,
             run.input,
-            run.input_rows.map_or("?".into(), |n| n.to_string()),
             date(run.started_at),
-            match (run.ended_at, run.exit_code) {
-                (Some(end), Some(code)) => format!("ended {} with exit code {code}", date(end)),
-                _ => "did not finish (killed or running)".to_owned(),
-            }
         ));
     }
-    print!("{out}");
-    Ok(ExitCode::Success)
+}
+
+/// Writes to stdout; a closed pipe (`| head`) ends the command quietly.
+fn print_stdout(text: &str) -> Result<(), AppError> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(AppError::Fatal(format!("cannot write to stdout: {e}")))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// `export`: the user → building map as CSV or JSON lines on stdout.
 pub fn export(args: &ExportArgs) -> Result<ExitCode, AppError> {
     let checkpoint = Checkpoint::open_read_only(&args.checkpoint)?;
     let state = args.state.map(state_name);
-    let stdout = std::io::stdout().lock();
-    let mut out = std::io::BufWriter::new(stdout);
-    let broken =
-        |e: &dyn std::fmt::Display| AppError::Fatal(format!("cannot write to stdout: {e}"));
-    match args.format {
-        ExportFormat::Csv => {
-            let mut writer = Writer::new(&mut out, &EXPORT_HEADER).map_err(|e| broken(&e))?;
-            let mut failed = None;
-            checkpoint.for_each_export_row(state, |record| {
-                if failed.is_none() {
-                    failed = writer.write(&record).err();
-                }
-            })?;
-            if let Some(error) = failed {
-                return Err(broken(&error));
-            }
-            writer.finish().map_err(|e| broken(&e))?;
+    let out = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = match args.format {
+        ExportFormat::Csv => export_csv(&checkpoint, state, out)?,
+        ExportFormat::Json => export_json(&checkpoint, state, out)?,
+    };
+    match written {
+        // A closed pipe (`| head`) is the reader's choice, not an error.
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(AppError::Fatal(format!("cannot write to stdout: {e}")))
         }
-        ExportFormat::Json => {
-            let mut failed = None;
-            checkpoint.for_each_export_row(state, |record| {
-                let object: serde_json::Map<String, serde_json::Value> = EXPORT_HEADER
-                    .iter()
-                    .zip(record)
-                    .map(|(key, value)| {
-                        let value = if value.is_empty() {
-                            serde_json::Value::Null
-                        } else {
-                            value.into()
-                        };
-                        (key.to_string(), value)
-                    })
-                    .collect();
-                if failed.is_none() {
-                    failed = writeln!(out, "{}", serde_json::Value::Object(object)).err();
-                }
-            })?;
-            if let Some(error) = failed {
-                return Err(broken(&error));
-            }
-        }
+        _ => Ok(ExitCode::Success),
     }
-    out.flush().map_err(|e| broken(&e))?;
-    Ok(ExitCode::Success)
+}
+
+/// Streams the rows as CSV; the outer error is the checkpoint's, the inner one stdout's.
+fn export_csv(
+    checkpoint: &Checkpoint,
+    state: Option<&str>,
+    out: impl Write,
+) -> Result<std::io::Result<()>, AppError> {
+    let mut writer = match Writer::new(out, &EXPORT_HEADER) {
+        Ok(writer) => writer,
+        Err(e) => return Ok(Err(io_error(e))),
+    };
+    let mut failed = None;
+    checkpoint.for_each_export_row(state, |record| {
+        if failed.is_none() {
+            failed = writer.write(&record).err();
+        }
+    })?;
+    Ok(match failed {
+        Some(error) => Err(io_error(error)),
+        None => writer.finish().map_err(io_error),
+    })
+}
+
+/// The I/O error inside a CSV error, its kind kept (csv's `From` makes every kind `Other`).
+fn io_error(error: csv::Error) -> std::io::Error {
+    match error.into_kind() {
+        csv::ErrorKind::Io(error) => error,
+        other => std::io::Error::other(format!("{other:?}")),
+    }
+}
+
+/// Streams the rows as JSON lines (empty cells are `null`).
+fn export_json(
+    checkpoint: &Checkpoint,
+    state: Option<&str>,
+    mut out: impl Write,
+) -> Result<std::io::Result<()>, AppError> {
+    let mut failed = None;
+    checkpoint.for_each_export_row(state, |record| {
+        let object: serde_json::Map<String, serde_json::Value> = EXPORT_HEADER
+            .iter()
+            .zip(record)
+            .map(|(key, value)| {
+                let value = if value.is_empty() {
+                    serde_json::Value::Null
+                } else {
+                    value.into()
+                };
+                (key.to_string(), value)
+            })
+            .collect();
+        if failed.is_none() {
+            failed = writeln!(out, "{}", serde_json::Value::Object(object)).err();
+        }
+    })?;
+    Ok(match failed {
+        Some(error) => Err(error),
+        None => out.flush(),
+    })
 }
 
 /// `completions`: the shell completion script on stdout.
@@ -131,8 +206,41 @@ fn state_name(state: StateFilter) -> &'static str {
     }
 }
 
+/// Unix seconds as `2026-11-26 22:27:10 UTC`.
 fn date(unix: i64) -> String {
-    httpdate::fmt_http_date(
-        std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix.max(0) as u64),
+    let (days, secs) = (unix.div_euclid(86_400), unix.rem_euclid(86_400));
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
     )
+}
+
+/// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian calendar
+/// (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_utc_and_sortable() {
+        assert_eq!(date(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(date(1_795_732_030), "2026-11-26 22:27:10 UTC");
+        assert_eq!(date(951_782_400), "2000-02-29 00:00:00 UTC");
+    }
 }

@@ -143,10 +143,11 @@ pub fn line(tally: &Tally, total: u64, elapsed: Duration, rate: f64) -> String {
     )
 }
 
-/// `3725 s` → `1h 2m 5s`.
+/// `3725 s` → `1h 2m 5s`; under 10 s with a tenth (`0.4s`), so a short run is not `0s`.
 pub fn human_duration(d: Duration) -> String {
     let secs = d.as_secs();
     match (secs / 3600, secs % 3600 / 60, secs % 60) {
+        (0, 0, s) if s < 10 => format!("{:.1}s", d.as_secs_f64()),
         (0, 0, s) => format!("{s}s"),
         (0, m, s) => format!("{m}m {s}s"),
         (h, m, s) => format!("{h}h {m}m {s}s"),
@@ -171,5 +172,7 @@ mod tests {
             "progress: 1202/5000 rows (24%) · 20.0 rows/s · ETA 3m 9s · 9.8 req/s · 2 failed · 0 unresolved"
         );
         assert_eq!(human_duration(Duration::from_secs(3725)), "1h 2m 5s");
+        assert_eq!(human_duration(Duration::from_millis(420)), "0.4s");
+        assert_eq!(human_duration(Duration::from_secs(42)), "42s");
     }
 }

@@ -107,6 +107,16 @@ impl Worker<'_> {
                              is still unknown and is verified on the next run"
                         ),
                     }
+                } else if error.status == Some(404) {
+                    RowResult::Failed {
+                        status: error.status,
+                        message: format!(
+                            "user {} does not exist in this organization ({error}): check the \
+                             user_id",
+                            job.user_id
+                        ),
+                        permanent: true,
+                    }
                 } else {
                     failed("updating the user", &error)
                 };

@@ -142,7 +142,7 @@ async fn check_row_case(name: &str, case: RowCase) {
     for needle in [
         csv.display().to_string(),
         cause,
-        format!("lines {}", case.bad_line),
+        format!("line {}", case.bad_line),
         case.reason.to_owned(),
     ] {
         assert!(
@@ -333,7 +333,7 @@ async fn strict_sends_nothing_when_any_row_is_invalid() {
     let out = h.run(&csv, &["--strict"]).await;
     h.expect_code(&out, 1);
     assert!(out.stderr.contains("--strict"), "{}", out.stderr);
-    assert!(out.stderr.contains("lines 3"), "{}", out.stderr);
+    assert!(out.stderr.contains("line 3"), "{}", out.stderr);
     let state = h.state();
     assert_eq!(state.api_requests(), 0, "{:?}", state.requests);
     assert!(state.anomalies.is_empty(), "{:?}", state.anomalies);

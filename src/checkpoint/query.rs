@@ -51,8 +51,7 @@ impl Checkpoint {
             FROM temp.input i LEFT JOIN rows r
                  ON r.user_id = i.user_id AND r.building_name = i.building_name
             UNION ALL
-            SELECT j.line, j.user_id, CASE WHEN j.kind = 'conflict' THEN j.value END,
-                   j.building_name, NULL, j.kind, 0, NULL, {REJECT_MESSAGE}
+            SELECT j.line, j.user_id, j.external_user_id, j.building_name, NULL, j.kind, 0, NULL, {REJECT_MESSAGE}
             FROM rejects j
             ORDER BY 1";
         self.stream(

@@ -50,8 +50,9 @@ CREATE TABLE rejects (
     line         INTEGER PRIMARY KEY,
     run_id       INTEGER NOT NULL,
     kind         TEXT NOT NULL CHECK (kind IN ('invalid','duplicate','conflict')),
-    user_id      TEXT,
+    user_id      TEXT,                   -- the row's cells as found (escaped), to find it
     building_name TEXT,
+    external_user_id TEXT,
     column_name  TEXT,
     value        TEXT,
     reason       TEXT NOT NULL

@@ -38,6 +38,8 @@ pub struct Reject {
     pub user_id: Option<String>,
     /// Raw building name, when known.
     pub building_name: Option<String>,
+    /// Raw external id, when known.
+    pub external_user_id: Option<String>,
     /// The column at fault.
     pub column: Option<String>,
     /// The value at fault (already made safe to display).
@@ -145,7 +147,8 @@ impl Checkpoint {
         let mut statement = self
             .conn
             .prepare(
-                "SELECT line, kind, user_id, building_name, column_name, value, reason
+                "SELECT line, kind, user_id, building_name, external_user_id, column_name, value,
+                        reason
                  FROM rejects ORDER BY line",
             )
             .map_err(|e| sqlite(&self.path, e))?;
@@ -156,9 +159,10 @@ impl Checkpoint {
                     kind: r.get(1)?,
                     user_id: r.get(2)?,
                     building_name: r.get(3)?,
-                    column: r.get(4)?,
-                    value: r.get(5)?,
-                    reason: r.get(6)?,
+                    external_user_id: r.get(4)?,
+                    column: r.get(5)?,
+                    value: r.get(6)?,
+                    reason: r.get(7)?,
                 })
             })
             .map_err(|e| sqlite(&self.path, e))?;
@@ -247,6 +251,7 @@ fn stage_row(
         kind: "duplicate".into(),
         user_id: Some(user_id),
         building_name: Some(row.building_name.clone()),
+        external_user_id: Some(row.external_user_id.clone()),
         column: None,
         value: None,
         reason: format!(
@@ -263,6 +268,7 @@ fn invalid_reject(invalid: Invalid) -> Reject {
         kind: "invalid".into(),
         user_id: invalid.raw_user_id,
         building_name: invalid.raw_building_name,
+        external_user_id: invalid.raw_external_user_id,
         column: invalid.column,
         value: invalid.value,
         reason: invalid.reason,
@@ -276,8 +282,8 @@ fn insert_reject(
 ) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT OR REPLACE INTO rejects
-         (line, run_id, kind, user_id, building_name, column_name, value, reason)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+         (line, run_id, kind, user_id, building_name, external_user_id, column_name, value, reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
         reject.line,
@@ -285,6 +291,7 @@ fn insert_reject(
         reject.kind,
         reject.user_id,
         reject.building_name,
+        reject.external_user_id,
         reject.column,
         reject.value,
         reject.reason
@@ -314,9 +321,10 @@ fn reject_conflicts(tx: &rusqlite::Transaction<'_>, run: i64) -> rusqlite::Resul
         );
         rejected += tx.execute(
             "INSERT OR REPLACE INTO rejects
-             (line, run_id, kind, user_id, building_name, column_name, value, reason)
-             SELECT line, ?2, 'conflict', user_id, building_name, 'external_user_id',
-                    external_user_id, ?3
+             (line, run_id, kind, user_id, building_name, external_user_id, column_name, value,
+              reason)
+             SELECT line, ?2, 'conflict', user_id, building_name, external_user_id,
+                    'external_user_id', external_user_id, ?3
              FROM temp.input WHERE user_id = ?1",
             params![user_id, run, reason],
         )? as u64;

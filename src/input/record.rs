@@ -46,6 +46,8 @@ pub struct Invalid {
     pub raw_user_id: Option<String>,
     /// The row's `building_name` cell as found (escaped, truncated).
     pub raw_building_name: Option<String>,
+    /// The row's `external_user_id` cell as found (escaped, truncated).
+    pub raw_external_user_id: Option<String>,
 }
 
 impl fmt::Display for Invalid {
@@ -77,6 +79,7 @@ pub(super) fn check_record(layout: &Layout, record: &ByteRecord, line: u64) -> R
             line,
             raw_user_id: raw_cell(layout, record, Target::UserId),
             raw_building_name: raw_cell(layout, record, Target::BuildingName),
+            raw_external_user_id: raw_cell(layout, record, Target::ExternalUserId),
             ..invalid
         })
     };
@@ -111,6 +114,7 @@ pub(super) fn ragged(line: u64, fields: usize, headers: usize) -> Invalid {
         value: None,
         raw_user_id: None,
         raw_building_name: None,
+        raw_external_user_id: None,
         reason: format!(
             "row has {fields} fields, the header has {headers}: quote values that contain commas \
              (\"Smith, John\") and check for missing or extra separators"
@@ -128,6 +132,7 @@ fn check_cell(column: &Column, bytes: &[u8]) -> Result<Cell, Box<Invalid>> {
             reason,
             raw_user_id: None,
             raw_building_name: None,
+            raw_external_user_id: None,
         })
     };
     let Ok(text) = std::str::from_utf8(bytes) else {

@@ -16,9 +16,10 @@ pub fn render(summary: &Summary) -> String {
     } else {
         "read"
     };
+    let rows = if r.read == 1 { "row" } else { "rows" };
     let _ = writeln!(
         out,
-        "{} rows {verb} from {} in {}",
+        "{} {rows} {verb} from {} in {}",
         r.read,
         summary.input,
         human_duration(std::time::Duration::from_secs_f64(summary.duration_secs))
@@ -42,16 +43,16 @@ pub fn render(summary: &Summary) -> String {
                 "failed before and unchanged: not retried (use --retry-failed)",
             ),
             (t.skipped_not_selected, "not selected by --only-failed"),
-            (t.failed_permanent, "failed: fix the data (see the report)"),
+            (t.failed_permanent, "failed: fix the data (see --report)"),
             (
                 t.failed_transient,
                 "failed after retries: retried automatically next run",
             ),
             (
                 t.unresolved,
-                "unresolved: POST outcome unknown, needs a check (see the report)",
+                "unresolved: POST outcome unknown, needs a check (see --report)",
             ),
-            (r.invalid, "invalid: not sent (see the report)"),
+            (r.invalid, "invalid: not sent (see --report)"),
             (r.duplicates, "duplicate lines: processed once"),
             (
                 r.not_processed,
@@ -82,7 +83,10 @@ pub fn render(summary: &Summary) -> String {
 fn render_plan(out: &mut String, plan: &super::Plan, invalid: u64, duplicates: u64) {
     let _ = writeln!(out, "plan (dry run, nothing sent):");
     let lines = [
-        (plan.onboard, "to onboard: update user, create building"),
+        (
+            plan.onboard,
+            "to onboard: create the building (and PUT the user if needed)",
+        ),
         (
             plan.update,
             "to update: user fields changed, building exists",
@@ -114,15 +118,20 @@ fn render_failures(out: &mut String, summary: &Summary) {
         } else {
             ""
         };
+        let noun = if group.count == 1 { "line" } else { "lines" };
         let _ = writeln!(
             out,
-            "  {:>6} × {} ({}) — lines {}{more}\n           e.g. {}",
+            "  {:>6} × {} ({}) — {noun} {}{more}",
             group.count,
             group.state,
             group.cause,
             lines.join(", "),
-            group.example
         );
+        // The example is the first listed line's message.
+        let _ = match group.lines.first() {
+            Some(first) => writeln!(out, "           e.g. line {first}: {}", group.example),
+            None => writeln!(out, "           e.g. {}", group.example),
+        };
     }
 }
 
@@ -136,12 +145,17 @@ fn render_requests(out: &mut String, summary: &Summary) {
         .iter()
         .map(|(status, count)| format!("{status}: {count}"))
         .collect();
+    // Under a second the achieved rate measures start-up, not throughput.
+    let achieved = if summary.duration_secs >= 1.0 {
+        format!(" · {:.1} req/s achieved", summary.rate.achieved)
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         out,
-        "requests: {} ({}) · {:.1} req/s achieved · rate limit {} req/s, effective {:.1}",
+        "requests: {} ({}){achieved} · rate limit {} req/s, effective {:.1}",
         summary.requests.total,
         by_status.join(", "),
-        summary.rate.achieved,
         summary.rate.limit,
         summary.rate.effective
     );
