@@ -141,34 +141,6 @@ impl Checkpoint {
             )
             .map_err(|e| sqlite(&self.path, e))
     }
-
-    /// The last run's rejected rows, by line.
-    pub fn rejects(&self) -> Result<Vec<Reject>, CheckpointError> {
-        let mut statement = self
-            .conn
-            .prepare(
-                "SELECT line, kind, user_id, building_name, external_user_id, column_name, value,
-                        reason
-                 FROM rejects ORDER BY line",
-            )
-            .map_err(|e| sqlite(&self.path, e))?;
-        let rows = statement
-            .query_map([], |r| {
-                Ok(Reject {
-                    line: r.get(0)?,
-                    kind: r.get(1)?,
-                    user_id: r.get(2)?,
-                    building_name: r.get(3)?,
-                    external_user_id: r.get(4)?,
-                    column: r.get(5)?,
-                    value: r.get(6)?,
-                    reason: r.get(7)?,
-                })
-            })
-            .map_err(|e| sqlite(&self.path, e))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(|e| sqlite(&self.path, e))
-    }
 }
 
 fn planned_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PlannedRow> {
