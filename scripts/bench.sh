@@ -1,0 +1,384 @@
+#!/usr/bin/env bash
+# Benchmark podero-onboard side by side with a naive peer (issue 7), on one machine,
+# in one run, against local servers only (127.0.0.1). Not part of the test suite.
+#
+# Usage: scripts/bench.sh [--quick] [options]
+#   --quick               10k and 100k rows only (a few minutes); default adds 1M
+#   --sizes "N ..."       row counts (default "10000 100000 1000000")
+#   --sandbox-sizes "N ..."  sizes also run against the simulator (default: all sizes)
+#   --naive-sizes "N ..." sizes the naive peer runs (default "10000": it commits and
+#                         fsyncs every row, ~100-200 rows/s, so 100k takes >10 min)
+#   --concurrency C       (default 32)
+#   --work DIR            work dir for CSVs, checkpoints, venv, raw results
+#                         (default target/bench); results.md and results.tsv land there
+#   --no-build            use the binaries already in target/release
+#   --bin PATH            benchmark this podero-onboard binary (e.g. another build)
+#
+# What it does: builds the release binary and examples/static_responder.rs; generates
+# deterministic CSVs (scripts/gen_csv.py); starts `podero-onboard sandbox` (faults off,
+# no request log) and the static responder on free loopback ports; then for each size
+# and server: a first run, a re-run over the done checkpoint (must make zero calls) and
+# a nightly sync with 1% of external ids changed, each under /usr/bin/time -v with the
+# limiter effectively off (--rate 1000000); the naive peer (scripts/naive_peer.py,
+# aiohttp in a venv under the work dir) on the same CSV and server; and a rate check
+# (2,000 rows at --rate 200: ideal 2*2000/200 = 20 s). Prints one markdown table and
+# the targets met or missed.
+#
+# Needs: cargo, python3 (+ venv), curl, GNU time at /usr/bin/time. Missing system
+# packages are installed with apt-get when running as root; otherwise it says what
+# to install.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SIZES="10000 100000 1000000"
+SANDBOX_SIZES=""
+NAIVE_SIZES="10000"
+CONCURRENCY=32
+WORK="$ROOT/target/bench"
+BUILD=1
+BIN_OVERRIDE=""
+FAST_RATE=1000000
+RATE_TEST_RATE=200
+RATE_TEST_ROWS=2000
+ORG_ID="6f726700-0000-4000-8000-000000000001" # podero_onboard::sandbox::DEMO_ORG_ID
+
+die() {
+    echo "bench: $*" >&2
+    exit 2
+}
+log() { echo "bench: $*" >&2; }
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --quick) SIZES="10000 100000" ;;
+    --sizes) SIZES="$2"; shift ;;
+    --sandbox-sizes) SANDBOX_SIZES="$2"; shift ;;
+    --naive-sizes) NAIVE_SIZES="$2"; shift ;;
+    --concurrency) CONCURRENCY="$2"; shift ;;
+    --work) WORK="$2"; shift ;;
+    --no-build) BUILD=0 ;;
+    --bin) BIN_OVERRIDE="$2"; shift ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown option $1 (see --help)" ;;
+    esac
+    shift
+done
+[ -n "$SANDBOX_SIZES" ] || SANDBOX_SIZES="$SIZES"
+contains() { case " $1 " in *" $2 "*) return 0 ;; *) return 1 ;; esac; }
+
+# ---------------------------------------------------------------- prerequisites
+apt_install() {
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        log "installing $* with apt-get"
+        if [ -z "${APT_UPDATED:-}" ]; then
+            apt-get update -qq >/dev/null
+            APT_UPDATED=1
+        fi
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+    else
+        die "missing: $* (install the Debian/Ubuntu package(s) '$*' and run again)"
+    fi
+}
+[ -x /usr/bin/time ] || apt_install time
+command -v curl >/dev/null || apt_install curl
+command -v python3 >/dev/null || apt_install python3 python3-venv
+command -v cargo >/dev/null || die "missing: cargo (install Rust from rustup, then run again)"
+
+mkdir -p "$WORK"
+WORK="$(cd "$WORK" && pwd)"
+VENV="$WORK/venv"
+if ! "$VENV/bin/python" -c 'import aiohttp' 2>/dev/null; then
+    log "creating the naive peer's venv in $VENV (pip install aiohttp)"
+    rm -rf "$VENV"
+    python3 -m venv "$VENV" 2>/dev/null || {
+        apt_install python3-venv
+        python3 -m venv "$VENV"
+    }
+    "$VENV/bin/pip" install -q aiohttp || die "pip install aiohttp failed (is PyPI reachable?)"
+fi
+
+if [ "$BUILD" = 1 ]; then
+    log "building (cargo build --release --bin podero-onboard --example static_responder)"
+    (cd "$ROOT" && cargo build --release --quiet --bin podero-onboard --example static_responder)
+fi
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+BIN="${BIN_OVERRIDE:-$TARGET_DIR/release/podero-onboard}"
+STATIC="$TARGET_DIR/release/examples/static_responder"
+[ -x "$BIN" ] || die "missing $BIN (run without --no-build)"
+[ -x "$STATIC" ] || die "missing $STATIC (run without --no-build)"
+
+# ---------------------------------------------------------------- inputs
+max_of() { printf '%s\n' "$@" | sort -n | tail -1; }
+# shellcheck disable=SC2086
+SANDBOX_USERS=$(($(max_of $SANDBOX_SIZES 0) + RATE_TEST_ROWS))
+CSV="$WORK/csv"
+mkdir -p "$CSV"
+for n in $SIZES; do
+    [ -s "$CSV/$n.csv" ] || python3 "$ROOT/scripts/gen_csv.py" "$n" "$CSV/$n.csv"
+    [ -s "$CSV/$n-nightly.csv" ] ||
+        python3 "$ROOT/scripts/gen_csv.py" "$n" "$CSV/$n-nightly.csv" --changed-percent 1
+done
+# The rate check uses users no other run touches (after the largest sandbox size).
+RATE_CSV="$CSV/rate-$RATE_TEST_ROWS.csv"
+python3 "$ROOT/scripts/gen_csv.py" "$RATE_TEST_ROWS" "$RATE_CSV" \
+    --first $((SANDBOX_USERS - RATE_TEST_ROWS))
+
+# ---------------------------------------------------------------- servers
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# wait_for_url LOG PID: the first loopback URL the server prints, within 120 s.
+wait_for_url() {
+    local file=$1 pid=$2 url=""
+    for _ in $(seq 1 1200); do
+        url=$(grep -oE 'http://127\.0\.0\.1:[0-9]+' "$file" 2>/dev/null | head -1 || true)
+        [ -n "$url" ] && { echo "$url"; return 0; }
+        kill -0 "$pid" 2>/dev/null || die "server exited: $(cat "$file")"
+        sleep 0.1
+    done
+    die "server did not start: $(cat "$file")"
+}
+
+"$BIN" sandbox --port 0 --generate-users "$SANDBOX_USERS" --no-request-log \
+    >"$WORK/sandbox.log" 2>&1 &
+PIDS+=($!)
+SANDBOX_URL=$(wait_for_url "$WORK/sandbox.log" $!)
+"$STATIC" 0 >"$WORK/static.log" 2>&1 &
+PIDS+=($!)
+STATIC_URL=$(wait_for_url "$WORK/static.log" $!)
+log "simulator at $SANDBOX_URL ($SANDBOX_USERS users), static responder at $STATIC_URL"
+
+export PODERO_CLIENT_ID=demo-client PODERO_CLIENT_SECRET=demo-secret
+unset PODERO_TOKEN PODERO_BASE_URL PODERO_ORG_ID
+
+url_of() { if [ "$1" = sandbox ]; then echo "$SANDBOX_URL"; else echo "$STATIC_URL"; fi; }
+
+# API calls the server has answered so far (token and admin requests excluded).
+server_calls() {
+    if [ "$1" = sandbox ]; then
+        curl -sf "$SANDBOX_URL/__sandbox/state" | python3 -c '
+import json, sys
+counts = json.load(sys.stdin)["requests"]
+print(sum(n for name, n in counts.items() if name not in ("token", "admin")))'
+    else
+        curl -sf "$STATIC_URL/__bench/count"
+    fi
+}
+
+# ---------------------------------------------------------------- measuring
+RESULTS="$WORK/results.tsv"
+printf 'scenario\tserver\trows\twall\tuser\tsys\trss_kb\tserver_calls\tsummary_calls\tckpt_bytes\texit\tdetail\n' >"$RESULTS"
+
+# parse TIMEFILE: "wall user sys rss_kb" from GNU time -v.
+parse_time() {
+    python3 - "$1" <<'EOF'
+import re, sys
+text = open(sys.argv[1]).read()
+def field(name):
+    return re.search(re.escape(name) + r": (.*)", text).group(1).strip()
+parts = [float(p) for p in field("Elapsed (wall clock) time (h:mm:ss or m:ss)").split(":")]
+wall = sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
+print(wall, field("User time (seconds)"), field("System time (seconds)"),
+      field("Maximum resident set size (kbytes)"))
+EOF
+}
+
+# measure SCENARIO SERVER CSV CHECKPOINT [RATE]: one `podero-onboard run`.
+measure() {
+    local scenario=$1 server=$2 csv=$3 checkpoint=$4 rate=${5:-$FAST_RATE}
+    local dir
+    dir="$WORK/runs/$(tr -c 'A-Za-z0-9' '-' <<<"$scenario" | tr -s '-')$server-$(basename "$csv" .csv)"
+    local rows before after code=0
+    mkdir -p "$dir"
+    rows=$(($(wc -l <"$csv") - 1))
+    before=$(server_calls "$server")
+    log "$scenario: $rows rows against the $server (rate $rate, concurrency $CONCURRENCY)"
+    /usr/bin/time -v -o "$dir/time.txt" "$BIN" run "$csv" --checkpoint "$checkpoint" \
+        --base-url "$(url_of "$server")" --org-id "$ORG_ID" --rate "$rate" \
+        --concurrency "$CONCURRENCY" --json -q >"$dir/summary.json" 2>"$dir/stderr.txt" ||
+        code=$?
+    after=$(server_calls "$server")
+    local ckpt_bytes
+    ckpt_bytes=$(($(stat -c %s "$checkpoint") + $(stat -c %s "$checkpoint-wal" 2>/dev/null || echo 0)))
+    local summary
+    summary=$(python3 - "$dir/summary.json" <<'EOF'
+import json, sys
+try:
+    s = json.load(open(sys.argv[1]))
+except Exception as e:
+    print(f"-\tno summary ({e})")
+    sys.exit()
+r = s["rows"]
+parts = [f"{k.replace('_', ' ')} {r[k]}" for k in
+         ("created", "updated", "skipped_done", "failed", "unresolved", "not_processed") if r[k]]
+print(f"{s['requests']['total']}\t{', '.join(parts) or 'nothing'}")
+EOF
+)
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scenario" "$server" "$rows" \
+        "$(parse_time "$dir/time.txt" | tr ' ' '\t')" "$((after - before))" \
+        "$(cut -f1 <<<"$summary")" "$ckpt_bytes" "$code	$(cut -f2 <<<"$summary")" >>"$RESULTS"
+    [ "$code" = 0 ] || log "  exit code $code: $(tail -3 "$dir/stderr.txt" | tr '\n' ' ')"
+}
+
+# naive SERVER CSV: the naive peer on a fresh SQLite file.
+naive() {
+    local server=$1 csv=$2
+    local dir
+    dir="$WORK/runs/naive-$server-$(basename "$csv" .csv)"
+    local rows before after code=0
+    mkdir -p "$dir"
+    rm -f "$dir/naive.db"
+    rows=$(($(wc -l <"$csv") - 1))
+    before=$(server_calls "$server")
+    log "naive peer: $rows rows against the $server (concurrency $CONCURRENCY)"
+    /usr/bin/time -v -o "$dir/time.txt" "$VENV/bin/python" "$ROOT/scripts/naive_peer.py" \
+        "$csv" --db "$dir/naive.db" --base-url "$(url_of "$server")" --org-id "$ORG_ID" \
+        --concurrency "$CONCURRENCY" >"$dir/summary.json" 2>"$dir/stderr.txt" || code=$?
+    after=$(server_calls "$server")
+    local summary
+    summary=$(python3 - "$dir/summary.json" <<'EOF'
+import json, sys
+try:
+    s = json.load(open(sys.argv[1]))
+    print(f"{s['requests']}\tdone {s['done']}, failed {s['failed']}")
+except Exception as e:
+    print(f"-\tno summary ({e})")
+EOF
+)
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "naive peer" "$server" "$rows" \
+        "$(parse_time "$dir/time.txt" | tr ' ' '\t')" "$((after - before))" \
+        "$(cut -f1 <<<"$summary")" "$(stat -c %s "$dir/naive.db")" "$code" "$(cut -f2 <<<"$summary")" >>"$RESULTS"
+}
+
+started=$(date +%s)
+COMMIT=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ -n "$BIN_OVERRIDE" ]; then
+    COMMIT="binary $BIN_OVERRIDE (tree at $COMMIT)"
+elif [ "$BUILD" = 0 ]; then
+    COMMIT="$BIN as found (--no-build; tree at $COMMIT)"
+elif [ -n "$(cd "$ROOT" && git status --porcelain --untracked-files=no -- src Cargo.toml Cargo.lock 2>/dev/null)" ]; then
+    COMMIT="$COMMIT + uncommitted changes in src/"
+fi
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# Rate check first, while the machine is as quiet as this script can make it.
+rm -f "$WORK/rate.sqlite"*
+measure "rate $RATE_TEST_RATE/s" sandbox "$RATE_CSV" "$WORK/rate.sqlite" "$RATE_TEST_RATE"
+
+for n in $SIZES; do
+    for server in static sandbox; do
+        [ "$server" = static ] || contains "$SANDBOX_SIZES" "$n" || continue
+        checkpoint="$WORK/ckpt-$server-$n.sqlite"
+        rm -f "$checkpoint" "$checkpoint"-*
+        measure "first run" "$server" "$CSV/$n.csv" "$checkpoint"
+        measure "re-run (done)" "$server" "$CSV/$n.csv" "$checkpoint"
+        measure "nightly 1%" "$server" "$CSV/$n-nightly.csv" "$checkpoint"
+        if contains "$NAIVE_SIZES" "$n"; then naive "$server" "$CSV/$n.csv"; fi
+    done
+done
+
+# ---------------------------------------------------------------- report
+python3 - "$RESULTS" "$WORK/results.md" "$CONCURRENCY" "$RATE_TEST_RATE" "$LOAD_BEFORE" \
+    "$(cut -d' ' -f1-3 /proc/loadavg)" "$(($(date +%s) - started))" \
+    "$COMMIT" <<'EOF'
+import csv, datetime, os, sys
+
+results, out, concurrency, rate_r, load_before, load_after, elapsed, commit = sys.argv[1:]
+rows = list(csv.DictReader(open(results), delimiter="\t"))
+for r in rows:
+    r["rows"], r["wall"] = int(r["rows"]), round(float(r["wall"]), 2)
+    r["cpu"] = float(r["user"]) + float(r["sys"])
+    r["rps"] = r["rows"] / max(r["wall"], 1e-9)
+
+def mem_gib():
+    for line in open("/proc/meminfo"):
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) / 2**20
+def cpu_model():
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown CPU"
+def size(n):
+    return f"{n // 1_000_000}M" if n >= 1_000_000 and n % 1_000_000 == 0 else (
+        f"{n // 1000}k" if n % 1000 == 0 else str(n))
+
+lines = []
+p = lines.append
+p(f"### podero-onboard benchmark — {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}")
+p("")
+p(f"Machine: {os.cpu_count()} cores ({cpu_model()}), {mem_gib():.1f} GiB memory; "
+  f"load average {load_before} before, {load_after} after; build: {commit}; "
+  f"concurrency {concurrency}, --rate 1000000 unless stated; {int(elapsed) // 60} min {int(elapsed) % 60} s in all.")
+p("")
+p("| scenario | server | rows | wall s | rows/s | API calls: server / client¹ "
+  "| peak RSS MiB | CPU s per 1k rows | checkpoint B/row | exit | rows |")
+p("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+for r in rows:
+    bpr = f"{int(r['ckpt_bytes']) / r['rows']:.0f}" if r["scenario"] in ("first run", "naive peer") else ""
+    p(f"| {r['scenario']} | {r['server']} | {size(r['rows'])} | {r['wall']:.2f} | {r['rps']:,.0f} "
+      f"| {r['server_calls']} / {r['summary_calls']} | {int(r['rss_kb']) / 1024:.1f} "
+      f"| {r['cpu'] / r['rows'] * 1000:.3f} | {bpr} | {r['exit']} | {r['detail']} |")
+
+p("")
+p("¹ server: API requests the server answered during the run (token requests excluded); "
+  "client: the run's `requests.total` from `--json` (the naive peer: its own count). Rows/s = rows / wall time of the whole "
+  "process (start, staging, calls, checkpoint, summary); CPU = user + system time; "
+  "peak RSS and times from `/usr/bin/time -v`; checkpoint bytes = SQLite file (+ WAL) after the first run.")
+
+def find(scenario, server, n=None):
+    hits = [r for r in rows if r["scenario"] == scenario and r["server"] == server
+            and (n is None or r["rows"] == n)]
+    return hits[-1] if hits else None
+
+def mark(ok):
+    return "met" if ok else "**MISSED**"
+
+p("")
+p("Targets:")
+for r in rows:
+    if r["scenario"] != "naive peer":
+        continue
+    ours = find("first run", r["server"], r["rows"])
+    if ours:
+        ratio = ours["rps"] / r["rps"]
+        p(f"- end to end ≥ 10× the naive peer ({r['server']}, {size(r['rows'])}): "
+          f"{ours['rps']:,.0f} / {r['rps']:,.0f} rows/s = {ratio:.1f}× — {mark(ratio >= 10)}")
+firsts = sorted((r for r in rows if r["scenario"] == "first run" and r["server"] == "static"),
+                key=lambda r: r["rows"])
+if firsts:
+    big, small = firsts[-1], firsts[0]
+    rss_big, rss_small = int(big["rss_kb"]) / 1024, int(small["rss_kb"]) / 1024
+    p(f"- peak RSS < 64 MiB at {size(big['rows'])}: {rss_big:.1f} MiB — {mark(rss_big < 64)}")
+    p(f"- peak RSS within 1.5× from {size(small['rows'])} to {size(big['rows'])}: "
+      f"{rss_small:.1f} → {rss_big:.1f} MiB = {rss_big / rss_small:.2f}× — {mark(rss_big / rss_small <= 1.5)}")
+    worst = max(int(r["ckpt_bytes"]) / r["rows"] for r in firsts)
+    p(f"- checkpoint ≤ 300 B/row: at most {worst:.0f} B/row — {mark(worst <= 300)}")
+for server in ("static", "sandbox"):
+    reruns = sorted((r for r in rows if r["scenario"] == "re-run (done)" and r["server"] == server),
+                    key=lambda r: r["rows"])
+    if not reruns:
+        continue
+    r = reruns[-1]
+    zero = r["server_calls"] == "0"
+    complete = r["exit"] == "0" and "not processed" not in r["detail"]
+    p(f"- re-run over a done {size(r['rows'])} checkpoint ({server}) ≥ 200k rows/s, zero requests: "
+      f"{r['rps']:,.0f} rows/s, {r['server_calls']} calls, exit {r['exit']}"
+      f"{'' if complete else ' (not every row was skipped: ' + r['detail'] + ')'} — "
+      f"{mark(r['rps'] >= 200_000 and zero and complete)}")
+rate = next((r for r in rows if r["scenario"].startswith("rate ")), None)
+if rate:
+    ideal = 2 * rate["rows"] / float(rate_r)
+    dev = (rate["wall"] - ideal) / ideal * 100
+    p(f"- at --rate {rate_r}, {rate['rows']} rows: wall {rate['wall']:.2f} s vs ideal {ideal:.1f} s "
+      f"({dev:+.1f}%) — {mark(abs(dev) <= 3)}")
+text = "\n".join(lines) + "\n"
+open(out, "w").write(text)
+print(text)
+EOF
+log "raw figures: $RESULTS; table: $WORK/results.md"
