@@ -240,28 +240,13 @@ struct Summarized<'a> {
 }
 
 impl Summarized<'_> {
-    fn summary(self, ending: &Ending) -> Result<Summary, AppError> {
+    fn summary(mut self, ending: &Ending) -> Result<Summary, AppError> {
         let duration = self.started.elapsed().as_secs_f64();
-        let (mut outcome, mut abort_reason) = match ending {
-            Ending::Completed => ("completed", None),
-            Ending::Interrupted => ("interrupted", None),
-            Ending::Breaker(reason) | Ending::Checkpoint(reason) => {
-                ("aborted", Some(reason.clone()))
-            }
-            Ending::Fatal(error) if error.status == Some(403) => (
-                "aborted",
-                Some(format!(
-                    "the API refused access ({error}): check that --org-id is your organization \
-                     and that the credentials belong to it and to this environment"
-                )),
-            ),
-            Ending::Fatal(error) => ("aborted", Some(error.to_string())),
-        };
-        let plan = match self.plan {
+        let (mut outcome, mut abort_reason) = ending_outcome(ending);
+        let plan = match self.plan.take() {
             Some(Ok(plan)) => Some(plan),
             Some(Err(error)) => {
-                abort_reason = Some(error);
-                outcome = "aborted";
+                (outcome, abort_reason) = ("aborted", Some(error));
                 None
             }
             None => None,
@@ -272,25 +257,10 @@ impl Summarized<'_> {
                 self.staged.invalid
             ));
         }
-        let processed = self.tally.processed();
         let requests = self.client.map_or_else(Requests::default, |c| Requests {
             total: c.stats().total(),
             by_status: c.stats().snapshot(),
         });
-        let rows = RowCounts {
-            read: self.staged.rows_read,
-            valid: self.staged.valid,
-            invalid: self.staged.invalid,
-            duplicates: self.staged.duplicates,
-            failed: self.tally.failed(),
-            not_processed: if plan.is_some() {
-                0
-            } else {
-                self.staged.valid.saturating_sub(processed)
-            },
-            vanished: self.checkpoint.vanished()?,
-            tally: self.tally,
-        };
         let mut summary = Summary {
             summary_version: report::SUMMARY_VERSION,
             outcome,
@@ -300,7 +270,7 @@ impl Summarized<'_> {
             checkpoint: self.config.checkpoint.display().to_string(),
             run_id: self.run_id,
             duration_secs: duration,
-            rows,
+            rows: self.row_counts(plan.is_some())?,
             plan,
             rate: Rates {
                 limit: self.config.client.as_ref().map_or(0.0, |c| c.rate),
@@ -311,12 +281,47 @@ impl Summarized<'_> {
             failures: self.checkpoint.failure_groups()?,
         };
         summary.exit_code = exit_code(&summary, ending, self.blocked) as i32;
-        if summary.outcome == "completed" && summary.plan.is_some() {
-            summary.outcome = "dry_run";
-        } else if summary.outcome == "completed" && summary.exit_code != 0 {
-            summary.outcome = "completed_with_failures";
-        }
+        summary.outcome = match summary.outcome {
+            "completed" if summary.plan.is_some() => "dry_run",
+            "completed" if summary.exit_code != 0 => "completed_with_failures",
+            other => other,
+        };
         Ok(summary)
+    }
+
+    fn row_counts(&self, dry_run: bool) -> Result<RowCounts, AppError> {
+        let processed = self.tally.processed();
+        Ok(RowCounts {
+            read: self.staged.rows_read,
+            valid: self.staged.valid,
+            invalid: self.staged.invalid,
+            duplicates: self.staged.duplicates,
+            failed: self.tally.failed(),
+            not_processed: if dry_run {
+                0
+            } else {
+                self.staged.valid.saturating_sub(processed)
+            },
+            vanished: self.checkpoint.vanished()?,
+            tally: self.tally.clone(),
+        })
+    }
+}
+
+/// The summary's `outcome` and `abort_reason` for how the pipeline ended.
+fn ending_outcome(ending: &Ending) -> (&'static str, Option<String>) {
+    match ending {
+        Ending::Completed => ("completed", None),
+        Ending::Interrupted => ("interrupted", None),
+        Ending::Breaker(reason) | Ending::Checkpoint(reason) => ("aborted", Some(reason.clone())),
+        Ending::Fatal(error) if error.status == Some(403) => (
+            "aborted",
+            Some(format!(
+                "the API refused access ({error}): check that --org-id is your organization \
+                 and that the credentials belong to it and to this environment"
+            )),
+        ),
+        Ending::Fatal(error) => ("aborted", Some(error.to_string())),
     }
 }
 

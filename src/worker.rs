@@ -7,6 +7,7 @@
 //! 429/503, a connect error, or a list that shows no such building) may end `failed`.
 
 use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
 
 use crate::api::{CallError, Client, Failure, Listing, PostOutcome};
 use crate::checkpoint::writer::Msg;
@@ -192,37 +193,7 @@ impl Worker<'_> {
             }
         };
         match listing {
-            Listing::Buildings(buildings) => {
-                let matches: Vec<_> = buildings
-                    .iter()
-                    .filter(|(_, name)| *name == row.building_name)
-                    .map(|(id, _)| *id)
-                    .collect();
-                match matches.as_slice() {
-                    [id] => Ok(RowResult::Adopted(*id)),
-                    [] if posts >= self.settings.max_posts => Ok(RowResult::Failed {
-                        status: None,
-                        message: format!(
-                            "{posts} POSTs ended with unknown outcomes ({cause}), and the building \
-                             does not exist; it is created on the next run"
-                        ),
-                        permanent: false,
-                    }),
-                    [] => self.repost(row, posts).await,
-                    many => Ok(RowResult::Unresolved {
-                        message: format!(
-                            "{} buildings named {:?} exist for this user ({}); keep one and delete \
-                             the others in Podero, then run again to adopt the one left",
-                            many.len(),
-                            row.building_name,
-                            many.iter()
-                                .map(ToString::to_string)
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    }),
-                }
-            }
+            Listing::Buildings(buildings) => self.by_name(row, &buildings, cause, posts).await,
             Listing::Unavailable(status)
                 if self.settings.repost_unknown && posts < self.settings.max_posts =>
             {
@@ -239,6 +210,46 @@ impl Worker<'_> {
                      (HTTP {status}) to check. Look in Podero whether user {} has a building \
                      named {:?}; if not, run again with --resolve-unknown=repost",
                     row.user_id, row.building_name
+                ),
+            }),
+        }
+    }
+
+    /// The user's buildings are known: adopt the one with the row's name, POST if there is
+    /// none, leave several to a human.
+    async fn by_name(
+        &self,
+        row: &PlannedRow,
+        buildings: &[(Uuid, String)],
+        cause: &str,
+        posts: u32,
+    ) -> Result<RowResult, Halt> {
+        let matches: Vec<Uuid> = buildings
+            .iter()
+            .filter(|(_, name)| *name == row.building_name)
+            .map(|(id, _)| *id)
+            .collect();
+        match matches.as_slice() {
+            [id] => Ok(RowResult::Adopted(*id)),
+            [] if posts >= self.settings.max_posts => Ok(RowResult::Failed {
+                status: None,
+                message: format!(
+                    "{posts} POSTs ended with unknown outcomes ({cause}), and the building \
+                     does not exist; it is created on the next run"
+                ),
+                permanent: false,
+            }),
+            [] => self.repost(row, posts).await,
+            many => Ok(RowResult::Unresolved {
+                message: format!(
+                    "{} buildings named {:?} exist for this user ({}); keep one and delete \
+                     the others in Podero, then run again to adopt the one left",
+                    many.len(),
+                    row.building_name,
+                    many.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             }),
         }

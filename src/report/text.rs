@@ -10,7 +10,6 @@ use crate::progress::human_duration;
 pub fn render(summary: &Summary) -> String {
     let mut out = String::new();
     let r = &summary.rows;
-    let t = &r.tally;
     let verb = if summary.plan.is_some() {
         "checked"
     } else {
@@ -27,45 +26,7 @@ pub fn render(summary: &Summary) -> String {
     if let Some(plan) = &summary.plan {
         render_plan(&mut out, plan, r.invalid, r.duplicates);
     } else {
-        let lines = [
-            (t.created, "buildings created"),
-            (
-                t.adopted,
-                "unknown POST outcomes verified: building existed, id recorded",
-            ),
-            (
-                t.updated,
-                "users updated (their fields changed), no new building",
-            ),
-            (t.skipped_done, "already done: no call"),
-            (
-                t.skipped_failed,
-                "failed before and unchanged: not retried (use --retry-failed)",
-            ),
-            (t.skipped_not_selected, "not selected by --only-failed"),
-            (t.failed_permanent, "failed: fix the data (see --report)"),
-            (
-                t.failed_transient,
-                "failed after retries: retried automatically next run",
-            ),
-            (
-                t.unresolved,
-                "unresolved: POST outcome unknown, needs a check (see --report)",
-            ),
-            (r.invalid, "invalid: not sent (see --report)"),
-            (r.duplicates, "duplicate lines: processed once"),
-            (
-                r.not_processed,
-                "not processed (the run stopped): run again to resume",
-            ),
-            (
-                r.vanished,
-                "in the checkpoint but no longer in the input: left untouched",
-            ),
-        ];
-        for (count, what) in lines.into_iter().filter(|(count, _)| *count > 0) {
-            let _ = writeln!(out, "  {count:>8}  {what}");
-        }
+        render_counts(&mut out, r);
     }
     render_failures(&mut out, summary);
     render_requests(&mut out, summary);
@@ -78,6 +39,50 @@ pub fn render(summary: &Summary) -> String {
         summary.checkpoint, summary.exit_code
     );
     out
+}
+
+/// The non-zero outcome counts of a real run, one line each.
+fn render_counts(out: &mut String, r: &super::RowCounts) {
+    let t = &r.tally;
+    let lines = [
+        (t.created, "buildings created"),
+        (
+            t.adopted,
+            "unknown POST outcomes verified: building existed, id recorded",
+        ),
+        (
+            t.updated,
+            "users updated (their fields changed), no new building",
+        ),
+        (t.skipped_done, "already done: no call"),
+        (
+            t.skipped_failed,
+            "failed before and unchanged: not retried (use --retry-failed)",
+        ),
+        (t.skipped_not_selected, "not selected by --only-failed"),
+        (t.failed_permanent, "failed: fix the data (see --report)"),
+        (
+            t.failed_transient,
+            "failed after retries: retried automatically next run",
+        ),
+        (
+            t.unresolved,
+            "unresolved: POST outcome unknown, needs a check (see --report)",
+        ),
+        (r.invalid, "invalid: not sent (see --report)"),
+        (r.duplicates, "duplicate lines: processed once"),
+        (
+            r.not_processed,
+            "not processed (the run stopped): run again to resume",
+        ),
+        (
+            r.vanished,
+            "in the checkpoint but no longer in the input: left untouched",
+        ),
+    ];
+    for (count, what) in lines.into_iter().filter(|(count, _)| *count > 0) {
+        let _ = writeln!(out, "  {count:>8}  {what}");
+    }
 }
 
 fn render_plan(out: &mut String, plan: &super::Plan, invalid: u64, duplicates: u64) {
