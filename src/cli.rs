@@ -37,6 +37,9 @@ pub enum Command {
     #[command(after_help = EXPORT_EXAMPLES)]
     Export(ExportArgs),
     /// Run the whole job on the built-in simulator with samples/users.csv.
+    #[command(after_help = "Examples (from the repository's folder):\n  \
+                            podero-onboard demo\n  \
+                            podero-onboard demo --rate 5 --dir /tmp/podero-demo")]
     Demo(DemoArgs),
     /// Serve the Podero simulator, to point `run` at it and try every flag.
     #[command(

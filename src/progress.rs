@@ -82,9 +82,12 @@ async fn bar(source: Source, mut stopped: oneshot::Receiver<()>) {
     let bar = ProgressBar::with_draw_target(Some(source.total), ProgressDrawTarget::stderr());
     bar.set_style(
         ProgressStyle::with_template(
-            "{spinner} {elapsed_precise} [{wide_bar}] {pos}/{len} rows · {per_sec} · ETA {eta} · {msg}",
+            "{spinner} {elapsed_precise} [{wide_bar}] {pos}/{len} rows · {rows_per_sec} · ETA {eta} · {msg}",
         )
         .expect("valid template")
+        .with_key("rows_per_sec", |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(w, "{:.1} rows/s", state.per_sec());
+        })
         .progress_chars("=> "),
     );
     let mut tick = tokio::time::interval(Duration::from_millis(200));
