@@ -18,6 +18,11 @@ use uuid::Uuid;
 
 /// How far the achieved average rate may be from `--rate` when nothing throttles.
 const AVERAGE_RATE_TOLERANCE: f64 = 0.15;
+/// The limiter bounds when requests *leave*; the simulator logs when they *arrive*. On a
+/// busy machine a request delayed in the kernel or the runtime can land in the next
+/// second's window beside its successors, so one request of slack is allowed on top of
+/// rate + burst. A limiter that let bursts through would still exceed it by far.
+const ARRIVAL_JITTER_REQUESTS: usize = 1;
 /// Slack when checking that no request arrived during a `Retry-After` pause: requests
 /// already past the gate when the 429 arrived, and clock granularity.
 const RETRY_AFTER_TOLERANCE_MS: u64 = 50;
@@ -86,11 +91,11 @@ async fn keeps_every_one_second_window_within_rate_plus_burst_and_averages_the_r
 
     let log = h.state().log;
     assert_eq!(log.len(), 2 * users + 1, "every request, the token's too");
-    let limit = RATE as usize + burst_for(RATE) as usize;
+    let limit = RATE as usize + burst_for(RATE) as usize + ARRIVAL_JITTER_REQUESTS;
     let busiest = max_in_window(&log, 1000);
     assert!(
         busiest <= limit,
-        "{busiest} requests arrived within one second; --rate 40 allows {limit} (rate + burst)"
+        "{busiest} requests arrived within one second; --rate 40 allows {limit} (rate + burst + arrival jitter)"
     );
     let achieved = (log.len() - 1) as f64 / (span_ms(&log) as f64 / 1000.0);
     eprintln!(
