@@ -30,14 +30,7 @@ async fn onboards_500_rows_and_export_equals_the_simulator() {
         );
     }
     h.assert_no_duplicates_and_map_matches();
-    let export = h
-        .exec(&[
-            "export".into(),
-            "--checkpoint".into(),
-            h.checkpoint().display().to_string(),
-        ])
-        .await;
-    h.expect_code(&export, 0);
+    let export = h.export(&[]).await;
     let mut exported: Vec<(String, String, String)> = export
         .stdout
         .lines()

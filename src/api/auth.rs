@@ -191,7 +191,7 @@ impl Auth {
             .json(&serde_json::json!({"grant_type": "client_credentials"}))
             .send()
             .await;
-        let response = sent.map_err(|e| self.transport_error(&e))?;
+        let response = sent.map_err(|e| self.transport_error(&e, &self.token_context()))?;
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
@@ -201,7 +201,7 @@ impl Auth {
         let mut response = response;
         let body = super::read_bounded(&mut response).await.map_err(|e| {
             let mut error = match e {
-                super::BodyError::Transport(e) => self.transport_error(&e),
+                super::BodyError::Transport(e) => self.transport_error(&e, &self.token_context()),
                 super::BodyError::TooLarge => CallError {
                     failure: Failure::Fatal,
                     status: None,
@@ -252,16 +252,18 @@ impl Auth {
         }
     }
 
-    fn transport_error(&self, error: &reqwest::Error) -> CallError {
+    /// A transport error as a scrubbed `CallError`, its message prefixed with `context`.
+    pub(super) fn transport_error(&self, error: &reqwest::Error, context: &str) -> CallError {
         let (failure, message) = describe_transport(error);
         CallError {
             failure,
             status: None,
-            message: self.scrub(&format!(
-                "token request to {} failed: {message}",
-                self.token_url
-            )),
+            message: self.scrub(&format!("{context}{message}")),
         }
+    }
+
+    fn token_context(&self) -> String {
+        format!("token request to {} failed: ", self.token_url)
     }
 }
 

@@ -34,7 +34,7 @@ use auth::Auth;
 pub use auth::Credentials;
 use breaker::Breaker;
 pub use error::{CallError, Failure};
-use error::{describe_body, describe_transport, parse_retry_after};
+use error::{describe_body, parse_retry_after};
 use gate::Gate;
 use stats::Stats;
 
@@ -452,12 +452,7 @@ impl Client {
     }
 
     fn transport_error(&self, error: &reqwest::Error) -> CallError {
-        let (failure, message) = describe_transport(error);
-        CallError {
-            failure,
-            status: None,
-            message: self.auth.scrub(&message),
-        }
+        self.auth.transport_error(error, "")
     }
 
     fn observe(&self, result: &Result<(u16, bytes::Bytes), CallError>) {

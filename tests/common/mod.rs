@@ -137,6 +137,19 @@ impl Harness {
         }
     }
 
+    /// Runs `export --checkpoint <default>` plus `extra`, expecting exit 0.
+    pub async fn export(&self, extra: &[&str]) -> Output {
+        let mut args = vec![
+            "export".to_owned(),
+            "--checkpoint".to_owned(),
+            self.checkpoint().display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let out = self.exec(&args).await;
+        self.expect_code(&out, 0);
+        out
+    }
+
     /// Runs `run` on `csv` with the fast defaults plus `extra`.
     pub async fn run(&self, csv: &Path, extra: &[&str]) -> Output {
         self.exec(&self.run_args(csv, extra)).await
