@@ -20,8 +20,13 @@ use uuid::Uuid;
 
 pub use lock::Lock;
 
-/// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+/// The schema version this build writes (`PRAGMA user_version`): version 1 is
+/// `schema.sql`, each migration adds one.
+pub const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;
+/// Schema migrations, in order: `MIGRATIONS[i]` takes a checkpoint from version `i + 1` to
+/// `i + 2`. Append only: a released migration is never edited, since partners' nightly
+/// checkpoints were written by it. Each runs inside the transaction that bumps the version.
+const MIGRATIONS: &[&str] = &[];
 /// `PRAGMA application_id`: "PDOB", marks a file as a podero-onboard checkpoint.
 pub const APPLICATION_ID: i64 = 0x5044_4f42;
 const SCHEMA: &str = include_str!("schema.sql");
@@ -57,6 +62,18 @@ pub enum CheckpointError {
          understands ({SCHEMA_VERSION}); upgrade podero-onboard"
     )]
     NewerSchema {
+        /// The file.
+        path: PathBuf,
+        /// Its version.
+        found: i64,
+    },
+    /// Written by an older podero-onboard; opened read-only, so it cannot be upgraded here.
+    #[error(
+        "checkpoint {path} has schema version {found}, older than this podero-onboard's \
+         ({SCHEMA_VERSION}); a `podero-onboard run` on it (a --dry-run too) upgrades it in place, \
+         losing nothing"
+    )]
+    OlderSchema {
         /// The file.
         path: PathBuf,
         /// Its version.
@@ -160,6 +177,10 @@ impl Checkpoint {
                 path: path.to_owned(),
                 why: "it has no podero-onboard schema".into(),
             }),
+            found if found < SCHEMA_VERSION => Err(CheckpointError::OlderSchema {
+                path: path.to_owned(),
+                found,
+            }),
             _ => {
                 checkpoint.check_version()?;
                 Ok(checkpoint)
@@ -229,13 +250,36 @@ impl Checkpoint {
                 found: version,
             });
         }
-        // Migrations from older versions go here, keyed on `version`.
         Ok(())
+    }
+
+    /// Upgrades an older checkpoint in one transaction: all pending migrations and the new
+    /// version commit together or not at all, so a crash mid-upgrade loses nothing.
+    fn migrate(&self) -> Result<(), CheckpointError> {
+        let version = self.version()?;
+        if version >= SCHEMA_VERSION {
+            return Ok(());
+        }
+        let pending = &MIGRATIONS[(version - 1) as usize..];
+        tracing::info!(
+            from = version,
+            to = SCHEMA_VERSION,
+            "upgrading the checkpoint schema"
+        );
+        let script = format!(
+            "BEGIN IMMEDIATE; {} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;",
+            pending.concat()
+        );
+        self.conn.execute_batch(&script).map_err(|e| {
+            let _ = self.conn.execute_batch("ROLLBACK;");
+            sqlite(&self.path, e)
+        })
     }
 
     fn ensure_schema(&self) -> Result<(), CheckpointError> {
         if self.version()? != 0 {
-            return self.check_version();
+            self.check_version()?;
+            return self.migrate();
         }
         let tables: i64 = self
             .conn
@@ -250,8 +294,9 @@ impl Checkpoint {
             });
         }
         let init = format!(
-            "BEGIN; {SCHEMA} PRAGMA application_id = {APPLICATION_ID}; \
-             PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            "BEGIN; {SCHEMA} {} PRAGMA application_id = {APPLICATION_ID}; \
+             PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;",
+            MIGRATIONS.concat()
         );
         self.conn
             .execute_batch(&init)
