@@ -5,7 +5,8 @@
 //!   that exists, and every `#anchor` to a heading of the target (GitHub's slugs).
 //! * Every shell command line in a fenced block that invokes `podero-onboard` (directly, by
 //!   path, from a systemd `ExecStart=`, or as `cargo run --release -- …`) parses with the real
-//!   CLI, so no page shows a flag or value that does not exist.
+//!   CLI, so no page shows a flag or value that does not exist. A usage synopsis with
+//!   `<placeholders>` goes in a block fenced as `synopsis`, which is not parsed.
 //! * `README.md` stays a front page (at most [`README_MAX_LINES`] lines) and its test command
 //!   is exactly the one `.ci/run` runs.
 //!
@@ -31,6 +32,11 @@ const EXPECTED_FROM_OTHER_BRANCHES: &[&str] = &[
     "docs/connect-links.md",
     "docs/input-formats.md",
 ];
+
+/// The info string of a fenced block whose lines are a usage synopsis
+/// (`podero-onboard run <CSV|-> [--rate N]`), not commands to run: its lines are not parsed.
+/// Everything else in a fenced block that invokes podero-onboard must parse.
+const SYNOPSIS_FENCE: &str = "synopsis";
 
 /// The README is the front page; the rest lives in `docs/`.
 const README_MAX_LINES: usize = 250;
@@ -145,7 +151,8 @@ fn extracts_commands_through_prompts_continuations_variables_pipes_and_cron() {
               echo podero-onboard run\n\
               ```\n\
               podero-onboard run outside.csv --not-in-a-block\n\
-              ```ini\nExecStart=/usr/bin/podero-onboard export --checkpoint c\n```\n";
+              ```ini\nExecStart=/usr/bin/podero-onboard export --checkpoint c\n```\n\
+              ```synopsis\npodero-onboard run <CSV|-> [--rate N]\n```\n";
     let found: Vec<(usize, String)> = commands(md)
         .into_iter()
         .map(|c| (c.line, c.argv.join(" ")))
@@ -227,32 +234,36 @@ fn pages() -> BTreeMap<PathBuf, String> {
         .collect()
 }
 
-/// A Markdown line outside fenced code, or the lines of one fenced block.
+/// A Markdown line outside fenced code, or one fenced block: its info string (the word
+/// after the opening fence) and its lines.
 enum Chunk<'a> {
     Prose(usize, &'a str),
-    Code(Vec<(usize, &'a str)>),
+    Code(&'a str, NumberedLines<'a>),
 }
+
+/// Lines with their 1-based line numbers in the page.
+type NumberedLines<'a> = Vec<(usize, &'a str)>;
 
 /// Splits a page into prose lines and fenced blocks (``` or ~~~, any indentation).
 fn chunks(md: &str) -> Vec<Chunk<'_>> {
     let mut out = Vec::new();
-    let mut block: Option<(&str, Vec<(usize, &str)>)> = None;
+    let mut block: Option<(&str, &str, NumberedLines)> = None;
     for (i, line) in md.lines().enumerate() {
         let number = i + 1;
         let trimmed = line.trim_start();
         let fence = ["```", "~~~"].into_iter().find(|f| trimmed.starts_with(f));
         match (&mut block, fence) {
-            (Some((open, _)), Some(f)) if *open == f && trimmed.trim_end() == f => {
-                let (_, lines) = block.take().expect("open block");
-                out.push(Chunk::Code(lines));
+            (Some((open, _, _)), Some(f)) if *open == f && trimmed.trim_end() == f => {
+                let (_, info, lines) = block.take().expect("open block");
+                out.push(Chunk::Code(info, lines));
             }
-            (Some((_, lines)), _) => lines.push((number, line)),
-            (None, Some(f)) => block = Some((f, Vec::new())),
+            (Some((_, _, lines)), _) => lines.push((number, line)),
+            (None, Some(f)) => block = Some((f, trimmed[f.len()..].trim(), Vec::new())),
             (None, None) => out.push(Chunk::Prose(number, line)),
         }
     }
-    if let Some((_, lines)) = block {
-        out.push(Chunk::Code(lines));
+    if let Some((_, info, lines)) = block {
+        out.push(Chunk::Code(info, lines));
     }
     out
 }
@@ -262,7 +273,7 @@ fn code_lines(md: &str) -> String {
     chunks(md)
         .into_iter()
         .filter_map(|c| match c {
-            Chunk::Code(lines) => Some(lines),
+            Chunk::Code(_, lines) => Some(lines),
             Chunk::Prose(..) => None,
         })
         .flatten()
@@ -481,7 +492,12 @@ struct DocCommand {
 fn commands(md: &str) -> Vec<DocCommand> {
     let mut out = Vec::new();
     for chunk in chunks(md) {
-        let Chunk::Code(lines) = chunk else { continue };
+        let Chunk::Code(info, lines) = chunk else {
+            continue;
+        };
+        if info == SYNOPSIS_FENCE {
+            continue;
+        }
         for (line, logical) in logical_lines(&lines) {
             let logical = logical.trim_start();
             let logical = logical.strip_prefix("$ ").unwrap_or(logical);
