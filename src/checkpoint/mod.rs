@@ -1,6 +1,6 @@
 //! The SQLite checkpoint: the source of truth for what has been done.
 //!
-//! Layout: `schema.sql` (documented in the README), a sidecar lock file so only one run
+//! Layout: `schema.sql` (documented in docs/checkpoint.md), a sidecar lock file so only one run
 //! uses a checkpoint at a time, [`stage`] (this run's input, validated and planned),
 //! and [`writer`] (the single task that writes results, in batched transactions).
 //!

@@ -1,5 +1,5 @@
 -- podero-onboard checkpoint, schema version 1 (PRAGMA user_version = 1).
--- Documented in README.md ("The checkpoint"); query it freely with sqlite3.
+-- Documented in docs/checkpoint.md; query it freely with sqlite3.
 
 -- Which environment this checkpoint belongs to: org_id, base_url, created_at.
 CREATE TABLE meta (
