@@ -14,6 +14,13 @@
 //! - **Bytes first.** Records are read as `csv::ByteRecord`s, so invalid UTF-8 is an
 //!   invalid cell, not a fatal error; `flexible` parsing turns ragged rows into
 //!   invalid rows. Line numbers are where a record starts (quoted fields may span lines).
+//! - **The files partners have.** Under the parser, `decode.rs` streams the file's
+//!   encoding (`--encoding`, or a BOM) to UTF-8; `sniff.rs` reads a bounded prefix to
+//!   pick the separator (`--delimiter`, an Excel `sep=` line, or the one that splits the
+//!   header into the required columns) and to stop a Windows-1252 file read as UTF-8
+//!   before any request. The prefix is re-read by the parser, which sees the file's
+//!   every line (a `sep=` line is parsed and dropped), so line numbers stay the file's.
+//!   Values are compared decoded, so a row's identity does not depend on the format.
 //! - **One table.** `columns::COLUMNS` lists every known column with its API name and
 //!   check; the header matcher and the row checker both read it.
 //!
