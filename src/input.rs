@@ -243,23 +243,14 @@ impl Reader {
         }
         let split = choose_split(&ahead, renames, &source_name, format.delimiter)?;
         let has_sep_line = sniff::sep_line(&ahead).is_some();
-        // Only `\n` ends a record (a `\r` before it is trimmed away with the value):
-        // that makes the start line computable, see `start_line`.
         let bytes = io::Cursor::new(ahead).chain(decoded);
-        let csv = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .delimiter(split.delimiter.byte())
-            .terminator(csv::Terminator::Any(b'\n'))
-            .from_reader(limit::Limited::new(bytes, max_record_bytes));
-        let layout = Layout {
-            headers: Vec::new(),
-            slots: Vec::new(),
-            delimiter: split.delimiter,
-        };
         let mut reader = Reader {
-            csv,
-            layout,
+            csv: parser(bytes, split.delimiter, max_record_bytes),
+            layout: Layout {
+                headers: Vec::new(),
+                slots: Vec::new(),
+                delimiter: split.delimiter,
+            },
             source_name,
             max_record_bytes,
             record: ByteRecord::new(),
@@ -395,6 +386,22 @@ impl Iterator for Reader {
 }
 
 impl std::iter::FusedIterator for Reader {}
+
+/// The CSV parser over the decoded bytes, bounded per record. Only `\n` ends a record
+/// (a `\r` before it is trimmed away with the value): that makes the start line
+/// computable, see `Reader::start_line`.
+fn parser(
+    bytes: io::Chain<io::Cursor<Vec<u8>>, Box<dyn Read + Send>>,
+    delimiter: Delimiter,
+    max_record_bytes: usize,
+) -> csv::Reader<Bytes> {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .delimiter(delimiter.byte())
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_reader(limit::Limited::new(bytes, max_record_bytes))
+}
 
 /// The separator: `--delimiter` if given, else an Excel `sep=` line, else detected
 /// from the header line.
