@@ -108,6 +108,7 @@ fn demo_config(args: &DemoArgs, base_url: &str, checkpoint: &Path) -> RunConfig 
             source: Source::Path(args.input.clone()),
             renames: Vec::new(),
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            format: Default::default(),
         },
         checkpoint: checkpoint.to_owned(),
         identity: Identity {

@@ -14,6 +14,13 @@
 //! - **Bytes first.** Records are read as `csv::ByteRecord`s, so invalid UTF-8 is an
 //!   invalid cell, not a fatal error; `flexible` parsing turns ragged rows into
 //!   invalid rows. Line numbers are where a record starts (quoted fields may span lines).
+//! - **The files partners have.** Under the parser, `decode.rs` streams the file's
+//!   encoding (`--encoding`, or a BOM) to UTF-8; `sniff.rs` reads a bounded prefix to
+//!   pick the separator (`--delimiter`, an Excel `sep=` line, or the one that splits the
+//!   header into the required columns) and to stop a Windows-1252 file read as UTF-8
+//!   before any request. The prefix is re-read by the parser, which sees the file's
+//!   every line (a `sep=` line is parsed and dropped), so line numbers stay the file's.
+//!   Values are compared decoded, so a row's identity does not depend on the format.
 //! - **One table.** `columns::COLUMNS` lists every known column with its API name and
 //!   check; the header matcher and the row checker both read it.
 //!
@@ -23,11 +30,16 @@
 //! not a column: changing roles from a bulk job is too dangerous.
 
 mod columns;
+mod decode;
 mod display;
 mod error;
+mod format;
+#[cfg(test)]
+mod format_tests;
 mod header;
 mod limit;
 mod record;
+mod sniff;
 #[cfg(test)]
 mod tests;
 
@@ -38,12 +50,13 @@ use std::path::{Path, PathBuf};
 
 use csv::ByteRecord;
 
-use header::Layout;
+use header::{Layout, Split};
 use record::check_record;
 
 pub use columns::{MAX_BUILDING_NAME_CHARS, MAX_EXTERNAL_USER_ID_CHARS};
 pub use display::MAX_SHOWN_CHARS;
 pub use error::InputError;
+pub use format::{Delimiter, Encoding, Format, parse_delimiter, parse_encoding};
 pub use header::parse_rename;
 pub use record::{Invalid, Record, Row};
 
@@ -123,6 +136,8 @@ pub struct InputOptions {
     pub renames: Vec<(String, String)>,
     /// Bound on one record's size in bytes (approximate, see [`DEFAULT_MAX_RECORD_BYTES`]).
     pub max_record_bytes: usize,
+    /// Encoding and separator (`--encoding`, `--delimiter`).
+    pub format: Format,
 }
 
 impl InputOptions {
@@ -132,6 +147,7 @@ impl InputOptions {
             source,
             renames: Vec::new(),
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            format: Format::default(),
         }
     }
 }
@@ -143,7 +159,13 @@ pub fn open(opts: &InputOptions) -> Result<Reader, InputError> {
         Source::Stdin => Box::new(io::stdin()),
         Source::Path(path) => Box::new(open_file(path, &name)?),
     };
-    Reader::from_read(read, name, &opts.renames, opts.max_record_bytes)
+    Reader::from_read_with(
+        read,
+        name,
+        &opts.renames,
+        opts.max_record_bytes,
+        opts.format,
+    )
 }
 
 fn open_file(path: &Path, name: &str) -> Result<File, InputError> {
@@ -171,6 +193,9 @@ pub struct Reader {
     max_record_bytes: usize,
     record: ByteRecord,
     done: bool,
+    /// Still looking for a Windows-1252 file read as UTF-8: only for UTF-8, and only
+    /// until real UTF-8 beyond ASCII shows the file is UTF-8 after all.
+    diagnose_1252: bool,
 }
 
 impl fmt::Debug for Reader {
@@ -183,42 +208,64 @@ impl fmt::Debug for Reader {
 }
 
 impl Reader {
-    /// Reads CSV from any byte source (`source_name` is used in messages) and checks
-    /// its header. [`open`] uses this; so can tests and other front-ends.
+    /// Reads UTF-8 CSV (separator detected) from any byte source (`source_name` is used
+    /// in messages) and checks its header. Tests and other front-ends use this.
     pub fn from_read(
         read: impl Read + Send + 'static,
         source_name: impl Into<String>,
         renames: &[(String, String)],
         max_record_bytes: usize,
     ) -> Result<Reader, InputError> {
+        let format = Format::default();
+        Reader::from_read_with(read, source_name, renames, max_record_bytes, format)
+    }
+
+    /// Like [`Reader::from_read`], in the given encoding and separator. [`open`] uses it.
+    pub fn from_read_with(
+        read: impl Read + Send + 'static,
+        source_name: impl Into<String>,
+        renames: &[(String, String)],
+        max_record_bytes: usize,
+        format: Format,
+    ) -> Result<Reader, InputError> {
         let source_name = source_name.into();
-        let boxed: Box<dyn Read + Send> = Box::new(read);
-        let bytes = limit::skip_bom(boxed).map_err(|error| InputError::Read {
-            source_name: source_name.clone(),
-            line: 1,
-            error,
+        let mut decoded = decode::decoder(Box::new(read), format.encoding);
+        let ahead = sniff::read_ahead(&mut decoded, max_record_bytes).map_err(|error| {
+            InputError::Read {
+                source_name: source_name.clone(),
+                line: 1,
+                error,
+            }
         })?;
-        // Only `\n` ends a record (a `\r` before it is trimmed away with the value):
-        // that makes the start line computable, see `start_line`.
-        let csv = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .terminator(csv::Terminator::Any(b'\n'))
-            .from_reader(limit::Limited::new(bytes, max_record_bytes));
-        let layout = Layout {
-            headers: Vec::new(),
-            slots: Vec::new(),
-        };
+        let diagnose_1252 = format.encoding == Encoding::Utf8;
+        if let Some((line, value)) = sniff::windows_1252_in(&ahead).filter(|_| diagnose_1252) {
+            return Err(looks_like_1252(&source_name, line, &value));
+        }
+        let split = choose_split(&ahead, renames, &source_name, format.delimiter)?;
+        let has_sep_line = sniff::sep_line(&ahead).is_some();
+        let bytes = io::Cursor::new(ahead).chain(decoded);
         let mut reader = Reader {
-            csv,
-            layout,
+            csv: parser(bytes, split.delimiter, max_record_bytes),
+            layout: Layout {
+                headers: Vec::new(),
+                slots: Vec::new(),
+                delimiter: split.delimiter,
+            },
             source_name,
             max_record_bytes,
             record: ByteRecord::new(),
             done: false,
+            diagnose_1252,
         };
+        if has_sep_line {
+            reader.read_header()?;
+        }
         let headers = reader.read_header()?;
-        reader.layout = header::resolve(headers, renames, &reader.source_name)?;
+        let split = Split {
+            line: reader.start_line(),
+            ..split
+        };
+        reader.layout = header::resolve(headers, renames, &reader.source_name, split)?;
         Ok(reader)
     }
 
@@ -248,11 +295,27 @@ impl Reader {
             Err(error) => return Err(self.fatal(error)),
         }
         self.csv.get_mut().reset();
-        Ok(self
-            .record
-            .iter()
-            .map(|h| String::from_utf8_lossy(h).trim().to_owned())
-            .collect())
+        Ok(header_fields(&self.record))
+    }
+
+    /// A record that is not UTF-8 but looks like Windows-1252 stops the run, naming
+    /// `--encoding`, unless the file already showed real UTF-8 beyond ASCII (then it
+    /// is one bad cell, which the row checker reports).
+    fn windows_1252(&mut self) -> Option<InputError> {
+        if !self.diagnose_1252 || self.record.as_slice().is_ascii() {
+            return None;
+        }
+        let fields = || self.record.iter().filter(|f| !f.is_ascii());
+        if fields().any(|f| std::str::from_utf8(f).is_ok()) {
+            self.diagnose_1252 = false;
+            return None;
+        }
+        let value = fields().find_map(decode::as_windows_1252)?;
+        Some(looks_like_1252(
+            &self.source_name,
+            self.start_line(),
+            &value,
+        ))
     }
 
     /// The line where the record just read starts. csv's own record position is taken
@@ -301,6 +364,10 @@ impl Iterator for Reader {
                 Ok(true) if is_blank(&self.record) => self.csv.get_mut().reset(),
                 Ok(true) => {
                     self.csv.get_mut().reset();
+                    if let Some(error) = self.windows_1252() {
+                        self.done = true;
+                        return Some(Err(error));
+                    }
                     return Some(Ok(check_record(
                         &self.layout,
                         &self.record,
@@ -319,6 +386,65 @@ impl Iterator for Reader {
 }
 
 impl std::iter::FusedIterator for Reader {}
+
+/// The CSV parser over the decoded bytes, bounded per record. Only `\n` ends a record
+/// (a `\r` before it is trimmed away with the value): that makes the start line
+/// computable, see `Reader::start_line`.
+fn parser(
+    bytes: io::Chain<io::Cursor<Vec<u8>>, Box<dyn Read + Send>>,
+    delimiter: Delimiter,
+    max_record_bytes: usize,
+) -> csv::Reader<Bytes> {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .delimiter(delimiter.byte())
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_reader(limit::Limited::new(bytes, max_record_bytes))
+}
+
+/// The separator: `--delimiter` if given, else an Excel `sep=` line, else detected
+/// from the header line.
+fn choose_split(
+    ahead: &[u8],
+    renames: &[(String, String)],
+    source: &str,
+    flag: Option<Delimiter>,
+) -> Result<Split, InputError> {
+    let sep_line =
+        sniff::sep_line(ahead)
+            .transpose()
+            .map_err(|value| InputError::UnsupportedSeparator {
+                source_name: source.to_owned(),
+                value,
+            })?;
+    let delimiter = match (flag, sep_line) {
+        (Some(flag), _) => flag,
+        (None, Some(sep)) => sep,
+        (None, None) => sniff::detect(sniff::header_line(ahead), renames, source)?,
+    };
+    Ok(Split {
+        line: 1,
+        delimiter,
+        explicit: flag.is_some(),
+    })
+}
+
+fn looks_like_1252(source: &str, line: u64, value: &str) -> InputError {
+    InputError::LooksLikeWindows1252 {
+        source_name: source.to_owned(),
+        line,
+        value: display::shown(value.trim()),
+    }
+}
+
+/// Header fields as text, trimmed (bytes that are not UTF-8 shown as U+FFFD).
+fn header_fields(record: &ByteRecord) -> Vec<String> {
+    record
+        .iter()
+        .map(|h| String::from_utf8_lossy(h).trim().to_owned())
+        .collect()
+}
 
 /// Where csv believes the record being read starts (before any blank lines): close
 /// enough for fatal errors, which stop the run anyway.

@@ -239,7 +239,9 @@ row_cases! {
         RowCase::line3(row_of_user1("CRM-1", "Ho\0me"), Some("building_name"), "control character");
     invalid_utf8_in_building_name_is_invalid =>
         RowCase::line3(
-            [format!("{},CRM-1,Caf", user(1)).as_bytes(), b"\xe9"].concat(),
+            // 0x81 is not text in Windows-1252 either: a junk byte is one invalid row
+            // (Windows-1252 text read as UTF-8 stops the run: see tests/input_formats.rs).
+            [format!("{},CRM-1,Caf", user(1)).as_bytes(), b"\x81"].concat(),
             Some("building_name"),
             "UTF-8",
         );

@@ -1,9 +1,12 @@
-//! Property tests for the CSV input: no input makes it panic, valid rows carry
-//! URL-safe user ids, and any sane building name is accepted.
+//! Property tests for the CSV input: no input makes it panic (in any encoding and with
+//! any separator), valid rows carry URL-safe user ids, any sane building name is
+//! accepted, and the same data reads the same as UTF-8 `,` or Windows-1252 `;`.
 
 use std::io::Cursor;
 
-use podero_onboard::input::{DEFAULT_MAX_RECORD_BYTES, Reader, Record};
+use podero_onboard::input::{
+    DEFAULT_MAX_RECORD_BYTES, Delimiter, Encoding, Format, Reader, Record,
+};
 use proptest::prelude::*;
 
 const HEADER: &str =
@@ -15,6 +18,55 @@ fn read_all(bytes: Vec<u8>, limit: usize) -> Vec<Record> {
         return Vec::new();
     };
     reader.map_while(Result::ok).collect()
+}
+
+/// Every record, in the given format; stops at the first fatal error like the caller.
+fn read_all_with(bytes: Vec<u8>, limit: usize, format: Format) -> Vec<Record> {
+    let Ok(reader) = Reader::from_read_with(Cursor::new(bytes), "prop.csv", &[], limit, format)
+    else {
+        return Vec::new();
+    };
+    reader.map_while(Result::ok).collect()
+}
+
+fn any_format() -> impl Strategy<Value = Format> {
+    let encoding = prop_oneof![
+        Just(Encoding::Utf8),
+        Just(Encoding::Windows1252),
+        Just(Encoding::Latin1),
+        Just(Encoding::Utf16Le),
+        Just(Encoding::Utf16Be),
+    ];
+    let delimiter = prop_oneof![
+        Just(None),
+        Just(Some(Delimiter::Comma)),
+        Just(Some(Delimiter::Semicolon)),
+        Just(Some(Delimiter::Tab)),
+    ];
+    (encoding, delimiter).prop_map(|(encoding, delimiter)| Format {
+        encoding,
+        delimiter,
+    })
+}
+
+/// Prefixes that steer the reader into its format paths: BOMs, `sep=` lines, headers.
+fn any_prefix() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        Just(Vec::new()),
+        Just(b"\xEF\xBB\xBF".to_vec()),
+        Just(b"\xFF\xFE".to_vec()),
+        Just(b"\xFE\xFF".to_vec()),
+        Just(b"sep=;\r\n".to_vec()),
+        Just(b"sep=|\n".to_vec()),
+        Just(b"user_id;external_user_id;building_name;latitude\r\n".to_vec()),
+        Just(b"user_id\texternal_user_id\tbuilding_name\n".to_vec()),
+        Just(HEADER.as_bytes().to_vec()),
+    ]
+}
+
+/// Text that Windows-1252 can encode: ASCII letters, umlauts, ß, accents, spaces.
+fn latin_text() -> impl Strategy<Value = String> {
+    "[A-Za-z0-9äöüÄÖÜßéèàçñ€ ]{1,30}".prop_map(|s| s.trim().to_owned())
 }
 
 fn csv_quoted(value: &str) -> String {
@@ -112,5 +164,42 @@ proptest! {
         let csv = format!("{HEADER}{ID},crm-1,{},,,\n", csv_quoted(&name));
         let records = read_all(csv.into_bytes(), DEFAULT_MAX_RECORD_BYTES);
         prop_assert!(matches!(&records[..], [Record::Valid(row)] if row.building_name == name), "{:?}", records);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic_in_any_format(
+        prefix in any_prefix(),
+        body in proptest::collection::vec(any::<u8>(), 0..512),
+        format in any_format(),
+        limit in prop_oneof![Just(DEFAULT_MAX_RECORD_BYTES), 0usize..64],
+    ) {
+        let mut bytes = prefix;
+        bytes.extend(body);
+        read_all_with(bytes, limit, format);
+    }
+
+    #[test]
+    fn windows_1252_semicolons_read_like_utf8_commas(
+        names in proptest::collection::vec((latin_text(), latin_text()), 1..5),
+        latitude in -90.0f64..90.0,
+    ) {
+        let latitude = format!("{latitude:.4}");
+        let names: Vec<_> = names.into_iter().filter(|(a, b)| !a.is_empty() && !b.is_empty()).collect();
+        prop_assume!(!names.is_empty());
+        let mut utf8 = String::from("user_id,external_user_id,building_name,town,latitude\n");
+        let mut excel = String::from("user_id;external_user_id;building_name;town;latitude\r\n");
+        for (i, (building, town)) in names.iter().enumerate() {
+            utf8.push_str(&format!("{ID},crm-{i},{building},{town},{latitude}\n"));
+            let comma = latitude.replace('.', ",");
+            excel.push_str(&format!("{ID};crm-{i};{building};{town};{comma}\r\n"));
+        }
+        let (excel, _, unmappable) = encoding_rs::WINDOWS_1252.encode(&excel);
+        prop_assert!(!unmappable);
+        let format = Format { encoding: Encoding::Windows1252, delimiter: None };
+        let a = read_all(utf8.into_bytes(), DEFAULT_MAX_RECORD_BYTES);
+        let b = read_all_with(excel.into_owned(), DEFAULT_MAX_RECORD_BYTES, format);
+        prop_assert_eq!(a.len(), names.len());
+        prop_assert!(a.iter().all(|r| matches!(r, Record::Valid(_))), "{:?}", a);
+        prop_assert_eq!(a, b);
     }
 }

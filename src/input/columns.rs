@@ -372,6 +372,20 @@ fn degrees(column: &Column, value: &str, limit: f64) -> Result<Cell, Problem> {
     }
 }
 
+/// `48,2082` written as `48.2082`, for a coordinate column of a file whose separator is
+/// not a comma (there a comma in a cell can only be a decimal comma). `None` for other
+/// columns, where a comma could be a thousands separator (counts stay whole numbers),
+/// and for anything but `[sign]digits,digits`.
+pub(super) fn decimal_point(column: &Column, value: &str) -> Option<String> {
+    if !matches!(column.kind, Kind::Degrees(_)) {
+        return None;
+    }
+    let (whole, fraction) = value.split_once(',')?;
+    let unsigned = whole.strip_prefix(['-', '+']).unwrap_or(whole);
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    (digits(unsigned) && digits(fraction)).then(|| format!("{whole}.{fraction}"))
+}
+
 fn email(value: &str) -> Result<Cell, Problem> {
     if looks_like_email(value) {
         return Ok(Cell::Json(Value::String(value.to_owned())));

@@ -3,6 +3,7 @@
 
 use super::InputError;
 use super::columns::{COLUMNS, Column, find};
+use super::format::Delimiter;
 use super::{REQUIRED_COLUMNS, display};
 
 /// The resolved header: the names as found and, per position, the known column fed.
@@ -10,6 +11,19 @@ use super::{REQUIRED_COLUMNS, display};
 pub(super) struct Layout {
     pub headers: Vec<String>,
     pub slots: Vec<Option<&'static Column>>,
+    /// The file's field separator (a decimal comma is read only when it is not `,`).
+    pub delimiter: Delimiter,
+}
+
+/// Where the header is and how it was split, for messages.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Split {
+    /// The header's line in the file (2 after an Excel `sep=` line).
+    pub line: u64,
+    /// The separator the header was split with.
+    pub delimiter: Delimiter,
+    /// True when `--delimiter` chose it, false when detected.
+    pub explicit: bool,
 }
 
 impl Layout {
@@ -66,6 +80,7 @@ pub(super) fn resolve(
     headers: Vec<String>,
     renames: &[(String, String)],
     source: &str,
+    split: Split,
 ) -> Result<Layout, InputError> {
     let names = expected_names(renames, source)?;
     let slots: Vec<Option<&'static Column>> = headers
@@ -78,9 +93,13 @@ pub(super) fn resolve(
                 .map(|(c, _)| *c)
         })
         .collect();
-    let layout = Layout { headers, slots };
-    reject_duplicates(&layout, source)?;
-    require_columns(&layout, &names, source)?;
+    let layout = Layout {
+        headers,
+        slots,
+        delimiter: split.delimiter,
+    };
+    reject_duplicates(&layout, source, split)?;
+    require_columns(&layout, &names, source, split)?;
     Ok(layout)
 }
 
@@ -128,7 +147,7 @@ fn expected_names(renames: &[(String, String)], source: &str) -> Result<Expected
     Ok(names)
 }
 
-fn reject_duplicates(layout: &Layout, source: &str) -> Result<(), InputError> {
+fn reject_duplicates(layout: &Layout, source: &str, split: Split) -> Result<(), InputError> {
     for (i, slot) in layout.slots.iter().enumerate() {
         let Some(column) = slot else { continue };
         let again = layout.slots[i + 1..]
@@ -137,6 +156,7 @@ fn reject_duplicates(layout: &Layout, source: &str) -> Result<(), InputError> {
         if let Some(offset) = again {
             return Err(InputError::DuplicateColumn {
                 source_name: source.to_owned(),
+                line: split.line,
                 column: column.name.to_owned(),
                 first: i + 1,
                 second: i + 2 + offset,
@@ -146,7 +166,12 @@ fn reject_duplicates(layout: &Layout, source: &str) -> Result<(), InputError> {
     Ok(())
 }
 
-fn require_columns(layout: &Layout, names: &Expected, source: &str) -> Result<(), InputError> {
+fn require_columns(
+    layout: &Layout,
+    names: &Expected,
+    source: &str,
+    split: Split,
+) -> Result<(), InputError> {
     let present = |name: &str| layout.slots.iter().flatten().any(|c| c.name == name);
     let missing: Vec<String> = REQUIRED_COLUMNS
         .iter()
@@ -158,9 +183,10 @@ fn require_columns(layout: &Layout, names: &Expected, source: &str) -> Result<()
     }
     Err(InputError::MissingColumns {
         source_name: source.to_owned(),
+        line: split.line,
         missing,
         found: layout.headers.iter().map(|h| display::shown(h)).collect(),
-        hint: format_hint(&layout.headers),
+        hint: format_hint(&layout.headers, split),
     })
 }
 
@@ -175,14 +201,35 @@ fn describe_expected(name: &str, names: &Expected) -> String {
 }
 
 /// A guess at why the columns were not found: a wrong separator or line ending.
-fn format_hint(headers: &[String]) -> Option<String> {
+fn format_hint(headers: &[String], split: Split) -> Option<String> {
     if headers.iter().any(|h| h.contains('\r')) {
         return Some("the file seems to use old Mac line endings (CR only): save it with normal line endings".into());
     }
     let [only] = headers else { return None };
-    let separators = [(';', "semicolons"), ('\t', "tabs"), ('|', "pipes")];
-    let (_, name) = separators.into_iter().find(|(c, _)| only.contains(*c))?;
+    if only.contains('|') {
+        return Some(
+            "the header seems to be separated by pipes (|): save the file with , ; or tab as \
+             separator"
+                .into(),
+        );
+    }
+    // Detection picks the separator that splits the header best, so a single field
+    // containing another supported separator means `--delimiter` or a `sep=` line chose.
+    let other = Delimiter::ALL
+        .into_iter()
+        .find(|d| *d != split.delimiter && only.contains(char::from(d.byte())))?;
+    let cause = if split.explicit {
+        format!("but --delimiter says {}", split.delimiter.flag())
+    } else {
+        format!(
+            "but the file's first line says sep={}",
+            char::from(split.delimiter.byte()).escape_default()
+        )
+    };
     Some(format!(
-        "the header seems to be separated by {name}: save the file as comma-separated CSV"
+        "the header seems to be separated by {} {cause}: run with --delimiter {}, or leave \
+         --delimiter out to detect the separator",
+        other.plural(),
+        other.flag()
     ))
 }

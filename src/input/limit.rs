@@ -64,17 +64,3 @@ impl<R: Read> Read for Limited<R> {
         Ok(n)
     }
 }
-
-/// Reads up to three bytes and drops them if they are a UTF-8 byte-order mark,
-/// returning a reader that yields the rest of the stream.
-pub(super) fn skip_bom<R: Read>(mut read: R) -> io::Result<io::Chain<io::Cursor<Vec<u8>>, R>> {
-    const BOM: &[u8] = b"\xEF\xBB\xBF";
-    let mut prefix = Vec::with_capacity(BOM.len());
-    (&mut read)
-        .take(BOM.len() as u64)
-        .read_to_end(&mut prefix)?;
-    if prefix == BOM {
-        prefix.clear();
-    }
-    Ok(io::Cursor::new(prefix).chain(read))
-}

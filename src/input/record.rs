@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::columns::{self, Cell, Column, Target};
 use super::display;
+use super::format::Delimiter;
 use super::header::Layout;
 #[cfg(doc)]
 use super::{MAX_BUILDING_NAME_CHARS, MAX_EXTERNAL_USER_ID_CHARS, MAX_SHOWN_CHARS};
@@ -84,12 +85,14 @@ pub(super) fn check_record(layout: &Layout, record: &ByteRecord, line: u64) -> R
         })
     };
     if record.len() != layout.headers.len() {
-        return identified(ragged(line, record.len(), layout.headers.len()));
+        let invalid = ragged(line, record.len(), layout.headers.len());
+        return identified(with_separator(invalid, layout.delimiter));
     }
+    let decimal_comma = layout.delimiter != Delimiter::Comma;
     let mut draft = Draft::default();
     for (bytes, slot) in record.iter().zip(&layout.slots) {
         let Some(column) = slot else { continue };
-        match check_cell(column, bytes) {
+        match check_cell(column, bytes, decimal_comma) {
             Ok(cell) => draft.put(column, cell),
             Err(invalid) => return identified(*invalid),
         }
@@ -122,8 +125,21 @@ pub(super) fn ragged(line: u64, fields: usize, headers: usize) -> Invalid {
     }
 }
 
-/// Decodes, trims and checks one cell; the returned `Invalid` has line 0.
-fn check_cell(column: &Column, bytes: &[u8]) -> Result<Cell, Box<Invalid>> {
+/// The ragged-row advice for a file not separated by commas.
+fn with_separator(invalid: Invalid, delimiter: Delimiter) -> Invalid {
+    let reason = match delimiter {
+        Delimiter::Comma => invalid.reason,
+        other => invalid.reason.replace("commas", other.plural()).replace(
+            "Smith, John",
+            &format!("Smith{}John", char::from(other.byte())),
+        ),
+    };
+    Invalid { reason, ..invalid }
+}
+
+/// Decodes, trims and checks one cell; the returned `Invalid` has line 0. With
+/// `decimal_comma`, a coordinate may be written `48,2082`; the value shown stays as written.
+fn check_cell(column: &Column, bytes: &[u8], decimal_comma: bool) -> Result<Cell, Box<Invalid>> {
     let invalid = |value: Option<String>, reason: String| {
         Box::new(Invalid {
             line: 0,
@@ -136,14 +152,18 @@ fn check_cell(column: &Column, bytes: &[u8]) -> Result<Cell, Box<Invalid>> {
         })
     };
     let Ok(text) = std::str::from_utf8(bytes) else {
-        let reason = "is not valid UTF-8 text: save the file as UTF-8 (in Excel: \"CSV UTF-8\") and run again";
+        let reason = "is not valid UTF-8 text: save the file as UTF-8 (in Excel: \"CSV UTF-8\") and run again, \
+                      or name the file's encoding with --encoding";
         return Err(invalid(
             Some(display::shown_bytes(bytes.trim_ascii())),
             reason.to_owned(),
         ));
     };
     let text = text.trim();
-    columns::check(column, text)
+    let point = decimal_comma
+        .then(|| columns::decimal_point(column, text))
+        .flatten();
+    columns::check(column, point.as_deref().unwrap_or(text))
         .map_err(|p| invalid(p.show_value.then(|| display::shown(text)), p.reason))
 }
 
