@@ -30,7 +30,6 @@ const EXPECTED_FROM_OTHER_BRANCHES: &[&str] = &[
     "docs/performance.md",
     "docs/nightly-sync.md",
     "docs/connect-links.md",
-    "docs/input-formats.md",
 ];
 
 /// The info string of a fenced block whose lines are a usage synopsis
