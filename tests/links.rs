@@ -451,3 +451,84 @@ async fn kill_during_links_then_rerun_leaves_one_live_link_per_building() {
         server.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulator_sessions_validate_enums_ownership_and_expire_the_next_day() {
+    let h = Harness::with_users(2).await;
+    let (alice, bob) = (sandbox::generated_user_id(0), sandbox::generated_user_id(1));
+    let bobs = h.sandbox.add_building(bob, "Bob's");
+    let alices = h.sandbox.add_building(alice, "Alice's");
+    let http = reqwest::Client::new();
+    let base = h.sandbox.base_url();
+    let token: serde_json::Value = http
+        .post(format!("{base}/oauth2/token/"))
+        .basic_auth(sandbox::DEMO_CLIENT_ID, Some(sandbox::DEMO_CLIENT_SECRET))
+        .json(&serde_json::json!({"grant_type": "client_credentials"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bearer = token["access_token"].as_str().unwrap().to_owned();
+    let post = |body: serde_json::Value| {
+        http.post(format!("{base}/api/partners/v2.0/device-onboarding"))
+            .bearer_auth(&bearer)
+            .json(&body)
+            .send()
+    };
+    let body = |language: &str, zone: &str, building: Uuid| {
+        serde_json::json!({"language": language, "price_zone_default": zone,
+            "success_url": "https://a.example", "cancel_url": "https://b.example",
+            "user_id": alice, "building_id": building})
+    };
+    assert_eq!(post(body("fr", "AT", alices)).await.unwrap().status(), 422);
+    assert_eq!(post(body("de", "DE", alices)).await.unwrap().status(), 422);
+    assert_eq!(
+        post(body("de", "AT", bobs)).await.unwrap().status(),
+        422,
+        "not her building"
+    );
+    let created = post(body("de", "AT", alices)).await.unwrap();
+    assert_eq!(created.status(), 200);
+    let session: serde_json::Value = created.json().await.unwrap();
+    let id = session["id"].as_str().unwrap();
+    assert!(
+        session["authentication_url"]
+            .as_str()
+            .unwrap()
+            .ends_with(id)
+    );
+    // "valid until the end of the next day", by the simulator's (movable) calendar.
+    h.sandbox.advance_days(5);
+    let today = h.sandbox.today();
+    assert!(session["expiration_date"].as_str().unwrap() < today.as_str());
+    let read = http
+        .get(format!("{base}/api/partners/v2.0/device-onboarding/{id}"))
+        .bearer_auth(&bearer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    // The admin hooks the docs use against the standalone simulator.
+    let moved: serde_json::Value = http
+        .put(format!("{base}/__sandbox/clock"))
+        .json(&serde_json::json!({"advance_days": 1}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(moved["today"], h.sandbox.today());
+    assert_ne!(h.sandbox.today(), today);
+    let connected = http
+        .post(format!("{base}/__sandbox/heat-pumps"))
+        .json(&serde_json::json!({"user_id": alice, "building_id": alices}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(connected.status(), 200);
+    assert_eq!(h.state().heat_pumps[&alice][0].building, Some(alices));
+    assert!(h.state().anomalies.is_empty(), "{:?}", h.state().anomalies);
+}

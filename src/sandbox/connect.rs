@@ -357,6 +357,47 @@ pub(crate) fn update_heat_pump(
     Ok(Answer::json(200, &heat_pump_json(pump)))
 }
 
+/// `PUT /__sandbox/clock` `{"advance_days": n}`: moves the calendar; answers the new today.
+pub(crate) fn admin_clock(shared: &Shared, call: &Call) -> Answer {
+    let days = serde_json::from_slice::<Value>(&call.body)
+        .ok()
+        .and_then(|v| v.get("advance_days").and_then(Value::as_i64));
+    let Some(days) = days else {
+        return Answer::detail(400, "expected {\"advance_days\": <integer>}");
+    };
+    let mut state = shared.state();
+    state.day_offset += days;
+    let today = date_string(today_days(state.day_offset));
+    Answer::json(200, &json!({ "today": today }))
+}
+
+/// `POST /__sandbox/heat-pumps` `{"user_id", "building_id"}`: the customer connected a heat
+/// pump (`building_id` null or absent: not assigned to a building).
+pub(crate) fn admin_connect(shared: &Shared, call: &Call) -> Answer {
+    let body = serde_json::from_slice::<Value>(&call.body).unwrap_or(Value::Null);
+    let id = |name: &str| {
+        body.get(name)
+            .and_then(Value::as_str)
+            .and_then(|s| Uuid::parse_str(s).ok())
+    };
+    let Some(user) = id("user_id") else {
+        return Answer::detail(
+            400,
+            "expected {\"user_id\": <uuid>, \"building_id\": <uuid or null>}",
+        );
+    };
+    let pump = HeatPump {
+        id: Uuid::new_v4(),
+        building: id("building_id"),
+        is_authenticated: true,
+    };
+    let answer = heat_pump_json(&pump);
+    let mut state = shared.state();
+    state.add_user(user);
+    state.snap.heat_pumps.entry(user).or_default().push(pump);
+    Answer::json(200, &answer)
+}
+
 /// Days since 1970-01-01 of the simulator's today (real UTC date + offset).
 pub(crate) fn today_days(offset: i64) -> i64 {
     let secs = std::time::SystemTime::now()

@@ -74,6 +74,10 @@ pub(crate) enum Route<'a> {
     AdminState,
     /// `PUT /__sandbox/faults`
     AdminFaults,
+    /// `PUT /__sandbox/clock` `{"advance_days": n}`
+    AdminClock,
+    /// `POST /__sandbox/heat-pumps` `{"user_id": ..., "building_id": ...|null}`: a customer connected
+    AdminConnect,
     /// An API endpoint with its raw path parameters.
     Api {
         endpoint: Endpoint,
@@ -103,6 +107,10 @@ pub(crate) fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
         "/__sandbox/state" => return by_method(method, &[(Method::GET, Route::AdminState)], "GET"),
         "/__sandbox/faults" => {
             return by_method(method, &[(Method::PUT, Route::AdminFaults)], "PUT");
+        }
+        "/__sandbox/clock" => return by_method(method, &[(Method::PUT, Route::AdminClock)], "PUT"),
+        "/__sandbox/heat-pumps" => {
+            return by_method(method, &[(Method::POST, Route::AdminConnect)], "POST");
         }
         _ => {}
     }
