@@ -79,31 +79,17 @@ pub async fn links(config: LinksConfig, shutdown: Shutdown) -> Result<ExitCode, 
     };
     let run_id = checkpoint.begin_run(command, reader.source_name())?;
     let (checkpoint, prepared) = prepare(checkpoint, reader, &config).await?;
+    checkpoint.record_input(run_id, None, prepared.rows_read)?;
     let mut summary = new_summary(&config, run_id, &prepared);
     let (checkpoint, ending) = match &client {
         Some(client) if !config.dry_run => {
-            let writer = store::Writer::spawn(checkpoint, run_id);
-            let mut out = out.map(|file| Writer::new(std::io::BufWriter::new(file), &OUT_HEADER));
-            let mut out = out.take().transpose().map_err(|e| out_error(&config, &e))?;
-            let ending = execute(
-                &config,
+            let job = Job {
+                config: &config,
                 client,
-                &writer,
-                prepared,
-                &shutdown,
-                &mut summary,
-                &mut out,
-            )
-            .await;
-            let (checkpoint, written) = writer.finish();
-            if let Some(out) = out {
-                out.finish().map_err(|e| out_error(&config, &e))?;
-            }
-            let ending = match written {
-                Err(error) => Ending::Aborted(error),
-                Ok(()) => ending,
+                shutdown: &shutdown,
             };
-            (checkpoint, ending)
+            job.send(checkpoint, run_id, prepared, out, &mut summary)
+                .await
         }
         _ => {
             dry_plan(&config, prepared, &mut summary.links);
@@ -131,6 +117,49 @@ pub async fn links(config: LinksConfig, shutdown: Shutdown) -> Result<ExitCode, 
         print_stdout(&summary.json())?;
     }
     Ok(exit_code_of(summary.exit_code))
+}
+
+/// What a real (not dry) run works with.
+struct Job<'a> {
+    config: &'a LinksConfig,
+    client: &'a Client,
+    shutdown: &'a Shutdown,
+}
+
+impl Job<'_> {
+    /// The writer thread, the workers and the `--out` file, to the end; a checkpoint or
+    /// `--out` failure becomes the run's ending, so the summary is still recorded.
+    async fn send(
+        &self,
+        checkpoint: Checkpoint,
+        run_id: i64,
+        prepared: Prepared,
+        out: Option<std::fs::File>,
+        summary: &mut Summary,
+    ) -> (Checkpoint, Ending) {
+        let writer = store::Writer::spawn(checkpoint, run_id);
+        let out = out
+            .map(|file| Writer::new(std::io::BufWriter::new(file), &OUT_HEADER))
+            .transpose();
+        let (ending, out) = match out {
+            Ok(mut out) => {
+                let ending = execute(self, &writer, prepared, summary, &mut out).await;
+                (ending, out)
+            }
+            Err(e) => (
+                Ending::Aborted(out_error(self.config, &e).to_string()),
+                None,
+            ),
+        };
+        let (checkpoint, written) = writer.finish();
+        let flushed = out.map_or(Ok(()), Writer::finish);
+        let ending = match (written, flushed) {
+            (Err(error), _) => Ending::Aborted(error),
+            (Ok(()), Err(e)) => Ending::Aborted(out_error(self.config, &e).to_string()),
+            (Ok(()), Ok(())) => ending,
+        };
+        (checkpoint, ending)
+    }
 }
 
 /// Creates `--out` now, owner-only, so an unwritable path fails before any request.
@@ -251,14 +280,13 @@ fn placeholder_session() -> crate::api::connect::Session {
 
 /// Every user through the workers; outcomes counted, logged and written to `--out` here.
 async fn execute(
-    config: &LinksConfig,
-    client: &Client,
+    job: &Job<'_>,
     writer: &store::Writer,
     prepared: Prepared,
-    shutdown: &Shutdown,
     summary: &mut Summary,
     out: &mut Option<Writer<std::io::BufWriter<std::fs::File>>>,
 ) -> Ending {
+    let (config, client, shutdown) = (job.config, job.client, job.shutdown);
     let ctx = Context {
         client,
         writer: &writer.tx,
