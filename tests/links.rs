@@ -358,8 +358,16 @@ async fn no_session_id_or_link_in_logs_or_summary() {
     let h = Harness::with_users(5).await;
     let csv = h.write("users.csv", generated_csv(5, 1));
     onboard(&h, &csv).await;
+    // One more row whose building `run` never created: counted, no link, exit still 0.
+    let mut text = generated_csv(5, 1);
+    text.push_str(&format!(
+        "{},CRM-0,Not yet\n",
+        sandbox::generated_user_id(0)
+    ));
+    let csv = h.write("links.csv", text);
     let out = links(&h, &csv, &["-vv", "--json"]).await;
     h.expect_code(&out, 0);
+    assert_eq!(count(&summary(&out), "not_onboarded"), 1);
     let sessions = h.state().sessions;
     assert_eq!(sessions.len(), 5);
     assert!(
@@ -531,4 +539,27 @@ async fn simulator_sessions_validate_enums_ownership_and_expire_the_next_day() {
     assert_eq!(connected.status(), 200);
     assert_eq!(h.state().heat_pumps[&alice][0].building, Some(alices));
     assert!(h.state().anomalies.is_empty(), "{:?}", h.state().anomalies);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_are_reported_per_row_exit_1_and_heal_on_rerun() {
+    let h = Harness::with_users(3).await;
+    let csv = h.write("users.csv", generated_csv(3, 1));
+    onboard(&h, &csv).await;
+    h.sandbox.set_faults(Faults {
+        random_5xx: 1.0,
+        ..Faults::default()
+    });
+    let out = links(&h, &csv, &["--json", "--max-attempts", "1"]).await;
+    h.expect_code(&out, 1);
+    let s = summary(&out);
+    assert_eq!(count(&s, "failed"), 3, "{s}");
+    assert_eq!(s["failures"].as_array().map(Vec::len), Some(3), "{s}");
+    assert!(out.stderr.contains("line 2: user"), "{}", out.stderr);
+    assert!(h.state().sessions.is_empty());
+    h.sandbox.set_faults(Faults::default());
+    let out = links(&h, &csv, &["--json"]).await;
+    h.expect_code(&out, 0);
+    assert_eq!(count(&summary(&out), "created"), 3);
+    assert_eq!(live_links(&h).len(), 3);
 }
