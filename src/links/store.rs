@@ -318,7 +318,7 @@ pub struct Funnel {
     pub connected: u64,
 }
 
-/// Counts the funnel; `None` for a checkpoint without the links tables.
+/// Counts the funnel; `None` for a checkpoint `links` never worked on.
 pub fn funnel(conn: &Connection, today: &str) -> rusqlite::Result<Option<Funnel>> {
     let has_links: i64 = conn.query_row(
         "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'links'",
@@ -326,6 +326,15 @@ pub fn funnel(conn: &Connection, today: &str) -> rusqlite::Result<Option<Funnel>
         |r| r.get(0),
     )?;
     if has_links == 0 {
+        return Ok(None);
+    }
+    // A checkpoint `links` never touched shows no funnel (status stays as it was).
+    let used: i64 = conn.query_row(
+        "SELECT (SELECT count(*) FROM links) + (SELECT count(*) FROM connections)",
+        [],
+        |r| r.get(0),
+    )?;
+    if used == 0 {
         return Ok(None);
     }
     let count = |sql: &str| conn.query_row(sql, [today], |r| r.get::<_, i64>(0));
