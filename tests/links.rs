@@ -346,6 +346,11 @@ async fn invalid_flags_send_nothing() {
         "{}",
         missing.stderr
     );
+    // An unwritable --out fails before the first request too.
+    let unwritable = h.path("no-such-dir/links.csv");
+    let out = links(&h, &csv, &["--out", unwritable.to_str().unwrap()]).await;
+    h.expect_code(&out, 2);
+    assert!(out.stderr.contains("cannot write --out"), "{}", out.stderr);
     assert_eq!(
         h.state().requests.values().sum::<u64>(),
         before,
