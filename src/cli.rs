@@ -27,6 +27,10 @@ pub enum Command {
     /// Onboard the rows of a CSV: PUT each user's external id, POST each building.
     #[command(after_help = RUN_EXAMPLES)]
     Run(Box<RunArgs>),
+    /// Create Connect links (device onboarding sessions) for onboarded buildings: one live
+    /// link per building, renewed when expired, none once the customer connected.
+    #[command(after_help = LINKS_EXAMPLES)]
+    Links(Box<LinksArgs>),
     /// Show what a checkpoint holds: rows per state, the last runs.
     #[command(
         after_help = "Examples:\n  podero-onboard status --checkpoint onboard.sqlite\n  \
@@ -237,6 +241,10 @@ pub struct ExportArgs {
     /// Only rows in this state.
     #[arg(long, value_enum)]
     pub state: Option<StateFilter>,
+    /// Print the live Connect links instead (user, building, link, expiry): capabilities,
+    /// handle the output like a password.
+    #[arg(long, conflicts_with = "state")]
+    pub links: bool,
 }
 
 /// Export formats.
@@ -275,4 +283,114 @@ pub struct DemoArgs {
     /// Requests per second (slow enough to watch).
     #[arg(long, default_value_t = 25.0)]
     pub rate: f64,
+}
+
+const LINKS_EXAMPLES: &str = "\
+Credentials come from the environment, as for `run`.
+
+Examples:
+  # see what would be sent (sends nothing, needs no credentials)
+  podero-onboard links customers.csv --checkpoint onboard.sqlite --language de \\
+      --price-zone AT --success-url https://partner.example/ok \\
+      --cancel-url https://partner.example/cancel --dry-run
+  # nightly, after `run`: links created today go to the mailer
+  podero-onboard links export.csv --checkpoint onboard.sqlite --language de \\
+      --price-zone AT --success-url https://partner.example/ok \\
+      --cancel-url https://partner.example/cancel --out links-today.csv -q --json
+  # the device-type field is not published: add it without a new release
+  podero-onboard links export.csv ... --session-field device_type=hp";
+
+/// Options of `links`.
+#[derive(Debug, Args)]
+pub struct LinksArgs {
+    /// The CSV given to `run` (or `-`): rows whose building is done get a link. Optional
+    /// columns: language, price_zone (override the flags per row), email, first_name,
+    /// last_name (carried to --out).
+    pub input: String,
+
+    /// The Podero organization (UUID).
+    #[arg(long, env = "PODERO_ORG_ID")]
+    pub org_id: String,
+
+    /// The checkpoint written by `run` (SQLite); links are recorded in it too.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+
+    /// The API host, as for `run`.
+    #[arg(
+        long,
+        env = "PODERO_BASE_URL",
+        default_value = "https://app.podero.com"
+    )]
+    pub base_url: String,
+
+    /// The Connect UI language: sv, de, en, hu, it, et, pl or ro (a `language` column overrides it).
+    #[arg(long)]
+    pub language: String,
+
+    /// The default price zone, e.g. AT, DE_LU, SE_3 (a `price_zone` column overrides it).
+    #[arg(long)]
+    pub price_zone: String,
+
+    /// Where the Connect UI sends the customer after connecting (https://).
+    #[arg(long)]
+    pub success_url: String,
+
+    /// Where the Connect UI sends the customer who cancels (https://).
+    #[arg(long)]
+    pub cancel_url: String,
+
+    /// Write the links created in this run as a mail-merge CSV (owner-only).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+
+    /// Turn smart optimization on by default for connected devices.
+    #[arg(long)]
+    pub smart_optimization: bool,
+
+    /// Add a field to every session body, e.g. `device_type=hp`; the value is sent as
+    /// JSON if it parses as JSON, else as a string. Repeatable.
+    #[arg(long = "session-field", value_name = "KEY=VALUE")]
+    pub session_fields: Vec<String>,
+
+    /// Read the CSV and the checkpoint, print what would be done, send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Print a machine-readable summary (JSON) on stdout (it holds no link).
+    #[arg(long)]
+    pub json: bool,
+
+    /// Read a column under another header, e.g. `--column building_name=property`. Repeatable.
+    #[arg(long = "column", value_name = "COLUMN=HEADER", value_parser = input::parse_rename)]
+    pub columns: Vec<(String, String)>,
+
+    /// Most requests per second, all requests counted.
+    #[arg(long, default_value_t = 10.0)]
+    pub rate: f64,
+
+    /// Users processed at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+
+    /// Seconds before a request is given up.
+    #[arg(long, default_value_t = 30.0)]
+    pub timeout: f64,
+
+    /// Seconds to wait for a connection.
+    #[arg(long, default_value_t = 10.0)]
+    pub connect_timeout: f64,
+
+    /// Attempts per request for transient errors (429, 503, network), the first included.
+    #[arg(long, default_value_t = 5)]
+    pub max_attempts: u32,
+
+    /// The date links are checked against (YYYY-MM-DD, UTC); default: today. For tests
+    /// and for rehearsing expiry against the simulator.
+    #[arg(long, env = "PODERO_ONBOARD_TODAY", hide = true)]
+    pub today: Option<String>,
+
+    /// Progress, logging and output.
+    #[command(flatten)]
+    pub output: OutputArgs,
 }

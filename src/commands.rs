@@ -12,6 +12,7 @@ use crate::checkpoint::query::RunInfo;
 use crate::cli::{Cli, ExportArgs, ExportFormat, StateFilter, StatusArgs};
 use crate::error::AppError;
 use crate::exit_code::ExitCode;
+use crate::links;
 use crate::progress::human_duration;
 use crate::report::csv::{EXPORT_HEADER, Writer};
 
@@ -23,12 +24,16 @@ pub fn status(args: &StatusArgs) -> Result<ExitCode, AppError> {
     let org = checkpoint.meta("org_id")?.unwrap_or_default();
     let base = checkpoint.meta("base_url")?.unwrap_or_default();
     let rejects = checkpoint.reject_count()?;
+    let funnel = links_funnel(&checkpoint)?;
     let text = if args.json {
-        let value = json!({
+        let mut value = json!({
             "checkpoint": args.checkpoint.display().to_string(),
             "org_id": org, "base_url": base,
             "rows_by_state": counts, "invalid_in_last_run": rejects, "runs": runs,
         });
+        if let Some(funnel) = &funnel {
+            value["links_funnel"] = json!(funnel);
+        }
         let mut text = serde_json::to_string_pretty(&value).expect("serializable");
         text.push('\n');
         text
@@ -38,6 +43,9 @@ pub fn status(args: &StatusArgs) -> Result<ExitCode, AppError> {
             args.checkpoint.display()
         );
         render_counts(&mut out, &counts, rejects);
+        if let Some(funnel) = &funnel {
+            render_funnel(&mut out, funnel);
+        }
         render_runs(&mut out, &runs);
         out
     };
@@ -107,9 +115,25 @@ fn print_stdout(text: &str) -> Result<(), AppError> {
     }
 }
 
+/// The onboarding funnel (rows done → links sent → connected), for a checkpoint with links.
+fn links_funnel(checkpoint: &Checkpoint) -> Result<Option<links::store::Funnel>, AppError> {
+    links::store::funnel(checkpoint.conn(), &links::date::today())
+        .map_err(|e| crate::checkpoint::sqlite(checkpoint.path(), e).into())
+}
+
+fn render_funnel(out: &mut String, funnel: &links::store::Funnel) {
+    out.push_str(&format!(
+        "onboarding funnel: {} rows done → {} sent a Connect link ({} live today) → {} connected\n",
+        funnel.rows_done, funnel.links_sent, funnel.links_live, funnel.connected
+    ));
+}
+
 /// `export`: the user → building map as CSV or JSON lines on stdout.
 pub fn export(args: &ExportArgs) -> Result<ExitCode, AppError> {
     let checkpoint = Checkpoint::open_read_only(&args.checkpoint)?;
+    if args.links {
+        return export_links(&checkpoint, args.format);
+    }
     let state = args.state.map(state_name);
     let out = std::io::BufWriter::new(std::io::stdout().lock());
     let written = match args.format {
@@ -123,6 +147,69 @@ pub fn export(args: &ExportArgs) -> Result<ExitCode, AppError> {
         }
         _ => Ok(ExitCode::Success),
     }
+}
+
+/// `export --links`: the live Connect links (capabilities: stdout only, never logged).
+fn export_links(checkpoint: &Checkpoint, format: ExportFormat) -> Result<ExitCode, AppError> {
+    let out = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = match format {
+        ExportFormat::Csv => export_links_csv(checkpoint, out)?,
+        ExportFormat::Json => export_links_json(checkpoint, out)?,
+    };
+    match written {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(AppError::Fatal(format!("cannot write to stdout: {e}")))
+        }
+        _ => Ok(ExitCode::Success),
+    }
+}
+
+fn export_links_csv(
+    checkpoint: &Checkpoint,
+    out: impl Write,
+) -> Result<std::io::Result<()>, AppError> {
+    let mut writer = match Writer::new(out, &links::store::LIVE_LINK_HEADER) {
+        Ok(writer) => writer,
+        Err(e) => return Ok(Err(io_error(e))),
+    };
+    let mut failed = None;
+    for_each_link(checkpoint, |cells| {
+        if failed.is_none() {
+            failed = writer.write(&cells).err();
+        }
+    })?;
+    Ok(match failed {
+        Some(error) => Err(io_error(error)),
+        None => writer.finish().map_err(io_error),
+    })
+}
+
+fn export_links_json(
+    checkpoint: &Checkpoint,
+    mut out: impl Write,
+) -> Result<std::io::Result<()>, AppError> {
+    let mut failed = None;
+    for_each_link(checkpoint, |cells| {
+        let object: serde_json::Map<String, serde_json::Value> = links::store::LIVE_LINK_HEADER
+            .iter()
+            .zip(cells)
+            .map(|(key, value)| (key.to_string(), value.into()))
+            .collect();
+        if failed.is_none() {
+            failed = writeln!(out, "{}", serde_json::Value::Object(object)).err();
+        }
+    })?;
+    Ok(match failed {
+        Some(error) => Err(error),
+        None => out.flush(),
+    })
+}
+
+fn for_each_link(checkpoint: &Checkpoint, mut f: impl FnMut(Vec<String>)) -> Result<(), AppError> {
+    links::store::for_each_live_link(checkpoint.conn(), &links::date::today(), |link| {
+        f(link.cells)
+    })
+    .map_err(|e| crate::checkpoint::sqlite(checkpoint.path(), e).into())
 }
 
 /// Streams the rows as CSV; the outer error is the checkpoint's, the inner one stdout's.

@@ -144,11 +144,13 @@ impl RunConfig {
     }
 }
 
-const MISSING_CREDENTIALS: &str = "no credentials: set PODERO_CLIENT_ID and PODERO_CLIENT_SECRET \
+/// The message for a run without credentials.
+pub const MISSING_CREDENTIALS: &str = "no credentials: set PODERO_CLIENT_ID and PODERO_CLIENT_SECRET \
 (OAuth2 client credentials of your Podero organization), or PODERO_TOKEN (a bearer token), in \
 the environment. They are never accepted as flags, so they do not show in `ps`.";
 
-fn credentials(env: Env<'_>) -> Result<Option<Credentials>, ConfigError> {
+/// The credentials in the environment (`None`: none set); shared by `run` and `links`.
+pub fn credentials(env: Env<'_>) -> Result<Option<Credentials>, ConfigError> {
     match (
         env("PODERO_CLIENT_ID"),
         env("PODERO_CLIENT_SECRET"),
@@ -169,7 +171,8 @@ fn credentials(env: Env<'_>) -> Result<Option<Credentials>, ConfigError> {
     }
 }
 
-fn parse_org(value: &str) -> Result<Uuid, ConfigError> {
+/// `--org-id` as a UUID, or the message saying what to use.
+pub fn parse_org(value: &str) -> Result<Uuid, ConfigError> {
     Uuid::try_parse(value.trim()).map_err(|_| {
         ConfigError(format!(
             "--org-id {value:?} is not a UUID: use your Podero organization id (PODERO_ORG_ID), \

@@ -279,6 +279,22 @@ impl Reader {
         self.layout.ignored()
     }
 
+    /// The trimmed text of the last record's cell under `header` (matched like known
+    /// columns: case-insensitive, trimmed), if that header feeds no known column. Lets a
+    /// command read optional columns of its own (`links`: `language`, `price_zone`)
+    /// without changing what `run` accepts. Call it right after [`Iterator::next`].
+    pub fn unknown_cell(&self, header: &str) -> Option<String> {
+        let wanted = header::normalise(header);
+        let index = self
+            .layout
+            .headers
+            .iter()
+            .zip(&self.layout.slots)
+            .position(|(h, slot)| slot.is_none() && header::normalise(h) == wanted)?;
+        let bytes = self.record.get(index)?;
+        Some(String::from_utf8_lossy(bytes).trim().to_owned())
+    }
+
     /// The path or `<stdin>`.
     pub fn source_name(&self) -> &str {
         &self.source_name

@@ -14,6 +14,7 @@ pub mod demo;
 pub mod error;
 pub mod exit_code;
 pub mod input;
+pub mod links;
 pub mod logging;
 pub mod outcome;
 pub mod pipeline;
@@ -51,6 +52,15 @@ fn dispatch(cli: Cli) -> Result<ExitCode, AppError> {
             );
             let config = config::RunConfig::new(*args, &config::process_env)?;
             runtime()?.block_on(async { run::run(config, signals()?).await })
+        }
+        Command::Links(args) => {
+            logging::init(
+                args.output.verbose,
+                args.output.quiet,
+                args.output.log_format,
+            );
+            let config = links::config::LinksConfig::new(*args, &config::process_env)?;
+            runtime()?.block_on(async { links::links(config, signals()?).await })
         }
         Command::Demo(args) => {
             logging::init(0, false, cli::LogFormat::Text);

@@ -18,6 +18,7 @@
 
 pub mod auth;
 pub mod breaker;
+pub mod connect;
 pub mod error;
 pub mod gate;
 pub mod stats;

@@ -287,4 +287,31 @@ impl Sandbox {
         fields.insert("name".into(), name.into());
         state.add_building(user, fields, at_ms).id
     }
+
+    /// Moves the simulator's calendar `days` ahead (negative: back), so Connect links
+    /// expire without waiting: a session created now expires at the new today + 1.
+    pub fn advance_days(&self, days: i64) {
+        self.shared.state().day_offset += days;
+    }
+
+    /// The simulator's today, `YYYY-MM-DD` (UTC plus the offset of [`Sandbox::advance_days`]).
+    pub fn today(&self) -> String {
+        let offset = self.shared.state().day_offset;
+        super::connect::date_string(super::connect::today_days(offset))
+    }
+
+    /// Marks `user` as connected: adds an authenticated heat pump assigned to `building`
+    /// (`None`: connected but not assigned to a building yet); returns its id.
+    pub fn connect_heat_pump(&self, user: Uuid, building: Option<Uuid>) -> Uuid {
+        let pump = super::connect::HeatPump {
+            id: Uuid::new_v4(),
+            building,
+            is_authenticated: true,
+        };
+        let id = pump.id;
+        let mut state = self.shared.state();
+        state.add_user(user);
+        state.snap.heat_pumps.entry(user).or_default().push(pump);
+        id
+    }
 }

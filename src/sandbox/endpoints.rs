@@ -105,6 +105,11 @@ fn issue_token(shared: &Shared) -> Answer {
 
 /// A partner API endpoint.
 pub(crate) fn api(shared: &Shared, call: &Call, endpoint: Endpoint, params: &Params) -> Answer {
+    if matches!(endpoint, Endpoint::CreateSession | Endpoint::GetSession) {
+        return authenticate(shared, call)
+            .map(|()| super::connect::session(shared, call, endpoint, params))
+            .unwrap_or_else(|answer| answer);
+    }
     if endpoint == Endpoint::ListBuildings && shared.config.list_buildings != ListBuildings::Enabled
     {
         return list_disabled(shared.config.list_buildings);
@@ -132,9 +137,16 @@ pub(crate) fn api(shared: &Shared, call: &Call, endpoint: Endpoint, params: &Par
         }
         Endpoint::UpdateBuilding => path_building(shared, call, params)
             .and_then(|(u, b)| update_building(shared, call, u, b)),
-        Endpoint::Token | Endpoint::Admin | Endpoint::Unknown => {
-            Ok(Answer::detail(404, "Not Found"))
+        Endpoint::ListHeatPumps => {
+            path_user(shared, call, params).map(|u| super::connect::list_heat_pumps(shared, u))
         }
+        Endpoint::UpdateHeatPump => path_user(shared, call, params)
+            .and_then(|u| super::connect::update_heat_pump(shared, call, u, params)),
+        Endpoint::Token
+        | Endpoint::Admin
+        | Endpoint::Unknown
+        | Endpoint::CreateSession
+        | Endpoint::GetSession => Ok(Answer::detail(404, "Not Found")),
     };
     result.unwrap_or_else(|answer| answer)
 }
@@ -150,7 +162,7 @@ fn list_disabled(mode: ListBuildings) -> Answer {
 }
 
 /// Checks `Authorization: Bearer <token>` against issued, unexpired tokens.
-fn authenticate(shared: &Shared, call: &Call) -> Result<(), Answer> {
+pub(crate) fn authenticate(shared: &Shared, call: &Call) -> Result<(), Answer> {
     let token = call.authorization.as_deref().and_then(|h| {
         let (scheme, token) = h.trim().split_once(' ')?;
         scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
@@ -179,7 +191,12 @@ fn check_org(shared: &Shared, call: &Call, raw: &str) -> Result<(), Answer> {
 }
 
 /// A UUID path parameter, or 422 (and an anomaly: the client built a bad path).
-fn parse_uuid(shared: &Shared, call: &Call, raw: &str, name: &str) -> Result<Uuid, Answer> {
+pub(crate) fn parse_uuid(
+    shared: &Shared,
+    call: &Call,
+    raw: &str,
+    name: &str,
+) -> Result<Uuid, Answer> {
     Uuid::parse_str(raw).map_err(|_| {
         shared.anomaly(
             call,
@@ -205,7 +222,7 @@ fn path_building(shared: &Shared, call: &Call, params: &Params) -> Result<(Uuid,
 
 /// A JSON request body, or the 400 for one that is not JSON (both anomalies
 /// when the `Content-Type` is not `application/json`).
-fn json_body(shared: &Shared, call: &Call) -> Result<Value, Answer> {
+pub(crate) fn json_body(shared: &Shared, call: &Call) -> Result<Value, Answer> {
     if !media_type_is(
         call.content_type.as_deref().unwrap_or(""),
         "application/json",
@@ -236,7 +253,7 @@ fn validated(
     })
 }
 
-fn not_found() -> Answer {
+pub(crate) fn not_found() -> Answer {
     Answer::detail(404, "Not Found")
 }
 

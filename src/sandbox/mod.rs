@@ -19,6 +19,8 @@
 //!   response, which is exactly the "commit then drop" fault).
 //! * `route` — a hand-written router: method + path segments → [`Endpoint`].
 //! * `endpoints` — the API behaviour (token, users, buildings) over the state.
+//! * `connect` — device onboarding sessions (Connect links), heat pumps, the
+//!   simulator's calendar (movable, for link expiry) and "mark connected".
 //! * `validate` — django-ninja style request validation (422 bodies).
 //! * `faults` — [`Faults`]: rate limit (token bucket), random 429/5xx, latency,
 //!   and the ambiguous POST outcomes (commit then drop / stall / 500).
@@ -32,6 +34,7 @@
 //! is checked, and trailing slashes on API paths are 404s.
 
 mod builder;
+mod connect;
 mod endpoints;
 mod faults;
 mod route;
@@ -43,6 +46,7 @@ mod validate;
 use uuid::Uuid;
 
 pub use builder::{Builder, ListBuildings, Sandbox};
+pub use connect::{HeatPump, Session};
 pub use faults::{Faults, RateLimit};
 pub use route::Endpoint;
 pub use standalone::{SandboxArgs, run_standalone};

@@ -28,6 +28,14 @@ pub enum Endpoint {
     GetBuilding,
     /// `PUT .../users/{user_id}/buildings/{building_id}`
     UpdateBuilding,
+    /// `POST /api/partners/v2.0/device-onboarding` (no org in the path)
+    CreateSession,
+    /// `GET /api/partners/v2.0/device-onboarding/{session_id}`
+    GetSession,
+    /// `GET .../users/{user_id}/heat-pumps`
+    ListHeatPumps,
+    /// `PUT .../users/{user_id}/heat-pumps/{heat_pump_id}`
+    UpdateHeatPump,
     /// `GET /__sandbox/state`, `PUT /__sandbox/faults`
     Admin,
     /// Anything else (404 or 405).
@@ -47,6 +55,10 @@ impl Endpoint {
             Endpoint::ListBuildings => "list_buildings",
             Endpoint::GetBuilding => "get_building",
             Endpoint::UpdateBuilding => "update_building",
+            Endpoint::CreateSession => "create_session",
+            Endpoint::GetSession => "get_session",
+            Endpoint::ListHeatPumps => "list_heat_pumps",
+            Endpoint::UpdateHeatPump => "update_heat_pump",
             Endpoint::Admin => "admin",
             Endpoint::Unknown => "unknown",
         }
@@ -62,6 +74,10 @@ pub(crate) enum Route<'a> {
     AdminState,
     /// `PUT /__sandbox/faults`
     AdminFaults,
+    /// `PUT /__sandbox/clock` `{"advance_days": n}`
+    AdminClock,
+    /// `POST /__sandbox/heat-pumps` `{"user_id": ..., "building_id": ...|null}`: a customer connected
+    AdminConnect,
     /// An API endpoint with its raw path parameters.
     Api {
         endpoint: Endpoint,
@@ -80,6 +96,8 @@ pub(crate) struct Params<'a> {
     pub user: Option<&'a str>,
     pub external_id: Option<&'a str>,
     pub building: Option<&'a str>,
+    /// The heat pump id (heat-pump paths) or the session id (device-onboarding paths).
+    pub device: Option<&'a str>,
 }
 
 /// Routes `method path` (path without the query string).
@@ -90,7 +108,14 @@ pub(crate) fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
         "/__sandbox/faults" => {
             return by_method(method, &[(Method::PUT, Route::AdminFaults)], "PUT");
         }
+        "/__sandbox/clock" => return by_method(method, &[(Method::PUT, Route::AdminClock)], "PUT"),
+        "/__sandbox/heat-pumps" => {
+            return by_method(method, &[(Method::POST, Route::AdminConnect)], "POST");
+        }
         _ => {}
+    }
+    if let Some(route) = super::connect::route_session(method, path) {
+        return route;
     }
     let Some(rest) = path.strip_prefix(API_PREFIX) else {
         return Route::NotFound {
@@ -120,6 +145,8 @@ enum Shape {
     User,
     Buildings,
     Building,
+    HeatPumps,
+    HeatPump,
 }
 
 /// Splits `{org}/users/...` into a shape and its parameters.
@@ -151,6 +178,15 @@ fn api_shape(rest: &str) -> Option<(Shape, Params<'_>)> {
             p.building = Some(building);
             Shape::Building
         }
+        ["users", user, "heat-pumps"] => {
+            p.user = Some(user);
+            Shape::HeatPumps
+        }
+        ["users", user, "heat-pumps", device] => {
+            p.user = Some(user);
+            p.device = Some(device);
+            Shape::HeatPump
+        }
         _ => return None,
     };
     Some((shape, p))
@@ -179,6 +215,8 @@ fn api_route<'a>(method: &Method, shape: Shape, params: Params<'a>) -> Route<'a>
             ],
             "GET, PUT",
         ),
+        Shape::HeatPumps => (&[(Method::GET, E::ListHeatPumps)], "GET"),
+        Shape::HeatPump => (&[(Method::PUT, E::UpdateHeatPump)], "PUT"),
     };
     match allowed.iter().find(|(m, _)| m == method) {
         Some((_, endpoint)) => Route::Api {

@@ -223,6 +223,16 @@ async fn dispatch(shared: &Shared, call: &Call) -> (Endpoint, Option<Uuid>, Answ
         ),
         Route::AdminState => (Endpoint::Admin, None, admin_state(shared)),
         Route::AdminFaults => (Endpoint::Admin, None, admin_faults(shared, call)),
+        Route::AdminClock => (
+            Endpoint::Admin,
+            None,
+            super::connect::admin_clock(shared, call),
+        ),
+        Route::AdminConnect => (
+            Endpoint::Admin,
+            None,
+            super::connect::admin_connect(shared, call),
+        ),
         Route::Api { endpoint, params } => {
             let user_id = params.user.and_then(|u| Uuid::parse_str(u).ok());
             let answer = gated(shared, true, || {

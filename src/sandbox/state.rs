@@ -99,6 +99,12 @@ pub struct Snapshot {
     pub anomalies: Vec<String>,
     /// Access tokens issued.
     pub tokens_issued: u64,
+    /// Device onboarding sessions (Connect links), in creation order.
+    #[serde(default)]
+    pub sessions: Vec<super::connect::Session>,
+    /// Heat pumps per user id (users without heat pumps are absent).
+    #[serde(default)]
+    pub heat_pumps: BTreeMap<Uuid, Vec<super::connect::HeatPump>>,
 }
 
 impl Snapshot {
@@ -150,6 +156,8 @@ pub(crate) struct State {
     pub log_on: bool,
     /// Anomalies not kept because of [`MAX_ANOMALIES`].
     pub anomalies_dropped: u64,
+    /// Days the simulator's calendar is ahead of the real UTC date (session expiry).
+    pub day_offset: i64,
 }
 
 impl State {

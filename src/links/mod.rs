@@ -1,0 +1,417 @@
+//! `links`: the onboarding step after the building, a Connect link (device onboarding
+//! session) per onboarded building, in bulk.
+//!
+//! The recipe ([`links`]): fail early (flags, lock, checkpoint, `--out` path, input header,
+//! credentials) → read the CSV and join it with the checkpoint ([`rows`]) → per user, in
+//! parallel ([`worker`]): list the heat pumps once, then per building connected / still
+//! valid / create (intent first, through the single [`store`] writer) → the `--out` file is
+//! written as links arrive → [`summary`].
+//!
+//! One live link per building: a link is reused while its `expiration_date` is today or
+//! later (UTC); only missing or expired links are created, so a second run on the same day
+//! sends no session POST. A building whose customer connected gets no link, ever.
+//! Links are capabilities: logs name the row, never the session or the link.
+
+pub mod config;
+pub mod date;
+pub mod rows;
+pub mod store;
+pub mod summary;
+pub mod worker;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+
+use crate::api::Client;
+use crate::checkpoint::{Checkpoint, Lock};
+use crate::error::AppError;
+use crate::exit_code::ExitCode;
+use crate::input;
+use crate::report::Requests;
+use crate::report::csv::Writer;
+use crate::shutdown::Shutdown;
+use config::LinksConfig;
+use rows::Prepared;
+use store::Prior;
+use summary::{Counts, Ending, RowFailure, Summary};
+use worker::{Context, Halt, LinkResult, Outcome};
+
+/// Columns of the `--out` mail-merge file.
+pub const OUT_HEADER: [&str; 10] = [
+    "user_id",
+    "external_user_id",
+    "email",
+    "first_name",
+    "last_name",
+    "building_name",
+    "building_id",
+    "session_id",
+    "link",
+    "expires_on",
+];
+
+/// After a stop request, how long calls in flight may take.
+const GRACE: Duration = Duration::from_secs(30);
+
+/// Runs `links` to its exit code (errors before any call are `Err`).
+pub async fn links(config: LinksConfig, shutdown: Shutdown) -> Result<ExitCode, AppError> {
+    let started = Instant::now();
+    if !config.checkpoint.exists() {
+        return Err(AppError::Usage(format!(
+            "checkpoint {} does not exist: run `podero-onboard run` first (links go to \
+             buildings it created), or check --checkpoint",
+            config.checkpoint.display()
+        )));
+    }
+    let _lock = Lock::acquire(&config.checkpoint)?;
+    let checkpoint = Checkpoint::open_for_run(&config.checkpoint, &config.identity)?;
+    let out = config.out.as_deref().map(create_out).transpose()?;
+    let reader = input::open(&config.input).map_err(|e| AppError::Usage(e.to_string()))?;
+    let client = connect(&config).await?;
+    let command = if config.dry_run {
+        "links-dry-run"
+    } else {
+        "links"
+    };
+    let run_id = checkpoint.begin_run(command, reader.source_name())?;
+    let (checkpoint, prepared) = prepare(checkpoint, reader, &config).await?;
+    checkpoint.record_input(run_id, None, prepared.rows_read)?;
+    let mut summary = new_summary(&config, run_id, &prepared);
+    let (checkpoint, ending) = match &client {
+        Some(client) if !config.dry_run => {
+            let job = Job {
+                config: &config,
+                client,
+                shutdown: &shutdown,
+            };
+            job.send(checkpoint, run_id, prepared, out, &mut summary)
+                .await
+        }
+        _ => {
+            dry_plan(&config, prepared, &mut summary.links);
+            if let Some(file) = out {
+                Writer::new(file, &OUT_HEADER)
+                    .and_then(Writer::finish)
+                    .map_err(|e| out_error(&config, &e))?;
+            }
+            (checkpoint, Ending::Completed)
+        }
+    };
+    summary.duration_secs = started.elapsed().as_secs_f64();
+    summary.requests = client
+        .as_ref()
+        .map_or_else(Requests::default, |c| Requests {
+            total: c.stats().total(),
+            by_status: c.stats().snapshot(),
+        });
+    summary.conclude(ending, config.dry_run);
+    checkpoint.end_run(run_id, summary.exit_code, &summary.json())?;
+    if !config.output.quiet || summary.exit_code != 0 {
+        eprint!("{}", summary.text());
+    }
+    if config.json {
+        print_stdout(&summary.json())?;
+    }
+    Ok(exit_code_of(summary.exit_code))
+}
+
+/// What a real (not dry) run works with.
+struct Job<'a> {
+    config: &'a LinksConfig,
+    client: &'a Client,
+    shutdown: &'a Shutdown,
+}
+
+impl Job<'_> {
+    /// The writer thread, the workers and the `--out` file, to the end; a checkpoint or
+    /// `--out` failure becomes the run's ending, so the summary is still recorded.
+    async fn send(
+        &self,
+        checkpoint: Checkpoint,
+        run_id: i64,
+        prepared: Prepared,
+        out: Option<std::fs::File>,
+        summary: &mut Summary,
+    ) -> (Checkpoint, Ending) {
+        let writer = store::Writer::spawn(checkpoint, run_id);
+        let out = out
+            .map(|file| Writer::new(std::io::BufWriter::new(file), &OUT_HEADER))
+            .transpose();
+        let (ending, out) = match out {
+            Ok(mut out) => {
+                let ending = execute(self, &writer, prepared, summary, &mut out).await;
+                (ending, out)
+            }
+            Err(e) => (
+                Ending::Aborted(out_error(self.config, &e).to_string()),
+                None,
+            ),
+        };
+        let (checkpoint, written) = writer.finish();
+        let flushed = out.map_or(Ok(()), Writer::finish);
+        let ending = match (written, flushed) {
+            (Err(error), _) => Ending::Aborted(error),
+            (Ok(()), Err(e)) => Ending::Aborted(out_error(self.config, &e).to_string()),
+            (Ok(()), Ok(())) => ending,
+        };
+        (checkpoint, ending)
+    }
+}
+
+/// Creates `--out` now, owner-only, so an unwritable path fails before any request.
+fn create_out(path: &Path) -> Result<std::fs::File, AppError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|file| {
+            // `mode` applies only when the file is created; an old file may be wider.
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            Ok(file)
+        })
+        .map_err(|e| {
+            AppError::Usage(format!(
+                "cannot write --out {}: {e}; choose a writable path",
+                path.display()
+            ))
+        })
+}
+
+fn out_error(config: &LinksConfig, error: &csv::Error) -> AppError {
+    let path = config.out.as_deref().unwrap_or(Path::new("")).display();
+    AppError::Fatal(format!("cannot write --out {path}: {error}"))
+}
+
+/// The client, with its first token: bad credentials stop here, before any API call.
+async fn connect(config: &LinksConfig) -> Result<Option<Client>, AppError> {
+    let Some(client_config) = config.client.clone().filter(|_| !config.dry_run) else {
+        return Ok(None);
+    };
+    let client = Client::new(client_config)
+        .map_err(|e| AppError::Fatal(format!("cannot set up HTTPS: {e}")))?;
+    client
+        .authenticate()
+        .await
+        .map_err(|e| AppError::Fatal(e.to_string()))?;
+    Ok(Some(client))
+}
+
+/// Reads and joins the input on a blocking thread.
+async fn prepare(
+    checkpoint: Checkpoint,
+    reader: input::Reader,
+    config: &LinksConfig,
+) -> Result<(Checkpoint, Prepared), AppError> {
+    let defaults = config.session.clone();
+    let (checkpoint, prepared) = tokio::task::spawn_blocking(move || {
+        let prepared = rows::prepare(reader, checkpoint.conn(), &defaults);
+        (checkpoint, prepared)
+    })
+    .await
+    .expect("reading the input panicked");
+    let prepared = prepared.map_err(AppError::Usage)?;
+    if prepared.rows_read == 0 {
+        return Err(AppError::Usage(format!(
+            "{} has a header but no data rows: is the export complete?",
+            config.input.source.display_name()
+        )));
+    }
+    Ok((checkpoint, prepared))
+}
+
+fn new_summary(config: &LinksConfig, run_id: i64, prepared: &Prepared) -> Summary {
+    Summary {
+        summary_version: summary::SUMMARY_VERSION,
+        command: "links",
+        outcome: "completed",
+        exit_code: 0,
+        abort_reason: None,
+        input: config.input.source.display_name(),
+        checkpoint: config.checkpoint.display().to_string(),
+        run_id,
+        today: config.today.clone(),
+        duration_secs: 0.0,
+        links: Counts {
+            rows_read: prepared.rows_read,
+            invalid: prepared.invalid,
+            duplicates: prepared.duplicates,
+            not_onboarded: prepared.not_onboarded,
+            ..Counts::default()
+        },
+        requests: Requests::default(),
+        failures: Vec::new(),
+    }
+}
+
+/// What a real run would do, from the checkpoint alone (new connections are not known).
+fn dry_plan(config: &LinksConfig, prepared: Prepared, counts: &mut Counts) {
+    for target in prepared.jobs.into_iter().flat_map(|job| job.targets) {
+        let result = match &target.prior {
+            Prior::Connected => LinkResult::Connected {
+                newly: false,
+                assigned: false,
+            },
+            Prior::Live(expires) if date::still_valid(expires, &config.today) => {
+                LinkResult::StillValid
+            }
+            prior => LinkResult::Created {
+                session: placeholder_session(),
+                renewed: matches!(prior, Prior::Live(_)),
+            },
+        };
+        counts.add(&result);
+    }
+}
+
+fn placeholder_session() -> crate::api::connect::Session {
+    crate::api::connect::Session {
+        id: uuid::Uuid::nil(),
+        authentication_url: String::new(),
+        expiration_date: String::new(),
+    }
+}
+
+/// Every user through the workers; outcomes counted, logged and written to `--out` here.
+async fn execute(
+    job: &Job<'_>,
+    writer: &store::Writer,
+    prepared: Prepared,
+    summary: &mut Summary,
+    out: &mut Option<Writer<std::io::BufWriter<std::fs::File>>>,
+) -> Ending {
+    let (config, client, shutdown) = (job.config, job.client, job.shutdown);
+    let ctx = Context {
+        client,
+        writer: &writer.tx,
+        defaults: &config.session,
+        today: &config.today,
+    };
+    let halted = Arc::new(AtomicBool::new(false));
+    let mut halt = None;
+    let mut out_failed = None;
+    let open = {
+        let (halted, shutdown, client) = (halted.clone(), shutdown.clone(), client.clone());
+        move || {
+            !halted.load(Ordering::Relaxed) && !shutdown.requested() && !client.breaker().tripped()
+        }
+    };
+    let flow = futures::stream::iter(prepared.jobs)
+        .take_while(move |_| futures::future::ready(open()))
+        .map(|job| worker::process(&ctx, job))
+        .buffer_unordered(config.concurrency)
+        .for_each(|result| {
+            for outcome in result.outcomes {
+                record(&outcome, summary, out, &mut out_failed);
+            }
+            if let Some(stop) = result.halt {
+                halted.store(true, Ordering::Relaxed);
+                halt.get_or_insert(stop);
+            }
+            futures::future::ready(())
+        });
+    let grace_expired = async {
+        shutdown.wait().await;
+        tokio::time::sleep(GRACE).await;
+    };
+    tokio::select! {
+        () = flow => {}
+        () = grace_expired => tracing::warn!("grace period over: abandoning calls in flight"),
+    }
+    ending(halt, out_failed, client, shutdown)
+}
+
+/// Counts, logs (`-v`: the row, never the link) and writes one outcome.
+fn record(
+    outcome: &Outcome,
+    summary: &mut Summary,
+    out: &mut Option<Writer<std::io::BufWriter<std::fs::File>>>,
+    out_failed: &mut Option<String>,
+) {
+    let t = &outcome.target;
+    let (line, user, building) = (t.line, t.user_id, &t.building_name);
+    summary.links.add(&outcome.result);
+    match &outcome.result {
+        LinkResult::Created { session, renewed } => {
+            let expires = &session.expiration_date;
+            tracing::info!(line, %user, building, expires, renewed, "link created");
+            if let Some(writer) = out.as_mut()
+                && let Err(e) = writer.write(&out_row(t, session))
+            {
+                out_failed.get_or_insert(e.to_string());
+            }
+        }
+        LinkResult::StillValid => tracing::info!(line, %user, building, "link still valid"),
+        LinkResult::Connected { newly, assigned } => {
+            tracing::info!(line, %user, building, newly, assigned, "connected")
+        }
+        LinkResult::Failed { status, message } => {
+            tracing::warn!(line, %user, building, error = %message, "no link");
+            summary.push_failure(RowFailure::new(t, *status, message));
+        }
+    }
+}
+
+fn out_row(t: &rows::Target, session: &crate::api::connect::Session) -> Vec<String> {
+    vec![
+        t.user_id.to_string(),
+        t.external_user_id.clone(),
+        t.email.clone(),
+        t.first_name.clone(),
+        t.last_name.clone(),
+        t.building_name.clone(),
+        t.building_id.to_string(),
+        session.id.to_string(),
+        session.authentication_url.clone(),
+        session.expiration_date.clone(),
+    ]
+}
+
+fn ending(
+    halt: Option<Halt>,
+    out_failed: Option<String>,
+    client: &Client,
+    shutdown: &Shutdown,
+) -> Ending {
+    match halt {
+        Some(Halt::Fatal(error)) => Ending::Aborted(error.to_string()),
+        Some(Halt::Checkpoint(error)) => Ending::Aborted(error),
+        None if out_failed.is_some() => Ending::Aborted(format!(
+            "cannot write --out: {}; the links are recorded in the checkpoint (export --links)",
+            out_failed.unwrap_or_default()
+        )),
+        None if client.breaker().tripped() => Ending::Aborted(
+            "the API looks down (too many server or network errors); run again later".into(),
+        ),
+        None if shutdown.requested() => Ending::Interrupted,
+        None => Ending::Completed,
+    }
+}
+
+fn exit_code_of(code: i32) -> ExitCode {
+    match code {
+        0 => ExitCode::Success,
+        1 => ExitCode::RowsFailed,
+        2 => ExitCode::Usage,
+        130 => ExitCode::Interrupted,
+        _ => ExitCode::Fatal,
+    }
+}
+
+/// Prints to stdout; a reader that went away (`| head`) is not an error.
+fn print_stdout(text: &str) -> Result<(), AppError> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(AppError::Fatal(format!("cannot write to stdout: {e}")))
+        }
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,229 @@
+//! What a links run did: the counts, the per-row failures, the exit code, and their
+//! renderings (text on stderr, JSON on stdout). Nothing here holds a session id or a
+//! link: those go only to `--out`, `export --links` and the checkpoint.
+
+use serde::Serialize;
+
+use super::rows::Target;
+use super::worker::LinkResult;
+use crate::exit_code::ExitCode;
+use crate::report::Requests;
+
+/// Version of the `--json` summary's shape.
+pub const SUMMARY_VERSION: u32 = 1;
+/// Failures listed in the summary (the rest are counted).
+const MAX_LISTED_FAILURES: usize = 100;
+
+/// The counts of one links run.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Counts {
+    /// Data rows read.
+    pub rows_read: u64,
+    /// Rows with an invalid cell (no link; reported with line and column).
+    pub invalid: u64,
+    /// Rows naming a building named earlier in the file.
+    pub duplicates: u64,
+    /// Rows whose building is not done in the checkpoint: run `run` first.
+    pub not_onboarded: u64,
+    /// Links created for buildings that had none.
+    pub created: u64,
+    /// Links created because the previous one expired.
+    pub renewed: u64,
+    /// Links still valid: not re-sent.
+    pub still_valid: u64,
+    /// Buildings with a connected heat pump (no link, ever).
+    pub connected: u64,
+    /// Of `connected`, first seen in this run.
+    pub newly_connected: u64,
+    /// Of `newly_connected`, heat pumps this run assigned to the user's only building.
+    pub assigned: u64,
+    /// Buildings that should have a link but none could be created.
+    pub failed: u64,
+}
+
+impl Counts {
+    /// Counts one building's outcome.
+    pub fn add(&mut self, result: &LinkResult) {
+        match result {
+            LinkResult::Created { renewed: true, .. } => self.renewed += 1,
+            LinkResult::Created { .. } => self.created += 1,
+            LinkResult::StillValid => self.still_valid += 1,
+            LinkResult::Connected { newly, assigned } => {
+                self.connected += 1;
+                self.newly_connected += u64::from(*newly);
+                self.assigned += u64::from(*assigned);
+            }
+            LinkResult::Failed { .. } => self.failed += 1,
+        }
+    }
+}
+
+/// A building that got no link, and why.
+#[derive(Clone, Debug, Serialize)]
+pub struct RowFailure {
+    /// Line in the CSV.
+    pub line: u64,
+    /// The user.
+    pub user_id: String,
+    /// The building's name.
+    pub building_name: String,
+    /// The HTTP status, if any.
+    pub http_status: Option<u16>,
+    /// Why.
+    pub error: String,
+}
+
+impl RowFailure {
+    /// The failure of `target`.
+    pub fn new(target: &Target, http_status: Option<u16>, error: &str) -> Self {
+        RowFailure {
+            line: target.line,
+            user_id: target.user_id.to_string(),
+            building_name: target.building_name.clone(),
+            http_status,
+            error: error.to_owned(),
+        }
+    }
+}
+
+/// The `--json` summary of `links` (documented in docs/connect-links.md).
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    /// [`SUMMARY_VERSION`].
+    pub summary_version: u32,
+    /// Always `links`.
+    pub command: &'static str,
+    /// `completed`, `completed_with_failures`, `dry_run`, `interrupted` or `aborted`.
+    pub outcome: &'static str,
+    /// The process exit code.
+    pub exit_code: i32,
+    /// Why the run stopped early, if it did.
+    pub abort_reason: Option<String>,
+    /// The CSV.
+    pub input: String,
+    /// The checkpoint.
+    pub checkpoint: String,
+    /// The run's id in the checkpoint's `runs` table.
+    pub run_id: i64,
+    /// The date links were checked against (UTC).
+    pub today: String,
+    /// Seconds.
+    pub duration_secs: f64,
+    /// The counts (for a dry run: what would happen; new connections are not known).
+    pub links: Counts,
+    /// Requests sent.
+    pub requests: Requests,
+    /// Buildings without a link because of an error (at most 100 listed).
+    pub failures: Vec<RowFailure>,
+}
+
+/// How the run ended, before the counts are looked at.
+#[derive(Debug)]
+pub enum Ending {
+    /// Every user was processed.
+    Completed,
+    /// SIGINT/SIGTERM.
+    Interrupted,
+    /// Credentials, 403, API down, checkpoint.
+    Aborted(String),
+}
+
+impl Summary {
+    /// Sets `outcome`, `abort_reason` and `exit_code` from the ending and the counts.
+    pub fn conclude(&mut self, ending: Ending, dry_run: bool) {
+        let troubled = self.links.failed > 0 || self.links.invalid > 0;
+        let (outcome, code) = match ending {
+            Ending::Aborted(reason) => {
+                self.abort_reason = Some(reason);
+                ("aborted", ExitCode::Fatal)
+            }
+            Ending::Interrupted => ("interrupted", ExitCode::Interrupted),
+            Ending::Completed if dry_run => ("dry_run", code_of(troubled)),
+            Ending::Completed if troubled => ("completed_with_failures", ExitCode::RowsFailed),
+            Ending::Completed => ("completed", ExitCode::Success),
+        };
+        self.outcome = outcome;
+        self.exit_code = code as i32;
+    }
+
+    /// Keeps a failure for the summary (bounded).
+    pub fn push_failure(&mut self, failure: RowFailure) {
+        if self.failures.len() < MAX_LISTED_FAILURES {
+            self.failures.push(failure);
+        }
+    }
+
+    /// The JSON summary, one line.
+    pub fn json(&self) -> String {
+        let mut text = serde_json::to_string(self).expect("serializable");
+        text.push('\n');
+        text
+    }
+
+    /// The human summary for stderr.
+    pub fn text(&self) -> String {
+        let c = &self.links;
+        let would = if self.outcome == "dry_run" {
+            "would be "
+        } else {
+            ""
+        };
+        let mut out = format!(
+            "links {} · {} rows read from {} · today is {} (UTC)\n",
+            self.outcome.replace('_', " "),
+            c.rows_read,
+            self.input,
+            self.today
+        );
+        let lines = [
+            (c.created, format!("links {would}created")),
+            (c.renewed, format!("expired links {would}renewed")),
+            (c.still_valid, "links still valid (not re-sent)".to_owned()),
+            (
+                c.connected,
+                format!(
+                    "connected ({} new, {} heat pumps assigned to a building)",
+                    c.newly_connected, c.assigned
+                ),
+            ),
+            (
+                c.not_onboarded,
+                "not onboarded yet: run `run` first".to_owned(),
+            ),
+            (
+                c.invalid,
+                "invalid rows (see the messages above)".to_owned(),
+            ),
+            (
+                c.duplicates,
+                "duplicate rows (the building was named earlier)".to_owned(),
+            ),
+            (c.failed, "failed: no link (see below)".to_owned()),
+        ];
+        for (n, what) in lines {
+            out.push_str(&format!("  {n:>8}  {what}\n"));
+        }
+        for f in &self.failures {
+            out.push_str(&format!(
+                "  line {}: user {} building {:?}: {}\n",
+                f.line, f.user_id, f.building_name, f.error
+            ));
+        }
+        if let Some(reason) = &self.abort_reason {
+            out.push_str(&format!("stopped: {reason}\n"));
+        }
+        out.push_str(&format!(
+            "{} requests in {:.1}s · exit code {}\n",
+            self.requests.total, self.duration_secs, self.exit_code
+        ));
+        out
+    }
+}
+
+fn code_of(troubled: bool) -> ExitCode {
+    if troubled {
+        ExitCode::RowsFailed
+    } else {
+        ExitCode::Success
+    }
+}

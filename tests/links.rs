@@ -1,0 +1,570 @@
+//! `links` end to end: the real binary against the simulator, asserting on the simulator's
+//! sessions and heat pumps and on the checkpoint's `links` and `connections` tables.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use common::{Harness, Output, generated_csv};
+use podero_onboard::sandbox::{self, Faults};
+use uuid::Uuid;
+
+/// `links <csv>` with the session flags, the default checkpoint and fast settings, plus `extra`.
+fn links_args(h: &Harness, csv: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "links",
+        csv.to_str().expect("utf-8"),
+        "--checkpoint",
+        h.checkpoint().to_str().expect("utf-8"),
+        "--language",
+        "de",
+        "--price-zone",
+        "AT",
+        "--success-url",
+        "https://partner.example/ok",
+        "--cancel-url",
+        "https://partner.example/cancel",
+        "--rate",
+        "5000",
+        "--concurrency",
+        "16",
+        "--timeout",
+        "3",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+/// Replaces the value of `flag` in `args`.
+fn set_flag(args: &mut [String], flag: &str, value: &str) {
+    let at = args.iter().position(|a| a == flag).expect("flag present");
+    args[at + 1] = value.to_owned();
+}
+
+async fn links(h: &Harness, csv: &Path, extra: &[&str]) -> Output {
+    h.exec(&links_args(h, csv, extra)).await
+}
+
+/// `links` with the client's calendar set to `today` (the simulator's moved clock).
+async fn links_on(h: &Harness, csv: &Path, today: &str, extra: &[&str]) -> Output {
+    let args = links_args(h, csv, extra);
+    let strs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut cmd = h.command(&strs);
+    cmd.env("PODERO_ONBOARD_TODAY", today);
+    h.exec_with(cmd).await
+}
+
+/// Onboards `csv` with `run` (buildings done) and checks it worked.
+async fn onboard(h: &Harness, csv: &Path) {
+    let out = h.run(csv, &[]).await;
+    h.expect_code(&out, 0);
+}
+
+fn summary(out: &Output) -> serde_json::Value {
+    serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not the JSON summary ({e}):\n{}\n{}",
+            out.stdout, out.stderr
+        )
+    })
+}
+
+fn count(summary: &serde_json::Value, key: &str) -> u64 {
+    summary["links"][key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no links.{key} in {summary}"))
+}
+
+/// `state -> n` of the checkpoint's links table.
+fn link_states(h: &Harness) -> BTreeMap<String, u64> {
+    let conn = rusqlite::Connection::open(h.checkpoint()).expect("open checkpoint");
+    let mut stmt = conn
+        .prepare("SELECT state, count(*) FROM links GROUP BY state")
+        .expect("query");
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("decode")
+}
+
+/// `(building_id, session_id)` of every live link.
+fn live_links(h: &Harness) -> Vec<(String, String)> {
+    let conn = rusqlite::Connection::open(h.checkpoint()).expect("open checkpoint");
+    let mut stmt = conn
+        .prepare("SELECT building_id, session_id FROM links WHERE state = 'live'")
+        .expect("query");
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("decode")
+}
+
+/// Sessions on the simulator per building.
+fn sessions_per_building(h: &Harness) -> BTreeMap<Uuid, usize> {
+    let mut map = BTreeMap::new();
+    for session in h.state().sessions {
+        *map.entry(session.building.expect("building_id sent"))
+            .or_default() += 1;
+    }
+    map
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_rows_get_links_once_a_day_and_renewed_once_after_expiry() {
+    let h = Harness::with_users(200).await;
+    let csv = h.write("users.csv", generated_csv(200, 1));
+    onboard(&h, &csv).await;
+    let out_path = h.path("links.csv");
+    let first = links(&h, &csv, &["--out", out_path.to_str().unwrap(), "--json"]).await;
+    h.expect_code(&first, 0);
+    assert_eq!(count(&summary(&first), "created"), 200);
+    assert_eq!(h.state().sessions.len(), 200);
+    assert!(sessions_per_building(&h).values().all(|&n| n == 1));
+    assert_eq!(h.state().anomalies, Vec::<String>::new());
+    // The mail-merge file: owner-only, one row per link, the session the server made.
+    let mode = std::fs::metadata(&out_path).unwrap().permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+    let text = std::fs::read_to_string(&out_path).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some(
+            "user_id,external_user_id,email,first_name,last_name,building_name,building_id,session_id,link,expires_on"
+        )
+    );
+    let server: Vec<String> = h
+        .state()
+        .sessions
+        .iter()
+        .map(|s| s.id.to_string())
+        .collect();
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 200);
+    for row in &rows {
+        let cells: Vec<&str> = row.split(',').collect();
+        assert!(
+            server.contains(&cells[7].to_owned()),
+            "unknown session in {row}"
+        );
+        assert!(
+            cells[8].contains(cells[7]),
+            "link without its session: {row}"
+        );
+    }
+    // The same day again: nothing sent but the heat-pump checks.
+    let second = links(&h, &csv, &["--out", out_path.to_str().unwrap(), "--json"]).await;
+    h.expect_code(&second, 0);
+    assert_eq!(h.state().count("create_session"), 200);
+    assert_eq!(count(&summary(&second), "still_valid"), 200);
+    assert_eq!(
+        std::fs::read_to_string(&out_path).unwrap().lines().count(),
+        1
+    );
+    // Two days later every link has expired: each is renewed exactly once.
+    h.sandbox.advance_days(2);
+    let today = h.sandbox.today();
+    let third = links_on(&h, &csv, &today, &["--json"]).await;
+    h.expect_code(&third, 0);
+    assert_eq!(count(&summary(&third), "renewed"), 200);
+    assert!(sessions_per_building(&h).values().all(|&n| n == 2));
+    let fourth = links_on(&h, &csv, &today, &["--json"]).await;
+    h.expect_code(&fourth, 0);
+    assert_eq!(h.state().count("create_session"), 400);
+    let states = link_states(&h);
+    assert_eq!(states.get("live"), Some(&200), "{states:?}");
+    assert_eq!(states.get("replaced"), Some(&200), "{states:?}");
+    // export --links prints the live links only.
+    let export = h.export(&["--links"]).await;
+    assert_eq!(export.stdout.lines().count(), 201, "{}", export.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connected_buildings_get_no_link_and_are_counted() {
+    let h = Harness::with_users(6).await;
+    let user = |i| sandbox::generated_user_id(i);
+    let mut csv = generated_csv(5, 1);
+    csv.push_str(&format!(
+        "{},CRM-5,Home 0\n{},CRM-5,Home 1\n",
+        user(5),
+        user(5)
+    ));
+    let csv = h.write("users.csv", csv);
+    onboard(&h, &csv).await;
+    let building = |i: u64, name: &str| h.state().building_map()[&(user(i), name.to_owned())][0];
+    // 0 and 1 connected to their building; 2 connected without a building (one building
+    // in the file: assigned); 5 connected without a building but has two: not assigned.
+    h.sandbox
+        .connect_heat_pump(user(0), Some(building(0, "Home 0")));
+    h.sandbox
+        .connect_heat_pump(user(1), Some(building(1, "Home 0")));
+    let pump = h.sandbox.connect_heat_pump(user(2), None);
+    h.sandbox.connect_heat_pump(user(5), None);
+    let out = links(&h, &csv, &["--json"]).await;
+    h.expect_code(&out, 0);
+    let s = summary(&out);
+    assert_eq!(count(&s, "connected"), 3, "{s}");
+    assert_eq!(count(&s, "assigned"), 1, "{s}");
+    assert_eq!(count(&s, "created"), 4, "{s}");
+    let sessions = sessions_per_building(&h);
+    for i in [0, 1, 2] {
+        assert!(
+            !sessions.contains_key(&building(i, "Home 0")),
+            "user {i} got a link"
+        );
+    }
+    assert_eq!(sessions.len(), 4);
+    let assigned = &h.state().heat_pumps[&user(2)];
+    assert_eq!(assigned[0].id, pump);
+    assert_eq!(assigned[0].building, Some(building(2, "Home 0")));
+    // Once connected, never a link again, even after every link expired.
+    h.sandbox.advance_days(3);
+    let today = h.sandbox.today();
+    let again = links_on(&h, &csv, &today, &["--json"]).await;
+    h.expect_code(&again, 0);
+    assert_eq!(count(&summary(&again), "connected"), 3);
+    assert_eq!(count(&summary(&again), "renewed"), 4);
+    assert_eq!(h.state().sessions.len(), 8);
+    let status = h
+        .exec(&[
+            "status".into(),
+            "--checkpoint".into(),
+            h.checkpoint().display().to_string(),
+            "--json".into(),
+        ])
+        .await;
+    h.expect_code(&status, 0);
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(status["links_funnel"]["rows_done"], 7, "{status}");
+    assert_eq!(status["links_funnel"]["links_sent"], 4, "{status}");
+    assert_eq!(status["links_funnel"]["connected"], 3, "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_row_language_and_price_zone_override_the_flags() {
+    let h = Harness::with_users(4).await;
+    let id = |i| sandbox::generated_user_id(i);
+    let csv = format!(
+        "user_id,external_user_id,building_name,language,price_zone,email\n\
+         {},CRM-0,Home,,,a@example.com\n{},CRM-1,Home,sv,SE_3,\n{},CRM-2,Home,fr,AT,\n{},CRM-3,Home,en,DE,\n",
+        id(0),
+        id(1),
+        id(2),
+        id(3)
+    );
+    let csv = h.write("users.csv", csv);
+    onboard(&h, &csv).await;
+    let out_path = h.path("out.csv");
+    let out = links(
+        &h,
+        &csv,
+        &[
+            "--json",
+            "--smart-optimization",
+            "--session-field",
+            "device_type=hp",
+            "--out",
+            out_path.to_str().unwrap(),
+        ],
+    )
+    .await;
+    h.expect_code(&out, 1);
+    assert_eq!(count(&summary(&out), "invalid"), 2);
+    assert!(
+        out.stderr.contains("line 4, column language")
+            && out.stderr.contains("line 5, column price_zone")
+            && out.stderr.contains("DE_LU"),
+        "{}",
+        out.stderr
+    );
+    let sessions: BTreeMap<Uuid, _> = h
+        .state()
+        .sessions
+        .into_iter()
+        .map(|s| (s.user, s))
+        .collect();
+    assert_eq!(sessions.len(), 2, "invalid rows are never sent");
+    assert_eq!(
+        (
+            sessions[&id(0)].language.as_str(),
+            sessions[&id(0)].price_zone_default.as_str()
+        ),
+        ("de", "AT")
+    );
+    assert_eq!(
+        (
+            sessions[&id(1)].language.as_str(),
+            sessions[&id(1)].price_zone_default.as_str()
+        ),
+        ("sv", "SE_3")
+    );
+    assert_eq!(sessions[&id(0)].smart_optimization, Some(true));
+    assert_eq!(sessions[&id(0)].extra["device_type"], "hp");
+    let text = std::fs::read_to_string(&out_path).unwrap();
+    assert!(text.contains(",CRM-0,a@example.com,"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_flags_send_nothing() {
+    let h = Harness::with_users(2).await;
+    let csv = h.write("users.csv", generated_csv(2, 1));
+    onboard(&h, &csv).await;
+    let before = h.state().requests.values().sum::<u64>();
+    let cases: [(&str, &str, &str); 4] = [
+        ("--language", "fr", "sv, de, en"),
+        ("--price-zone", "DE", "DE_LU"),
+        ("--success-url", "http://partner.example/ok", "https://"),
+        ("--cancel-url", "x".repeat(9000).leak(), "8000"),
+    ];
+    for (flag, value, hint) in cases {
+        let mut args = links_args(&h, &csv, &[]);
+        set_flag(&mut args, flag, value);
+        let out = h.exec(&args).await;
+        h.expect_code(&out, 2);
+        assert!(
+            out.stderr.contains(flag) && out.stderr.contains(hint),
+            "{}",
+            out.stderr
+        );
+    }
+    let mut args = links_args(&h, &csv, &[]);
+    set_flag(
+        &mut args,
+        "--checkpoint",
+        h.path("none.sqlite").to_str().unwrap(),
+    );
+    let missing = h.exec(&args).await;
+    h.expect_code(&missing, 2);
+    assert!(
+        missing.stderr.contains("run `podero-onboard run` first"),
+        "{}",
+        missing.stderr
+    );
+    // An unwritable --out fails before the first request too.
+    let unwritable = h.path("no-such-dir/links.csv");
+    let out = links(&h, &csv, &["--out", unwritable.to_str().unwrap()]).await;
+    h.expect_code(&out, 2);
+    assert!(out.stderr.contains("cannot write --out"), "{}", out.stderr);
+    assert_eq!(
+        h.state().requests.values().sum::<u64>(),
+        before,
+        "a request was sent"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_session_id_or_link_in_logs_or_summary() {
+    let h = Harness::with_users(5).await;
+    let csv = h.write("users.csv", generated_csv(5, 1));
+    onboard(&h, &csv).await;
+    // One more row whose building `run` never created: counted, no link, exit still 0.
+    let mut text = generated_csv(5, 1);
+    text.push_str(&format!(
+        "{},CRM-0,Not yet\n",
+        sandbox::generated_user_id(0)
+    ));
+    let csv = h.write("links.csv", text);
+    let out = links(&h, &csv, &["-vv", "--json"]).await;
+    h.expect_code(&out, 0);
+    assert_eq!(count(&summary(&out), "not_onboarded"), 1);
+    let sessions = h.state().sessions;
+    assert_eq!(sessions.len(), 5);
+    assert!(
+        out.stderr.contains("link created"),
+        "-vv logs each row: {}",
+        out.stderr
+    );
+    for session in &sessions {
+        let id = session.id.to_string();
+        assert!(
+            !out.stderr.contains(&id),
+            "session id in stderr:\n{}",
+            out.stderr
+        );
+        assert!(
+            !out.stdout.contains(&id),
+            "session id in the summary:\n{}",
+            out.stdout
+        );
+        assert!(!id.is_empty());
+    }
+    assert!(
+        !out.stderr.contains("onboarding_session_id"),
+        "{}",
+        out.stderr
+    );
+    // They are where they belong: the checkpoint and export --links.
+    let export = h.export(&["--links"]).await;
+    for session in &sessions {
+        assert!(export.stdout.contains(&session.id.to_string()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_during_links_then_rerun_leaves_one_live_link_per_building() {
+    let users = 60;
+    let h = Harness::with_users(users).await;
+    let csv = h.write("users.csv", generated_csv(users, 1));
+    onboard(&h, &csv).await;
+    h.sandbox.set_faults(Faults {
+        latency: Duration::from_millis(40),
+        ..Faults::default()
+    });
+    let mut args = links_args(&h, &csv, &[]);
+    set_flag(&mut args, "--concurrency", "4");
+    let strs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut child = h.command(&strs).spawn().expect("spawn links");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while h.state().sessions.len() < 10 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "links made no progress"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    child.start_kill().expect("SIGKILL");
+    let _ = child.wait().await;
+    let killed_at = h.state().sessions.len();
+    let after_kill = link_states(&h);
+    eprintln!("after SIGKILL: {killed_at} sessions on the server, checkpoint links {after_kill:?}");
+    assert!(killed_at < users, "killed too late to test anything");
+    h.sandbox.set_faults(Faults::default());
+    let out = links(&h, &csv, &["--json"]).await;
+    h.expect_code(&out, 0);
+    let live = live_links(&h);
+    assert_eq!(live.len(), users, "{:?}", link_states(&h));
+    let buildings: std::collections::BTreeSet<_> = live.iter().map(|(b, _)| b).collect();
+    assert_eq!(buildings.len(), users, "two live links for one building");
+    let server: BTreeMap<Uuid, Option<Uuid>> = h
+        .state()
+        .sessions
+        .iter()
+        .map(|s| (s.id, s.building))
+        .collect();
+    for (building, session) in &live {
+        let session = Uuid::parse_str(session).unwrap();
+        assert_eq!(
+            server.get(&session),
+            Some(&Some(Uuid::parse_str(building).unwrap()))
+        );
+    }
+    let states = link_states(&h);
+    eprintln!("after the re-run: checkpoint links {states:?}");
+    let recorded: u64 =
+        states.get("live").copied().unwrap_or(0) + states.get("replaced").copied().unwrap_or(0);
+    assert!(
+        server.len() as u64 >= recorded,
+        "{states:?} vs {} sessions",
+        server.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulator_sessions_validate_enums_ownership_and_expire_the_next_day() {
+    let h = Harness::with_users(2).await;
+    let (alice, bob) = (sandbox::generated_user_id(0), sandbox::generated_user_id(1));
+    let bobs = h.sandbox.add_building(bob, "Bob's");
+    let alices = h.sandbox.add_building(alice, "Alice's");
+    let http = reqwest::Client::new();
+    let base = h.sandbox.base_url();
+    let token: serde_json::Value = http
+        .post(format!("{base}/oauth2/token/"))
+        .basic_auth(sandbox::DEMO_CLIENT_ID, Some(sandbox::DEMO_CLIENT_SECRET))
+        .json(&serde_json::json!({"grant_type": "client_credentials"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bearer = token["access_token"].as_str().unwrap().to_owned();
+    let post = |body: serde_json::Value| {
+        http.post(format!("{base}/api/partners/v2.0/device-onboarding"))
+            .bearer_auth(&bearer)
+            .json(&body)
+            .send()
+    };
+    let body = |language: &str, zone: &str, building: Uuid| {
+        serde_json::json!({"language": language, "price_zone_default": zone,
+            "success_url": "https://a.example", "cancel_url": "https://b.example",
+            "user_id": alice, "building_id": building})
+    };
+    assert_eq!(post(body("fr", "AT", alices)).await.unwrap().status(), 422);
+    assert_eq!(post(body("de", "DE", alices)).await.unwrap().status(), 422);
+    assert_eq!(
+        post(body("de", "AT", bobs)).await.unwrap().status(),
+        422,
+        "not her building"
+    );
+    let created = post(body("de", "AT", alices)).await.unwrap();
+    assert_eq!(created.status(), 200);
+    let session: serde_json::Value = created.json().await.unwrap();
+    let id = session["id"].as_str().unwrap();
+    assert!(
+        session["authentication_url"]
+            .as_str()
+            .unwrap()
+            .ends_with(id)
+    );
+    // "valid until the end of the next day", by the simulator's (movable) calendar.
+    h.sandbox.advance_days(5);
+    let today = h.sandbox.today();
+    assert!(session["expiration_date"].as_str().unwrap() < today.as_str());
+    let read = http
+        .get(format!("{base}/api/partners/v2.0/device-onboarding/{id}"))
+        .bearer_auth(&bearer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    // The admin hooks the docs use against the standalone simulator.
+    let moved: serde_json::Value = http
+        .put(format!("{base}/__sandbox/clock"))
+        .json(&serde_json::json!({"advance_days": 1}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(moved["today"], h.sandbox.today());
+    assert_ne!(h.sandbox.today(), today);
+    let connected = http
+        .post(format!("{base}/__sandbox/heat-pumps"))
+        .json(&serde_json::json!({"user_id": alice, "building_id": alices}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(connected.status(), 200);
+    assert_eq!(h.state().heat_pumps[&alice][0].building, Some(alices));
+    assert!(h.state().anomalies.is_empty(), "{:?}", h.state().anomalies);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_are_reported_per_row_exit_1_and_heal_on_rerun() {
+    let h = Harness::with_users(3).await;
+    let csv = h.write("users.csv", generated_csv(3, 1));
+    onboard(&h, &csv).await;
+    h.sandbox.set_faults(Faults {
+        random_5xx: 1.0,
+        ..Faults::default()
+    });
+    let out = links(&h, &csv, &["--json", "--max-attempts", "1"]).await;
+    h.expect_code(&out, 1);
+    let s = summary(&out);
+    assert_eq!(count(&s, "failed"), 3, "{s}");
+    assert_eq!(s["failures"].as_array().map(Vec::len), Some(3), "{s}");
+    assert!(out.stderr.contains("line 2: user"), "{}", out.stderr);
+    assert!(h.state().sessions.is_empty());
+    h.sandbox.set_faults(Faults::default());
+    let out = links(&h, &csv, &["--json"]).await;
+    h.expect_code(&out, 0);
+    assert_eq!(count(&summary(&out), "created"), 3);
+    assert_eq!(live_links(&h).len(), 3);
+}
