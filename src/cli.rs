@@ -138,15 +138,9 @@ pub struct RunArgs {
     #[arg(long = "column", value_name = "COLUMN=HEADER", value_parser = input::parse_rename)]
     pub columns: Vec<(String, String)>,
 
-    /// Field separator: `,` `;` or `tab`. Without it, an Excel `sep=;` first line is
-    /// honoured, else the one that splits the header into the required columns is used.
-    #[arg(long, value_name = ",|;|tab", value_parser = input::parse_delimiter)]
-    pub delimiter: Option<input::Delimiter>,
-
-    /// Text encoding of the CSV: utf-8, windows-1252, iso-8859-1 or utf-16. A byte-order
-    /// mark selects UTF-8 or UTF-16 by itself. Excel's plain "CSV" on Windows is windows-1252.
-    #[arg(long, value_name = "ENCODING", default_value = "utf-8", value_parser = input::parse_encoding)]
-    pub encoding: input::Encoding,
+    /// How the CSV is written (separator, encoding).
+    #[command(flatten)]
+    pub format: FormatArgs,
 
     /// Read the input and the checkpoint, print the plan, send nothing. Exit 0 only if the input is clean.
     #[arg(long)]
@@ -365,6 +359,10 @@ pub struct LinksArgs {
     #[arg(long = "column", value_name = "COLUMN=HEADER", value_parser = input::parse_rename)]
     pub columns: Vec<(String, String)>,
 
+    /// How the CSV is written (separator, encoding).
+    #[command(flatten)]
+    pub format: FormatArgs,
+
     /// Most requests per second, all requests counted.
     #[arg(long, default_value_t = 10.0)]
     pub rate: f64,
@@ -393,4 +391,28 @@ pub struct LinksArgs {
     /// Progress, logging and output.
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+/// How the CSV is written: shared by every command that reads the export.
+#[derive(Debug, Args)]
+pub struct FormatArgs {
+    /// Field separator: `,` `;` or `tab`. Without it, an Excel `sep=;` first line is
+    /// honoured, else the one that splits the header into the required columns is used.
+    #[arg(long, value_name = ",|;|tab", value_parser = input::parse_delimiter)]
+    pub delimiter: Option<input::Delimiter>,
+
+    /// Text encoding of the CSV: utf-8, windows-1252, iso-8859-1 or utf-16. A byte-order
+    /// mark selects UTF-8 or UTF-16 by itself. Excel's plain "CSV" on Windows is windows-1252.
+    #[arg(long, value_name = "ENCODING", default_value = "utf-8", value_parser = input::parse_encoding)]
+    pub encoding: input::Encoding,
+}
+
+impl FormatArgs {
+    /// The validated format the reader uses.
+    pub fn format(&self) -> input::Format {
+        input::Format {
+            encoding: self.encoding,
+            delimiter: self.delimiter,
+        }
+    }
 }

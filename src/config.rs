@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::api::{ClientConfig, Credentials, RetryPolicy};
 use crate::checkpoint::Identity;
 use crate::cli::{LogFormat, OutputArgs, ResolveUnknown, RunArgs};
-use crate::input::{DEFAULT_MAX_RECORD_BYTES, Format, InputOptions, Source};
+use crate::input::{DEFAULT_MAX_RECORD_BYTES, InputOptions, Source};
 use crate::pipeline::Settings;
 use crate::plan;
 use crate::secret::Secret;
@@ -116,10 +116,7 @@ impl RunConfig {
                 source: Source::parse(&args.input),
                 renames: args.columns,
                 max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
-                format: Format {
-                    encoding: args.encoding,
-                    delimiter: args.delimiter,
-                },
+                format: args.format.format(),
             },
             checkpoint: args.checkpoint,
             identity: Identity { org_id, base_url },

@@ -29,7 +29,6 @@ const EXPECTED_FROM_OTHER_BRANCHES: &[&str] = &[
     "docs/operations.md",
     "docs/performance.md",
     "docs/nightly-sync.md",
-    "docs/connect-links.md",
 ];
 
 /// The info string of a fenced block whose lines are a usage synopsis
@@ -171,6 +170,14 @@ fn extracts_commands_through_prompts_continuations_variables_pipes_and_cron() {
     assert!(parse_with_cli(&found_argv("podero-onboard run in.csv --checkpoint c")).is_ok());
     assert!(parse_with_cli(&found_argv("podero-onboard run in.csv --bogus-flag")).is_err());
     assert!(parse_with_cli(&found_argv("podero-onboard --help")).is_ok());
+}
+
+#[test]
+fn variables_assigned_in_one_block_expand_into_words_in_later_blocks() {
+    let md = "```sh\n$ L=\"--rate 5 --json\"\n```\ntext\n\
+              ```sh\npodero-onboard run a.csv $L $LATER\n```\n";
+    let found: Vec<String> = commands(md).into_iter().map(|c| c.argv.join(" ")).collect();
+    assert_eq!(found, ["podero-onboard run a.csv --rate 5 --json 1"]);
 }
 
 #[test]
@@ -490,6 +497,8 @@ struct DocCommand {
 /// command of a pipeline or `&&` list looked at separately, without its redirections.
 fn commands(md: &str) -> Vec<DocCommand> {
     let mut out = Vec::new();
+    // A page is one shell session: a variable set in one block is used in the next ones.
+    let mut assigned: Vec<(String, String)> = Vec::new();
     for chunk in chunks(md) {
         let Chunk::Code(info, lines) = chunk else {
             continue;
@@ -500,7 +509,12 @@ fn commands(md: &str) -> Vec<DocCommand> {
         for (line, logical) in logical_lines(&lines) {
             let logical = logical.trim_start();
             let logical = logical.strip_prefix("$ ").unwrap_or(logical);
-            for segment in segments(&tokenize(logical)) {
+            if let Some(assignment) = assignment(logical) {
+                assigned.push(assignment);
+                continue;
+            }
+            let logical = substitute(logical, &assigned);
+            for segment in segments(&tokenize(&logical)) {
                 if let Some(argv) = invocation(&segment) {
                     out.push(DocCommand { line, argv });
                 }
@@ -508,6 +522,34 @@ fn commands(md: &str) -> Vec<DocCommand> {
         }
     }
     out
+}
+
+/// `NAME="value"` alone on a line: a shell variable later lines of the block use (unquoted,
+/// so its value splits into words, as `L="--language de ..."; links $L` does).
+fn assignment(line: &str) -> Option<(String, String)> {
+    let (name, value) = line.split_once('=')?;
+    let value = value.strip_prefix('"')?.strip_suffix('"')?;
+    (is_env_name(name) && !value.contains('"')).then(|| (name.to_owned(), value.to_owned()))
+}
+
+/// Replaces `$NAME` of a variable assigned earlier in the block by its value.
+fn substitute(line: &str, assigned: &[(String, String)]) -> String {
+    let mut line = line.to_owned();
+    for (name, value) in assigned {
+        let pattern = format!("${name}");
+        let mut out = String::new();
+        let mut rest = line.as_str();
+        while let Some(at) = rest.find(&pattern) {
+            let after = &rest[at + pattern.len()..];
+            let whole = !after.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_');
+            out.push_str(&rest[..at]);
+            out.push_str(if whole { value } else { &pattern });
+            rest = after;
+        }
+        out.push_str(rest);
+        line = out;
+    }
+    line
 }
 
 /// Joins lines ending in `\` with the next; keeps the first line's number.

@@ -138,6 +138,7 @@ impl LinksConfig {
                 source: Source::parse(&args.input),
                 renames: args.columns,
                 max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+                format: args.format.format(),
             },
             checkpoint: args.checkpoint,
             identity: Identity { org_id, base_url },
