@@ -57,6 +57,9 @@ pub struct Settings {
     pub max_posts: u32,
     /// After a stop request, how long in-flight work may take before it is abandoned.
     pub grace: Duration,
+    /// `--adopt-existing`: list a user's buildings before its first POST and adopt one of
+    /// the row's name.
+    pub adopt_existing: bool,
 }
 
 /// Why the pipeline ended.
@@ -134,6 +137,13 @@ fn log_outcome(outcome: &RowOutcome) {
             tracing::info!(line, %user, building, building_id = %id, "verified: building existed")
         }
         RowResult::Updated => tracing::info!(line, %user, building, "user updated"),
+        RowResult::BuildingUpdated => {
+            tracing::info!(line, %user, building, "building updated (its fields changed)")
+        }
+        RowResult::AdoptedExisting(id) => {
+            tracing::info!(line, %user, building, building_id = %id, "adopted an existing building")
+        }
+        RowResult::UserOnly => tracing::info!(line, %user, "user-only row: user up to date"),
         RowResult::Failed { message, .. } => {
             tracing::info!(line, %user, building, error = %message, "failed")
         }
@@ -238,7 +248,7 @@ impl Pager {
         self.exhausted = page.len() < PAGE_SIZE;
         self.after = page
             .last()
-            .map(|row| (row.user_id.to_string(), row.building_name.clone()));
+            .map(|row| (row.user_id.to_string(), row.row_key.clone()));
         let mut skipped = Tally::default();
         for row in page {
             match plan::decide(&row, self.options) {

@@ -82,6 +82,13 @@ fn warn_if_unfinished(checkpoint: &Checkpoint) -> Result<(), AppError> {
 }
 
 fn warn_ignored_columns(reader: &input::Reader) {
+    if !reader.has_building_names() {
+        tracing::warn!(
+            "{}: no building_name column, so every row only updates its user and no building \
+             is created; if your file names it differently, map it with --column building_name=HEADER",
+            reader.source_name()
+        );
+    }
     let ignored = reader.ignored_columns();
     if !ignored.is_empty() {
         tracing::warn!(
@@ -155,6 +162,15 @@ async fn stage(
         input::Source::Stdin => None,
     };
     checkpoint.record_input(run_id, sha256.as_deref(), staged.rows_read)?;
+    if !config.dry_run {
+        let attached = checkpoint.attach_property_keys()?;
+        if attached > 0 {
+            tracing::info!(
+                attached,
+                "property_id attached to existing rows of the same building name (nothing created)"
+            );
+        }
+    }
     Ok((checkpoint, staged))
 }
 
@@ -209,6 +225,8 @@ async fn dry_plan(writer: &WriterHandle) -> Result<Plan, String> {
     while let Some(job) = jobs.next().await {
         for (row, step) in job?.rows {
             match (step, &row.prior) {
+                (BuildingStep::NoBuilding, _) => plan.user_only += 1,
+                (BuildingStep::Update, _) => plan.update_building += 1,
                 (BuildingStep::Create, None) => plan.onboard += 1,
                 (BuildingStep::Create, Some(_)) => plan.retry += 1,
                 (BuildingStep::Keep, _) => plan.update += 1,

@@ -172,7 +172,7 @@ async fn dry_run_sends_nothing_and_its_plan_is_what_the_real_run_then_does() {
     let plan = summary(&dry)["plan"].clone();
     assert_eq!(
         plan,
-        json!({"onboard": 4, "update": 3, "retry": 2, "verify": 1, "skip_done": 14, "skip_failed": 1}),
+        json!({"onboard": 4, "update": 3, "retry": 2, "verify": 1, "update_building": 0, "user_only": 0, "skip_done": 14, "skip_failed": 1}),
         "{}",
         dry.stderr
     );
@@ -321,7 +321,7 @@ async fn a_permanent_failure_is_retried_only_when_asked_and_only_failed_touches_
     assert_eq!(exported.len(), 2, "{}", export.stdout);
     assert_eq!(
         exported[0],
-        "user_id,external_user_id,building_name,building_id,state,error"
+        "user_id,external_user_id,building_name,building_id,state,error,property_id"
     );
     assert!(
         exported[1].starts_with(&format!("{UNKNOWN_USER},CRM-404,Home 0,,failed,")),

@@ -26,7 +26,7 @@ pub const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;
 /// Schema migrations, in order: `MIGRATIONS[i]` takes a checkpoint from version `i + 1` to
 /// `i + 2`. Append only: a released migration is never edited, since partners' nightly
 /// checkpoints were written by it. Each runs inside the transaction that bumps the version.
-const MIGRATIONS: &[&str] = &[];
+const MIGRATIONS: &[&str] = &[include_str!("migrations/002_sync.sql")];
 /// `PRAGMA application_id`: "PDOB", marks a file as a podero-onboard checkpoint.
 pub const APPLICATION_ID: i64 = 0x5044_4f42;
 const SCHEMA: &str = include_str!("schema.sql");

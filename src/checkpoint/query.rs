@@ -49,7 +49,7 @@ impl Checkpoint {
             SELECT i.line, i.user_id, i.external_user_id, i.building_name, r.building_id,
                    coalesce(r.state, 'pending'), coalesce(r.attempts, 0), r.http_status, r.error
             FROM temp.input i LEFT JOIN rows r
-                 ON r.user_id = i.user_id AND r.building_name = i.building_name
+                 ON r.user_id = i.user_id AND r.row_key = i.match_key
             UNION ALL
             SELECT j.line, j.user_id, j.external_user_id, j.building_name, NULL, j.kind, 0, NULL, {REJECT_MESSAGE}
             FROM rejects j
@@ -70,10 +70,10 @@ impl Checkpoint {
         mut each: impl FnMut(Vec<String>),
     ) -> Result<(), CheckpointError> {
         let sql = "
-            SELECT user_id, external_user_id, building_name, building_id, state, error
+            SELECT user_id, external_user_id, building_name, building_id, state, error, property_id
             FROM rows WHERE ?1 IS NULL OR state = ?1
-            ORDER BY user_id, building_name";
-        self.stream(sql, params![state], 6, &mut each)
+            ORDER BY user_id, building_name, row_key";
+        self.stream(sql, params![state], 7, &mut each)
     }
 
     fn stream(
@@ -101,7 +101,7 @@ impl Checkpoint {
         let failed = "
             SELECT r.state, coalesce('HTTP ' || r.http_status, 'no HTTP status'), i.line, r.error
             FROM temp.input i JOIN rows r
-                 ON r.user_id = i.user_id AND r.building_name = i.building_name
+                 ON r.user_id = i.user_id AND r.row_key = i.match_key
             WHERE r.state IN ('failed', 'unresolved')
             UNION ALL
             SELECT kind, coalesce('column ' || column_name, 'row'), line, {REJECT_MESSAGE}

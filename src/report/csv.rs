@@ -19,14 +19,16 @@ pub const REPORT_HEADER: [&str; 9] = [
     "error",
 ];
 
-/// Header of `export --format csv`.
-pub const EXPORT_HEADER: [&str; 6] = [
+/// Header of `export --format csv`. `property_id` is last, so scripts that read the
+/// earlier columns by position keep working.
+pub const EXPORT_HEADER: [&str; 7] = [
     "user_id",
     "external_user_id",
     "building_name",
     "building_id",
     "state",
     "error",
+    "property_id",
 ];
 
 /// Makes a cell safe to open in a spreadsheet.
