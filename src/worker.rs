@@ -43,7 +43,10 @@ pub const WRITABLE_BUILDING_FIELDS: &[&str] = &[
 
 /// The full-update body: the building as read (writable fields only), with the row's
 /// fields (`payload`, the staged building body) laid over it.
-pub fn overlay(current: serde_json::Map<String, serde_json::Value>, payload: &str) -> serde_json::Value {
+pub fn overlay(
+    current: serde_json::Map<String, serde_json::Value>,
+    payload: &str,
+) -> serde_json::Value {
     let mut body: serde_json::Map<String, serde_json::Value> = current
         .into_iter()
         .filter(|(name, _)| WRITABLE_BUILDING_FIELDS.contains(&name.as_str()))

@@ -170,7 +170,13 @@ fn write(conn: &rusqlite::Connection, msg: &Msg) -> rusqlite::Result<()> {
 }
 
 fn write_intent(conn: &rusqlite::Connection, row: &PlannedRow) -> rusqlite::Result<()> {
-    rekey(conn, row.user_id, &row.match_key, &row.row_key, row.property_id.as_deref())?;
+    rekey(
+        conn,
+        row.user_id,
+        &row.match_key,
+        &row.row_key,
+        row.property_id.as_deref(),
+    )?;
     conn.prepare_cached(
         "INSERT INTO rows (user_id, row_key, building_name, property_id, line, external_user_id,
                            state, fingerprint, updated_at)
@@ -229,7 +235,13 @@ fn write_outcome(conn: &rusqlite::Connection, outcome: &RowOutcome) -> rusqlite:
         }
     };
     let o = outcome;
-    rekey(conn, o.user_id, &o.match_key, &o.row_key, o.property_id.as_deref())?;
+    rekey(
+        conn,
+        o.user_id,
+        &o.match_key,
+        &o.row_key,
+        o.property_id.as_deref(),
+    )?;
     // A property-keyed row may have a new building_name (a rename): it is a field here.
     conn.prepare_cached(
         "INSERT INTO rows (user_id, row_key, building_name, property_id, line, external_user_id,

@@ -251,7 +251,10 @@ fn property_id_is_read_and_required_for_rows_with_a_building() {
     let row = valid(&format!("{header}\n{ID},crm-1,Home,P-1\n"));
     assert_eq!(row.property_id.as_deref(), Some("P-1"));
     let user_only = valid(&format!("{header}\n{ID},crm-1,,\n"));
-    assert_eq!((user_only.building_name.as_str(), user_only.property_id), ("", None));
+    assert_eq!(
+        (user_only.building_name.as_str(), user_only.property_id),
+        ("", None)
+    );
     assert_rejects(
         &format!("{header}\n{ID},crm-1,Home,\n"),
         "property_id",

@@ -111,7 +111,10 @@ fn render_plan(out: &mut String, plan: &super::Plan, invalid: u64, duplicates: u
             plan.update_building,
             "to update the building: its fields changed (GET + PUT)",
         ),
-        (plan.user_only, "user-only rows: update the user, no building"),
+        (
+            plan.user_only,
+            "user-only rows: update the user, no building",
+        ),
         (plan.skip_done, "to skip: already done"),
         (
             plan.skip_failed,
