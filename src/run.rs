@@ -167,7 +167,8 @@ async fn stage(
         if attached > 0 {
             tracing::info!(
                 attached,
-                "property_id attached to existing rows of the same building name (nothing created)"
+                "rows re-keyed to this file's property_id (or building name): matched to \
+                 existing rows of the same building name, nothing created"
             );
         }
     }

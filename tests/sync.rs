@@ -592,3 +592,27 @@ async fn the_first_property_id_run_over_an_old_checkpoint_attaches_keys_and_crea
     );
     assert!(state.buildings[&anna].iter().any(|b| b.name == "Ski Flat"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_property_id_column_later_creates_no_duplicates() {
+    let h = Harness::with_users(2).await;
+    h.expect_code(&h.run(&h.write("a.csv", property_csv(&[])), &[]).await, 0);
+    let without: String = property_csv(&[])
+        .lines()
+        .map(|line| {
+            let mut cells: Vec<&str> = line.split(',').collect();
+            cells.remove(2);
+            format!("{}\n", cells.join(","))
+        })
+        .collect();
+    let before = h.state().requests;
+    let out = h.run(&h.write("b.csv", without), &["--json"]).await;
+    h.expect_code(&out, 0);
+    assert_eq!(
+        delta(&h, &before),
+        counts(&[("token", 1)]),
+        "matched by name"
+    );
+    assert_eq!(summary(&out)["rows"]["vanished"], 0);
+    h.assert_no_duplicates_and_map_matches();
+}

@@ -108,9 +108,10 @@ impl Checkpoint {
         Ok(Ok(staged))
     }
 
-    /// A real run's first step after staging: rows of this input matched to a checkpoint
-    /// row by building name (first run with `property_id`) get their property key, so a later
-    /// rename finds them. Returns how many. Not done by a dry run, which changes nothing.
+    /// A real run's first step after staging: checkpoint rows matched by building name to a
+    /// row of this input under another key take that key (first run with `property_id`: the
+    /// property key, so a later rename finds them). Returns how many. Not done by a dry run,
+    /// which changes nothing.
     pub fn attach_property_keys(&self) -> Result<usize, CheckpointError> {
         let wrap = |e| sqlite(&self.path, e);
         let attached = self
@@ -356,12 +357,32 @@ fn reject_conflicts(tx: &rusqlite::Transaction<'_>, run: i64) -> rusqlite::Resul
     Ok(rejected)
 }
 
-/// First run of a file with `property_id` over rows keyed by building name: a property row
-/// with no checkpoint row of its own continues the checkpoint row of the same user and
-/// building name, when that name is unique among the user's lines (two properties of one
-/// name cannot tell which of them the old row was; both are then new rows).
+/// A row whose key is not in the checkpoint may continue a row of the same user and
+/// building name kept under the other kind of key, so switching a file to (or away from)
+/// `property_id` creates nothing:
+/// - first run with `property_id` over rows keyed by name: matched when the name is unique
+///   among the user's lines (two properties of one name cannot tell which of them the old
+///   row was; both are then new rows);
+/// - a file without `property_id` over rows keyed by property: matched when exactly one
+///   such row of the user has that name.
+///
+/// Set-based: one pass over the staged rows, no query per row in the plan.
 fn match_property_keys(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<usize> {
-    tx.execute(
+    let unkeyed = tx.execute(
+        "UPDATE temp.input SET match_key = (
+             SELECT r.row_key FROM main.rows r
+             WHERE r.user_id = input.user_id AND r.building_name = input.building_name
+               AND r.row_key LIKE 'property:%')
+         WHERE EXISTS (SELECT 1 FROM main.rows WHERE property_id IS NOT NULL)
+           AND property_id IS NULL AND building_name != ''
+           AND NOT EXISTS (SELECT 1 FROM main.rows r
+                           WHERE r.user_id = input.user_id AND r.row_key = input.row_key)
+           AND (SELECT count(*) FROM main.rows r
+                WHERE r.user_id = input.user_id AND r.building_name = input.building_name
+                  AND r.row_key LIKE 'property:%') = 1",
+        [],
+    )?;
+    let keyed = tx.execute(
         "UPDATE temp.input SET match_key = 'name:' || building_name
          WHERE property_id IS NOT NULL AND building_name != ''
            AND NOT EXISTS (SELECT 1 FROM main.rows r
@@ -372,5 +393,6 @@ fn match_property_keys(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<usize
            AND (SELECT count(*) FROM temp.input j
                 WHERE j.user_id = input.user_id AND j.building_name = input.building_name) = 1",
         [],
-    )
+    )?;
+    Ok(unkeyed + keyed)
 }
