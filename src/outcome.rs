@@ -61,6 +61,22 @@ pub enum RowResult {
     },
 }
 
+impl RowResult {
+    /// The outcome's name in the `--report` (`outcome` column).
+    pub fn name(&self) -> &'static str {
+        match self {
+            RowResult::Created(_) => "created",
+            RowResult::Adopted(_) => "verified_existing",
+            RowResult::Updated => "user_updated",
+            RowResult::BuildingUpdated => "building_updated",
+            RowResult::AdoptedExisting(_) => "adopted_existing",
+            RowResult::UserOnly => "user_only",
+            RowResult::Failed { .. } => "failed",
+            RowResult::Unresolved { .. } => "unresolved",
+        }
+    }
+}
+
 /// Counters for one run; kept by the single writer, read by progress and the summary.
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
 pub struct Tally {

@@ -592,12 +592,12 @@ async fn report_has_one_line_per_input_row_in_line_order_and_is_owner_only() {
     for ((user, name), ids) in h.state().building_map() {
         text = text.replace(&ids[0].to_string(), &format!("<building of {user} {name}>"));
     }
-    let expected = r#"line,user_id,external_user_id,building_name,building_id,state,attempts,http_status,error
-2,5eed0000-0000-4000-8000-000000000000,CRM-0,Home 0,<building of 5eed0000-0000-4000-8000-000000000000 Home 0>,done,1,,
-3,5eed0000-0000-4000-8000-000000000001,CRM-1,'=Home 1,<building of 5eed0000-0000-4000-8000-000000000001 =Home 1>,done,1,,
-4,5eed0000-0000-4000-8000-000000000000,CRM-0,Home 0,,duplicate,0,,{..}
-5,12345,CRM-bad,Home 0,,invalid,0,,{..}
-6,0bad0000-0000-4000-8000-000000000001,CRM-404,Home 0,,failed,1,404,{..}
+    let expected = r#"line,user_id,external_user_id,building_name,building_id,state,attempts,http_status,error,outcome
+2,5eed0000-0000-4000-8000-000000000000,CRM-0,Home 0,<building of 5eed0000-0000-4000-8000-000000000000 Home 0>,done,1,,,created
+3,5eed0000-0000-4000-8000-000000000001,CRM-1,'=Home 1,<building of 5eed0000-0000-4000-8000-000000000001 =Home 1>,done,1,,,created
+4,5eed0000-0000-4000-8000-000000000000,CRM-0,Home 0,,duplicate,0,,{..},not_sent
+5,12345,CRM-bad,Home 0,,invalid,0,,{..},not_sent
+6,0bad0000-0000-4000-8000-000000000001,CRM-404,Home 0,,failed,1,404,{..},failed
 "#;
     assert_lines_match(&text, expected);
 }

@@ -418,8 +418,29 @@ async fn the_dry_run_plans_exactly_what_the_run_then_does() {
         "{}",
         dry.stderr
     );
-    let real = h.run(&night2, &["--json"]).await;
+    let report = h.path("report.csv");
+    let real = h
+        .run(&night2, &["--json", "--report", report.to_str().unwrap()])
+        .await;
     h.expect_code(&real, 0);
+    let outcomes: Vec<String> = std::fs::read_to_string(&report)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|line| line.rsplit(',').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            "no_call",
+            "building_updated",
+            "user_updated",
+            "created",
+            "user_only",
+            "user_only"
+        ],
+        "the report names each row's outcome, in line order"
+    );
     let rows = summary(&real)["rows"].clone();
     let did = json!({
         "onboard": rows["created"], "update": rows["updated"], "update_building": rows["buildings_updated"],

@@ -47,17 +47,20 @@ impl Checkpoint {
     ) -> Result<(), CheckpointError> {
         let sql = "
             SELECT i.line, i.user_id, i.external_user_id, i.building_name, r.building_id,
-                   coalesce(r.state, 'pending'), coalesce(r.attempts, 0), r.http_status, r.error
+                   coalesce(r.state, 'pending'), coalesce(r.attempts, 0), r.http_status, r.error,
+                   coalesce(o.outcome, 'no_call')
             FROM temp.input i LEFT JOIN rows r
                  ON r.user_id = i.user_id AND r.row_key = i.match_key
+            LEFT JOIN temp.outcomes o ON o.user_id = i.user_id AND o.row_key = i.row_key
             UNION ALL
-            SELECT j.line, j.user_id, j.external_user_id, j.building_name, NULL, j.kind, 0, NULL, {REJECT_MESSAGE}
+            SELECT j.line, j.user_id, j.external_user_id, j.building_name, NULL, j.kind, 0, NULL,
+                   {REJECT_MESSAGE}, 'not_sent'
             FROM rejects j
             ORDER BY 1";
         self.stream(
             &sql.replace("{REJECT_MESSAGE}", REJECT_MESSAGE),
             [],
-            9,
+            10,
             &mut each,
         )
     }

@@ -68,7 +68,14 @@ const CREATE_TEMP: &str = "
         building_payload TEXT NOT NULL,
         PRIMARY KEY (user_id, row_key)
     ) WITHOUT ROWID;
-    CREATE UNIQUE INDEX temp.input_by_match ON input (user_id, match_key);";
+    CREATE UNIQUE INDEX temp.input_by_match ON input (user_id, match_key);
+    DROP TABLE IF EXISTS temp.outcomes;
+    CREATE TEMP TABLE outcomes (
+        user_id TEXT NOT NULL,
+        row_key TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        PRIMARY KEY (user_id, row_key)
+    ) WITHOUT ROWID;";
 
 impl Checkpoint {
     /// Reads every record into the staging table and `rejects`, in one transaction.

@@ -242,6 +242,11 @@ fn write_outcome(conn: &rusqlite::Connection, outcome: &RowOutcome) -> rusqlite:
         &o.row_key,
         o.property_id.as_deref(),
     )?;
+    // What this run did to the row, for the `--report` (a temp table: this run only).
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO temp.outcomes (user_id, row_key, outcome) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![o.user_id.to_string(), o.row_key, o.result.name()])?;
     // A property-keyed row may have a new building_name (a rename): it is a field here.
     conn.prepare_cached(
         "INSERT INTO rows (user_id, row_key, building_name, property_id, line, external_user_id,

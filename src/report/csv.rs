@@ -6,8 +6,10 @@
 
 use std::io::Write;
 
-/// Header of the `--report` file.
-pub const REPORT_HEADER: [&str; 9] = [
+/// Header of the `--report` file. `outcome` is what this run did to the row: created,
+/// verified_existing, user_updated, building_updated, adopted_existing, user_only, failed,
+/// unresolved; `no_call` (unchanged, or not reached) or `not_sent` (rejected).
+pub const REPORT_HEADER: [&str; 10] = [
     "line",
     "user_id",
     "external_user_id",
@@ -17,6 +19,7 @@ pub const REPORT_HEADER: [&str; 9] = [
     "attempts",
     "http_status",
     "error",
+    "outcome",
 ];
 
 /// Header of `export --format csv`. `property_id` is last, so scripts that read the
