@@ -42,7 +42,10 @@ pub async fn run(config: RunConfig, shutdown: Shutdown) -> Result<ExitCode, AppE
             let ending = pipeline::execute(client, &writer.tx, &config.settings, &shutdown).await;
             (ending, None)
         }
-        _ => (Ending::Completed, Some(dry_plan(&writer).await)),
+        _ => (
+            Ending::Completed,
+            Some(dry_plan(&writer, config.settings.plan).await),
+        ),
     };
     progress.finish().await;
     let counters = writer.tally.clone();
@@ -219,10 +222,11 @@ fn start_progress(
     )
 }
 
-/// The plan a real run would follow: the same job stream, nothing sent.
-async fn dry_plan(writer: &WriterHandle) -> Result<Plan, String> {
+/// The plan a real run would follow: the same job stream (with the same options, e.g.
+/// `--retry-failed`), nothing sent.
+async fn dry_plan(writer: &WriterHandle, options: crate::plan::Options) -> Result<Plan, String> {
     let mut plan = Plan::default();
-    let mut jobs = std::pin::pin!(pipeline::jobs(writer.tx.clone(), Default::default()));
+    let mut jobs = std::pin::pin!(pipeline::jobs(writer.tx.clone(), options));
     while let Some(job) = jobs.next().await {
         for (row, step) in job?.rows {
             match (step, &row.prior) {

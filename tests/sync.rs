@@ -142,6 +142,20 @@ async fn a_building_deleted_in_podero_fails_its_row_and_is_not_recreated() {
         "{row:?}"
     );
     assert_eq!(summary(&out)["rows"]["buildings_updated"], 1);
+
+    // The dry run plans with the run's options: --retry-failed tries the row again.
+    let again = h.path("b.csv");
+    let dry = h.run(&again, &["--dry-run", "--json"]).await;
+    assert_eq!(summary(&dry)["plan"]["skip_failed"], 1, "{}", dry.stderr);
+    let dry = h
+        .run(&again, &["--dry-run", "--json", "--retry-failed"])
+        .await;
+    let plan = &summary(&dry)["plan"];
+    assert_eq!(
+        (plan["skip_failed"].clone(), plan["update_building"].clone()),
+        (json!(0), json!(1)),
+        "{plan}"
+    );
 }
 
 /// Two users with two properties each, keyed by the CRM's property id.
