@@ -194,7 +194,7 @@ impl Worker<'_> {
             return Ok(Adoption::Off);
         }
         match self.client.list_buildings(job.user_id).await {
-            Ok(Listing::Buildings(buildings)) => Ok(Adoption::Listed(buildings)),
+            Ok(Listing::Buildings(buildings)) => self.unclaimed(job.user_id, buildings).await,
             Ok(Listing::Unavailable(status)) => Err(Halt::Fatal(CallError {
                 failure: Failure::Fatal,
                 status: Some(status),
@@ -208,6 +208,26 @@ impl Worker<'_> {
             Err(error) if error.failure == Failure::Fatal => Err(Halt::Fatal(error)),
             Err(error) => Ok(Adoption::Failed(error)),
         }
+    }
+
+    /// Drops the buildings that rows of the checkpoint already own: adopting one of them
+    /// would give two rows one building.
+    async fn unclaimed(
+        &self,
+        user_id: Uuid,
+        mut buildings: Vec<(Uuid, String)>,
+    ) -> Result<Adoption, Halt> {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || Halt::Checkpoint("the checkpoint writer stopped".into());
+        self.writer
+            .send(Msg::Claimed { user_id, reply })
+            .map_err(|_| stopped())?;
+        let claimed = answer
+            .await
+            .map_err(|_| stopped())?
+            .map_err(Halt::Checkpoint)?;
+        buildings.retain(|(id, _)| !claimed.contains(id));
+        Ok(Adoption::Listed(buildings))
     }
 
     async fn building(

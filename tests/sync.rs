@@ -651,3 +651,27 @@ async fn dropping_the_property_id_column_later_creates_no_duplicates() {
     assert_eq!(summary(&out)["rows"]["vanished"], 0);
     h.assert_no_duplicates_and_map_matches();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adopt_existing_never_adopts_a_building_another_row_owns() {
+    let h = Harness::with_users(1).await;
+    let one = format!(
+        "user_id,external_user_id,property_id,building_name\n{},CRM-0,P-1,Home\n",
+        user(0)
+    );
+    h.expect_code(&h.run(&h.write("one.csv", &one), &[]).await, 0);
+    // A second property of the same name: the existing "Home" belongs to P-1.
+    let two = format!("{one}{},CRM-0,P-2,Home\n", user(0));
+    let out = h
+        .run(&h.write("two.csv", two), &["--adopt-existing", "--json"])
+        .await;
+    h.expect_code(&out, 0);
+    assert_eq!(summary(&out)["rows"]["created"], 1, "{}", out.stderr);
+    assert_eq!(summary(&out)["rows"]["adopted_existing"], 0);
+    let ids: std::collections::BTreeSet<Option<String>> = h
+        .checkpoint_rows()
+        .into_iter()
+        .map(|r| r.building_id)
+        .collect();
+    assert_eq!(ids.len(), 2, "two rows, two buildings: {ids:?}");
+}

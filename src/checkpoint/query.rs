@@ -132,6 +132,26 @@ impl Checkpoint {
         Ok(groups)
     }
 
+    /// The building ids the checkpoint records for `user` (any row, any state).
+    pub fn claimed_buildings(&self, user: uuid::Uuid) -> Result<Vec<uuid::Uuid>, CheckpointError> {
+        let wrap = |e| sqlite(&self.path, e);
+        let mut statement = self
+            .conn
+            .prepare_cached(
+                "SELECT building_id FROM rows WHERE user_id = ?1 AND building_id IS NOT NULL",
+            )
+            .map_err(wrap)?;
+        let ids: Vec<String> = statement
+            .query_map([user.to_string()], |r| r.get(0))
+            .map_err(wrap)?
+            .collect::<Result<_, _>>()
+            .map_err(wrap)?;
+        Ok(ids
+            .iter()
+            .filter_map(|id| uuid::Uuid::parse_str(id).ok())
+            .collect())
+    }
+
     /// Rows per state in the whole checkpoint.
     pub fn state_counts(&self) -> Result<BTreeMap<String, u64>, CheckpointError> {
         let wrap = |e| sqlite(&self.path, e);

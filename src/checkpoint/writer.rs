@@ -41,6 +41,14 @@ pub enum Msg {
     Skipped(Tally),
     /// Answered once every earlier message is applied.
     Flush(oneshot::Sender<()>),
+    /// The buildings the checkpoint records for a user (`--adopt-existing` must not adopt
+    /// a building another row already owns).
+    Claimed {
+        /// The user.
+        user_id: Uuid,
+        /// Their building ids.
+        reply: oneshot::Sender<Result<Vec<Uuid>, String>>,
+    },
     /// The next page of the plan.
     Page {
         /// Resume after this (user_id, row_key).
@@ -147,6 +155,10 @@ fn apply(
             Msg::Flush(reply) => {
                 let _ = reply.send(());
             }
+            Msg::Claimed { user_id, reply } => {
+                let ids = checkpoint.claimed_buildings(user_id);
+                let _ = reply.send(ids.map_err(|e| e.to_string()));
+            }
             Msg::UserApplied { .. } => {}
         }
     }
@@ -165,7 +177,7 @@ fn write(conn: &rusqlite::Connection, msg: &Msg) -> rusqlite::Result<()> {
             .execute(params![user_id.to_string(), payload, now()])
             .map(|_| ()),
         Msg::Outcome(outcome) => write_outcome(conn, outcome),
-        Msg::Skipped(_) | Msg::Page { .. } | Msg::Flush(_) => Ok(()),
+        Msg::Skipped(_) | Msg::Page { .. } | Msg::Flush(_) | Msg::Claimed { .. } => Ok(()),
     }
 }
 
@@ -296,6 +308,9 @@ fn fail_all(batch: &mut Vec<Msg>, error: &str) {
                 let _ = ack.send(Err(error.to_owned()));
             }
             Msg::Page { reply, .. } => {
+                let _ = reply.send(Err(error.to_owned()));
+            }
+            Msg::Claimed { reply, .. } => {
                 let _ = reply.send(Err(error.to_owned()));
             }
             _ => {}
