@@ -2,8 +2,9 @@
 //!
 //! ```text
 //! checkpoint plan (pages, key order) ─▶ decide per row ─▶ group rows by user ─▶ skip done
-//!   ─▶ take_while(no stop, breaker closed) ─▶ worker (PUT, intent, POST, resolve; every
-//!      request through the one gate) ─▶ buffer_unordered(concurrency)
+//!   ─▶ take_while(no stop, breaker closed) ─▶ worker (PUT, intent, POST, resolve, or
+//!      GET+PUT of a changed building; every request through the one gate)
+//!   ─▶ buffer_unordered(concurrency)
 //!   ─▶ one consumer: outcomes to the single checkpoint writer
 //! ```
 //!

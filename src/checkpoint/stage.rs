@@ -9,7 +9,7 @@
 //! Identity: a row is (user_id, row_key) (see [`crate::plan::row_key`]). `match_key` is the
 //! checkpoint row it continues: its own key, except on the first run of a file with
 //! `property_id` over rows keyed by name, where it is the `name:` key of the same building
-//! name ([`Checkpoint::match_property_keys`]); a real run then attaches the property keys
+//! name (`match_property_keys`); a real run then attaches the property keys
 //! ([`Checkpoint::attach_property_keys`]), creating nothing.
 
 use rusqlite::{OptionalExtension, params};

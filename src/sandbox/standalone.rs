@@ -180,3 +180,20 @@ pub async fn run_standalone(args: SandboxArgs) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn existing_building_flag_takes_user_id_equals_name() {
+        let user = DEMO_ORG_ID;
+        assert_eq!(
+            parse_existing_building(&format!("{user}=Main House")),
+            Ok((user, "Main House".to_owned()))
+        );
+        assert!(parse_existing_building("Main House").is_err());
+        assert!(parse_existing_building("nope=Main House").is_err());
+        assert!(parse_existing_building(&format!("{user}= ")).is_err());
+    }
+}
