@@ -169,6 +169,14 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 30)]
     pub grace: u64,
 
+    /// Before a user's first building POST, list the user's buildings and adopt one with
+    /// the row's name (created in the Podero app, say) instead of creating a second: one
+    /// match is adopted and updated with the row's fields, several are left `unresolved`
+    /// for a human. Needs the list-buildings endpoint; without it the run stops (exit 3)
+    /// before any POST.
+    #[arg(long)]
+    pub adopt_existing: bool,
+
     /// Progress, logging and output.
     #[command(flatten)]
     pub output: OutputArgs,

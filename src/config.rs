@@ -131,6 +131,7 @@ impl RunConfig {
                 settle: Duration::from_secs(1),
                 max_posts: args.max_attempts,
                 grace: Duration::from_secs(args.grace),
+                adopt_existing: args.adopt_existing,
             },
             report: args.report,
             json: args.json,

@@ -135,6 +135,7 @@ fn demo_config(args: &DemoArgs, base_url: &str, checkpoint: &Path) -> RunConfig 
             settle: Duration::from_millis(200),
             max_posts: 5,
             grace: Duration::from_secs(10),
+            adopt_existing: false,
         },
         report: Some(args.dir.join("report.csv")),
         json: false,

@@ -53,7 +53,7 @@ use csv::ByteRecord;
 use header::{Layout, Split};
 use record::check_record;
 
-pub use columns::{MAX_BUILDING_NAME_CHARS, MAX_EXTERNAL_USER_ID_CHARS};
+pub use columns::{MAX_BUILDING_NAME_CHARS, MAX_EXTERNAL_USER_ID_CHARS, MAX_PROPERTY_ID_CHARS};
 pub use display::MAX_SHOWN_CHARS;
 pub use error::InputError;
 pub use format::{Delimiter, Encoding, Format, parse_delimiter, parse_encoding};
@@ -63,8 +63,14 @@ pub use record::{Invalid, Record, Row};
 /// Default bound on one record's size (1 MiB): far above any real row.
 pub const DEFAULT_MAX_RECORD_BYTES: usize = 1 << 20;
 
-/// Columns every file must have (or map with `--column`).
-pub const REQUIRED_COLUMNS: [&str; 3] = ["user_id", "external_user_id", "building_name"];
+/// Columns every file must have (or map with `--column`). `building_name` is optional: a
+/// file without it (or a row with it empty) updates users only.
+pub const REQUIRED_COLUMNS: [&str; 2] = ["user_id", "external_user_id"];
+
+/// Optional columns that say which building a row is about: `building_name` (empty or
+/// absent: a user-only row) and `property_id` (present: the CRM's property id is the row's
+/// identity, so a renamed building is updated, not created again).
+pub const BUILDING_KEY_COLUMNS: &[&str] = &["building_name", "property_id"];
 
 /// Optional columns sent in the user update, under the same names. `role` is left
 /// out on purpose: changing roles from a bulk job is too dangerous.
@@ -272,6 +278,15 @@ impl Reader {
     /// The header fields as found in the file.
     pub fn headers(&self) -> &[String] {
         &self.layout.headers
+    }
+
+    /// Whether the file has a `building_name` column (without one, every row is user-only).
+    pub fn has_building_names(&self) -> bool {
+        self.layout
+            .slots
+            .iter()
+            .flatten()
+            .any(|c| c.name == "building_name")
     }
 
     /// Headers that feed no known column (ignored; worth one warning).

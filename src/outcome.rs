@@ -8,8 +8,17 @@ use uuid::Uuid;
 pub struct RowOutcome {
     /// The row's user.
     pub user_id: Uuid,
-    /// The row's building name.
+    /// The row's building name (empty for a user-only row).
     pub building_name: String,
+    /// The row's property id, if the file has them.
+    pub property_id: Option<String>,
+    /// The row's identity within the user.
+    pub row_key: String,
+    /// The checkpoint row it continues (see [`crate::plan::PlannedRow::match_key`]).
+    pub match_key: String,
+    /// The building payload now applied, when this outcome applied or confirmed one
+    /// (`None`: the stored one stays).
+    pub building_applied: Option<String>,
     /// Its line in this run's input.
     pub line: u64,
     /// The CRM id it was given.
@@ -29,6 +38,13 @@ pub enum RowResult {
     Adopted(Uuid),
     /// Only the user was updated (the building existed already).
     Updated,
+    /// The building's fields changed: it was read, overlaid and updated (PUT).
+    BuildingUpdated,
+    /// `--adopt-existing`: the user already had one building of this name; its id was
+    /// recorded and the row's fields applied to it.
+    AdoptedExisting(Uuid),
+    /// A user-only row: the user is up to date, no building.
+    UserOnly,
     /// The row failed.
     Failed {
         /// HTTP status, if any.
@@ -45,6 +61,22 @@ pub enum RowResult {
     },
 }
 
+impl RowResult {
+    /// The outcome's name in the `--report` (`outcome` column).
+    pub fn name(&self) -> &'static str {
+        match self {
+            RowResult::Created(_) => "created",
+            RowResult::Adopted(_) => "verified_existing",
+            RowResult::Updated => "user_updated",
+            RowResult::BuildingUpdated => "building_updated",
+            RowResult::AdoptedExisting(_) => "adopted_existing",
+            RowResult::UserOnly => "user_only",
+            RowResult::Failed { .. } => "failed",
+            RowResult::Unresolved { .. } => "unresolved",
+        }
+    }
+}
+
 /// Counters for one run; kept by the single writer, read by progress and the summary.
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
 pub struct Tally {
@@ -54,6 +86,12 @@ pub struct Tally {
     pub adopted: u64,
     /// Done rows whose user fields changed: updated, no new building.
     pub updated: u64,
+    /// Done rows whose building fields changed: building read and updated (GET + PUT).
+    pub buildings_updated: u64,
+    /// `--adopt-existing`: a same-named building the user already had was adopted.
+    pub adopted_existing: u64,
+    /// User-only rows done in this run (user updated, no building).
+    pub user_only: u64,
     /// Done and unchanged: no call.
     pub skipped_done: u64,
     /// Failed permanently before, input unchanged: not retried (see `--retry-failed`).
@@ -75,6 +113,9 @@ impl Tally {
             RowResult::Created(_) => self.created += 1,
             RowResult::Adopted(_) => self.adopted += 1,
             RowResult::Updated => self.updated += 1,
+            RowResult::BuildingUpdated => self.buildings_updated += 1,
+            RowResult::AdoptedExisting(_) => self.adopted_existing += 1,
+            RowResult::UserOnly => self.user_only += 1,
             RowResult::Failed {
                 permanent: true, ..
             } => self.failed_permanent += 1,
@@ -88,6 +129,9 @@ impl Tally {
         self.created
             + self.adopted
             + self.updated
+            + self.buildings_updated
+            + self.adopted_existing
+            + self.user_only
             + self.skipped_done
             + self.skipped_failed
             + self.skipped_not_selected

@@ -2,8 +2,9 @@
 //!
 //! ```text
 //! checkpoint plan (pages, key order) ─▶ decide per row ─▶ group rows by user ─▶ skip done
-//!   ─▶ take_while(no stop, breaker closed) ─▶ worker (PUT, intent, POST, resolve; every
-//!      request through the one gate) ─▶ buffer_unordered(concurrency)
+//!   ─▶ take_while(no stop, breaker closed) ─▶ worker (PUT, intent, POST, resolve, or
+//!      GET+PUT of a changed building; every request through the one gate)
+//!   ─▶ buffer_unordered(concurrency)
 //!   ─▶ one consumer: outcomes to the single checkpoint writer
 //! ```
 //!
@@ -57,6 +58,9 @@ pub struct Settings {
     pub max_posts: u32,
     /// After a stop request, how long in-flight work may take before it is abandoned.
     pub grace: Duration,
+    /// `--adopt-existing`: list a user's buildings before its first POST and adopt one of
+    /// the row's name.
+    pub adopt_existing: bool,
 }
 
 /// Why the pipeline ended.
@@ -134,6 +138,13 @@ fn log_outcome(outcome: &RowOutcome) {
             tracing::info!(line, %user, building, building_id = %id, "verified: building existed")
         }
         RowResult::Updated => tracing::info!(line, %user, building, "user updated"),
+        RowResult::BuildingUpdated => {
+            tracing::info!(line, %user, building, "building updated (its fields changed)")
+        }
+        RowResult::AdoptedExisting(id) => {
+            tracing::info!(line, %user, building, building_id = %id, "adopted an existing building")
+        }
+        RowResult::UserOnly => tracing::info!(line, %user, "user-only row: user up to date"),
         RowResult::Failed { message, .. } => {
             tracing::info!(line, %user, building, error = %message, "failed")
         }
@@ -238,7 +249,7 @@ impl Pager {
         self.exhausted = page.len() < PAGE_SIZE;
         self.after = page
             .last()
-            .map(|row| (row.user_id.to_string(), row.building_name.clone()));
+            .map(|row| (row.user_id.to_string(), row.row_key.clone()));
         let mut skipped = Tally::default();
         for row in page {
             match plan::decide(&row, self.options) {

@@ -2,6 +2,11 @@
 //!
 //! Pure functions: the dry run and the real run share them, so the plan a dry run prints
 //! is exactly what the run then does.
+//!
+//! Sync: a done row costs nothing unless its user payload differs from the one applied
+//! (`users.payload`) or its building payload differs from the one applied
+//! (`rows.building_payload`, see [`applied_building`]); both are in the plan row, so the
+//! skip path needs no query of its own.
 
 use uuid::Uuid;
 
@@ -57,6 +62,8 @@ pub struct Prior {
     pub permanent: bool,
     /// Fingerprint of the input when the row was last worked on.
     pub fingerprint: i64,
+    /// The building payload last applied (POST or PUT); `None` for rows written by schema 1.
+    pub building_payload: Option<String>,
 }
 
 /// One valid input row, joined with its history.
@@ -66,13 +73,20 @@ pub struct PlannedRow {
     pub line: u64,
     /// The Podero user.
     pub user_id: Uuid,
-    /// The building name (with `user_id`, the row's identity).
+    /// The building name; empty for a user-only row.
     pub building_name: String,
+    /// The CRM's property id, when the file has that column.
+    pub property_id: Option<String>,
+    /// The row's identity within the user (see [`row_key`]).
+    pub row_key: String,
+    /// The key of the checkpoint row it continues: `row_key`, or on the first run with
+    /// `property_id` over an older checkpoint, the `name:` key of the same building name.
+    pub match_key: String,
     /// The CRM id.
     pub external_user_id: String,
     /// The PUT body, canonical JSON.
     pub user_payload: String,
-    /// The POST body, canonical JSON.
+    /// The POST body (and the fields a PUT overlays), canonical JSON; empty for a user-only row.
     pub building_payload: String,
     /// Fingerprint of both payloads.
     pub fingerprint: i64,
@@ -91,6 +105,32 @@ pub struct Options {
     pub only_failed: bool,
 }
 
+/// A row's identity within its user: `''` for a user-only row, `property:<id>` when the
+/// file has `property_id`, else `name:<building name>` (the identity of schema 1).
+pub fn row_key(building_name: &str, property_id: Option<&str>) -> String {
+    match property_id {
+        _ if building_name.is_empty() => String::new(),
+        Some(id) => format!("property:{id}"),
+        None => format!("name:{building_name}"),
+    }
+}
+
+/// The building payload last applied to the row's building, if known. Schema 1 did not
+/// record it: then the fingerprint of the input last worked on decides. If it equals the
+/// fingerprint of (the applied user payload, or this run's) with this run's building
+/// payload, the building input did not change since, so this run's payload counts as
+/// applied (see `migrations/002_sync.sql`).
+pub fn applied_building(row: &PlannedRow) -> Option<String> {
+    let prior = row.prior.as_ref()?;
+    if let Some(applied) = &prior.building_payload {
+        return Some(applied.clone());
+    }
+    let user = row.user_applied.as_deref().unwrap_or(&row.user_payload);
+    let unchanged = prior.fingerprint == row.fingerprint
+        || prior.fingerprint == fingerprint(user, &row.building_payload);
+    unchanged.then(|| row.building_payload.clone())
+}
+
 /// What happens to a building for a row that is worked on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BuildingStep {
@@ -100,6 +140,10 @@ pub enum BuildingStep {
     Create,
     /// A previous POST's outcome is unknown: look before re-sending.
     Resolve,
+    /// The building exists and its fields changed: GET it, overlay the row's fields, PUT.
+    Update,
+    /// A user-only row: no building.
+    NoBuilding,
 }
 
 /// The decision for one row.
@@ -127,6 +171,11 @@ pub fn decide(row: &PlannedRow, options: Options) -> Action {
     let Some(prior) = &row.prior else {
         return if options.only_failed {
             Action::SkipNotSelected
+        } else if row.building_name.is_empty() {
+            Action::Work {
+                put,
+                building: BuildingStep::NoBuilding,
+            }
         } else {
             Action::Work {
                 put,
@@ -139,7 +188,11 @@ pub fn decide(row: &PlannedRow, options: Options) -> Action {
         return Action::SkipNotSelected;
     }
     let building = match (prior.state, prior.building_id) {
+        _ if row.building_name.is_empty() => BuildingStep::NoBuilding,
         (State::Posting | State::Unresolved, _) => BuildingStep::Resolve,
+        (_, Some(_)) if applied_building(row).as_ref() != Some(&row.building_payload) => {
+            BuildingStep::Update
+        }
         (_, Some(_)) => BuildingStep::Keep,
         (_, None) => BuildingStep::Create,
     };
@@ -148,7 +201,8 @@ pub fn decide(row: &PlannedRow, options: Options) -> Action {
     if prior.state == State::Failed && prior.permanent && !changed && !retry_requested {
         return Action::SkipFailed;
     }
-    if building == BuildingStep::Keep && !put {
+    let user_only_done = building == BuildingStep::NoBuilding && prior.state == State::Done;
+    if (building == BuildingStep::Keep || user_only_done) && !put {
         return Action::SkipDone;
     }
     Action::Work { put, building }
@@ -178,6 +232,9 @@ mod tests {
             line: 2,
             user_id: Uuid::nil(),
             building_name: "Home".into(),
+            property_id: None,
+            row_key: "name:Home".into(),
+            match_key: "name:Home".into(),
             external_user_id: "c1".into(),
             user_payload: r#"{"external_user_id":"c1"}"#.into(),
             building_payload: r#"{"name":"Home"}"#.into(),
@@ -193,6 +250,7 @@ mod tests {
             building_id: building.then(Uuid::nil),
             permanent,
             fingerprint,
+            building_payload: Some(r#"{"name":"Home"}"#.into()),
         })
     }
 
@@ -287,5 +345,72 @@ mod tests {
         assert_eq!(fingerprint("a", "b"), fingerprint("a", "b"));
         assert_ne!(fingerprint("a", "b"), fingerprint("ab", ""));
         assert_eq!(fingerprint("", ""), 0xaf63_bd4c_8601_b7df_u64 as i64);
+    }
+
+    #[test]
+    fn a_changed_building_is_updated_and_an_unchanged_one_costs_nothing() {
+        let mut changed = row(prior(State::Done, true, false, 7), APPLIED);
+        changed.building_payload = r#"{"name":"Home","property_type":"Bungalow"}"#.into();
+        assert_eq!(
+            decide(&changed, NONE),
+            Action::Work {
+                put: false,
+                building: BuildingStep::Update
+            }
+        );
+        let same = row(prior(State::Done, true, false, 7), APPLIED);
+        assert_eq!(decide(&same, NONE), Action::SkipDone);
+    }
+
+    #[test]
+    fn schema_1_rows_infer_the_applied_building_from_the_fingerprint() {
+        let legacy = |fingerprint: i64, building: &str| {
+            let mut r = row(prior(State::Done, true, false, fingerprint), APPLIED);
+            r.building_payload = building.into();
+            r.fingerprint = super::fingerprint(&r.user_payload, building);
+            if let Some(p) = r.prior.as_mut() {
+                p.building_payload = None;
+            }
+            r
+        };
+        let home = r#"{"name":"Home"}"#;
+        let unchanged = legacy(fingerprint(r#"{"external_user_id":"c1"}"#, home), home);
+        assert_eq!(decide(&unchanged, NONE), Action::SkipDone);
+        let changed = legacy(
+            fingerprint(r#"{"external_user_id":"c1"}"#, home),
+            r#"{"name":"Home","num_occupants":3}"#,
+        );
+        assert!(matches!(
+            decide(&changed, NONE),
+            Action::Work {
+                building: BuildingStep::Update,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn user_only_rows_put_the_user_and_never_touch_a_building() {
+        let mut fresh = row(None, None);
+        fresh.building_name = String::new();
+        fresh.building_payload = String::new();
+        assert_eq!(
+            decide(&fresh, NONE),
+            Action::Work {
+                put: true,
+                building: BuildingStep::NoBuilding
+            }
+        );
+        let mut done = row(prior(State::Done, false, false, 7), APPLIED);
+        done.building_name = String::new();
+        assert_eq!(decide(&done, NONE), Action::SkipDone);
+    }
+
+    #[test]
+    fn row_keys_name_the_identity() {
+        assert_eq!(row_key("", None), "");
+        assert_eq!(row_key("", Some("P1")), "");
+        assert_eq!(row_key("Home", None), "name:Home");
+        assert_eq!(row_key("Home", Some("P1")), "property:P1");
     }
 }

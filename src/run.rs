@@ -42,7 +42,10 @@ pub async fn run(config: RunConfig, shutdown: Shutdown) -> Result<ExitCode, AppE
             let ending = pipeline::execute(client, &writer.tx, &config.settings, &shutdown).await;
             (ending, None)
         }
-        _ => (Ending::Completed, Some(dry_plan(&writer).await)),
+        _ => (
+            Ending::Completed,
+            Some(dry_plan(&writer, config.settings.plan).await),
+        ),
     };
     progress.finish().await;
     let counters = writer.tally.clone();
@@ -82,6 +85,13 @@ fn warn_if_unfinished(checkpoint: &Checkpoint) -> Result<(), AppError> {
 }
 
 fn warn_ignored_columns(reader: &input::Reader) {
+    if !reader.has_building_names() {
+        tracing::warn!(
+            "{}: no building_name column, so every row only updates its user and no building \
+             is created; if your file names it differently, map it with --column building_name=HEADER",
+            reader.source_name()
+        );
+    }
     let ignored = reader.ignored_columns();
     if !ignored.is_empty() {
         tracing::warn!(
@@ -155,6 +165,16 @@ async fn stage(
         input::Source::Stdin => None,
     };
     checkpoint.record_input(run_id, sha256.as_deref(), staged.rows_read)?;
+    if !config.dry_run {
+        let attached = checkpoint.attach_property_keys()?;
+        if attached > 0 {
+            tracing::info!(
+                attached,
+                "rows re-keyed to this file's property_id (or building name): matched to \
+                 existing rows of the same building name, nothing created"
+            );
+        }
+    }
     Ok((checkpoint, staged))
 }
 
@@ -202,13 +222,16 @@ fn start_progress(
     )
 }
 
-/// The plan a real run would follow: the same job stream, nothing sent.
-async fn dry_plan(writer: &WriterHandle) -> Result<Plan, String> {
+/// The plan a real run would follow: the same job stream (with the same options, e.g.
+/// `--retry-failed`), nothing sent.
+async fn dry_plan(writer: &WriterHandle, options: crate::plan::Options) -> Result<Plan, String> {
     let mut plan = Plan::default();
-    let mut jobs = std::pin::pin!(pipeline::jobs(writer.tx.clone(), Default::default()));
+    let mut jobs = std::pin::pin!(pipeline::jobs(writer.tx.clone(), options));
     while let Some(job) = jobs.next().await {
         for (row, step) in job?.rows {
             match (step, &row.prior) {
+                (BuildingStep::NoBuilding, _) => plan.user_only += 1,
+                (BuildingStep::Update, _) => plan.update_building += 1,
                 (BuildingStep::Create, None) => plan.onboard += 1,
                 (BuildingStep::Create, Some(_)) => plan.retry += 1,
                 (BuildingStep::Keep, _) => plan.update += 1,

@@ -5,6 +5,13 @@
 //! that leads to a blind re-POST. It ends `done` (id known), `unresolved` (verify first),
 //! or stays `posting` (the next run verifies it). Only a *proven* non-creation (a 4xx, a
 //! 429/503, a connect error, or a list that shows no such building) may end `failed`.
+//!
+//! Sync: a building whose fields changed is updated by read-modify-write, because the
+//! building PUT is a full replace: GET it, overlay the row's fields ([`overlay`]), PUT the
+//! result, so fields the customer set in the app and the CSV lacks survive. A 404 (deleted
+//! in Podero) fails the row; it is never silently re-created. With `--adopt-existing` the
+//! user's buildings are listed before anything is written for the user, and a building of
+//! the row's name is adopted instead of POSTing a second one.
 
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -13,7 +20,52 @@ use crate::api::{CallError, Client, Failure, Listing, PostOutcome};
 use crate::checkpoint::writer::Msg;
 use crate::outcome::{RowOutcome, RowResult};
 use crate::pipeline::{Settings, UserJob};
-use crate::plan::{BuildingStep, PlannedRow};
+use crate::plan::{self, BuildingStep, PlannedRow};
+
+/// The fields of a building PUT (Podero's `BuildingIn`): what a read-modify-write keeps of
+/// the building it read (`id` and any read-only field are left out).
+pub const WRITABLE_BUILDING_FIELDS: &[&str] = &[
+    "name",
+    "property_type",
+    "occupant_type",
+    "space_heating",
+    "water_heating",
+    "property_size_m2",
+    "property_age",
+    "num_occupants",
+    "photovoltaic",
+    "street_and_number",
+    "street_add_info",
+    "zip_code",
+    "town",
+    "country",
+];
+
+/// The full-update body: the building as read (writable fields only), with the row's
+/// fields (`payload`, the staged building body) laid over it.
+pub fn overlay(
+    current: serde_json::Map<String, serde_json::Value>,
+    payload: &str,
+) -> serde_json::Value {
+    let mut body: serde_json::Map<String, serde_json::Value> = current
+        .into_iter()
+        .filter(|(name, _)| WRITABLE_BUILDING_FIELDS.contains(&name.as_str()))
+        .collect();
+    let fields: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(payload).expect("staged payloads are JSON objects");
+    body.extend(fields);
+    serde_json::Value::Object(body)
+}
+
+/// What `--adopt-existing` learned about a user's buildings before its first POST.
+enum Adoption {
+    /// Not asked for, or nothing to create.
+    Off,
+    /// The user's buildings (id, name); adopted ones are removed.
+    Listed(Vec<(Uuid, String)>),
+    /// The list failed (transiently): nothing may be created for this user now.
+    Failed(CallError),
+}
 
 /// Why the whole run must stop.
 #[derive(Debug)]
@@ -55,6 +107,11 @@ pub async fn process(
         writer,
         settings,
     };
+    // Listed before the user PUT: a server without the list stops the run before any write.
+    let mut adoption = match worker.adoption(&job).await {
+        Ok(adoption) => adoption,
+        Err(halt) => return JobResult::halted(halt),
+    };
     if job.put
         && let Err(error) = worker.put(&job).await
     {
@@ -62,7 +119,7 @@ pub async fn process(
     }
     let mut result = JobResult::default();
     for (row, step) in job.rows {
-        match worker.building(&row, step).await {
+        match worker.building(&row, step, &mut adoption).await {
             Ok(outcome) => result.outcomes.push(outcome_of(&row, outcome)),
             Err(halt) => {
                 result.halt = Some(halt);
@@ -130,17 +187,153 @@ impl Worker<'_> {
         }
     }
 
-    async fn building(&self, row: &PlannedRow, step: BuildingStep) -> Result<RowResult, Halt> {
+    /// `--adopt-existing`: the user's buildings, listed once per job that creates one.
+    async fn adoption(&self, job: &UserJob) -> Result<Adoption, Halt> {
+        let creates = job.rows.iter().any(|(_, s)| *s == BuildingStep::Create);
+        if !self.settings.adopt_existing || !creates {
+            return Ok(Adoption::Off);
+        }
+        match self.client.list_buildings(job.user_id).await {
+            Ok(Listing::Buildings(buildings)) => self.unclaimed(job.user_id, buildings).await,
+            Ok(Listing::Unavailable(status)) => Err(Halt::Fatal(CallError {
+                failure: Failure::Fatal,
+                status: Some(status),
+                message: format!(
+                    "--adopt-existing cannot be honoured by this server: it has no endpoint to \
+                     list a user's buildings (HTTP {status} on GET .../users/{{user_id}}/buildings), \
+                     so existing buildings cannot be found. Nothing was created; run without \
+                     --adopt-existing to create the buildings"
+                ),
+            })),
+            Err(error) if error.failure == Failure::Fatal => Err(Halt::Fatal(error)),
+            Err(error) => Ok(Adoption::Failed(error)),
+        }
+    }
+
+    /// Drops the buildings that rows of the checkpoint already own: adopting one of them
+    /// would give two rows one building.
+    async fn unclaimed(
+        &self,
+        user_id: Uuid,
+        mut buildings: Vec<(Uuid, String)>,
+    ) -> Result<Adoption, Halt> {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || Halt::Checkpoint("the checkpoint writer stopped".into());
+        self.writer
+            .send(Msg::Claimed { user_id, reply })
+            .map_err(|_| stopped())?;
+        let claimed = answer
+            .await
+            .map_err(|_| stopped())?
+            .map_err(Halt::Checkpoint)?;
+        buildings.retain(|(id, _)| !claimed.contains(id));
+        Ok(Adoption::Listed(buildings))
+    }
+
+    async fn building(
+        &self,
+        row: &PlannedRow,
+        step: BuildingStep,
+        adoption: &mut Adoption,
+    ) -> Result<RowResult, Halt> {
         match step {
             BuildingStep::Keep => Ok(RowResult::Updated),
-            BuildingStep::Create => {
-                self.intent(row).await?;
-                self.post(row, 1).await
+            BuildingStep::NoBuilding => Ok(RowResult::UserOnly),
+            BuildingStep::Update => {
+                let id = row
+                    .prior
+                    .as_ref()
+                    .and_then(|p| p.building_id)
+                    .expect("the plan updates only rows with a building id");
+                self.update(row, id).await
             }
+            BuildingStep::Create => self.create(row, adoption).await,
             BuildingStep::Resolve => {
                 let cause = "an earlier run stopped while its POST was in flight";
                 self.resolve(row, cause, 0).await
             }
+        }
+    }
+
+    /// POSTs a new building, unless `--adopt-existing` found one of the row's name.
+    async fn create(&self, row: &PlannedRow, adoption: &mut Adoption) -> Result<RowResult, Halt> {
+        let buildings = match adoption {
+            Adoption::Off => return self.first_post(row).await,
+            Adoption::Failed(error) => {
+                return Ok(failed(
+                    "listing the user's buildings for --adopt-existing (nothing created)",
+                    error,
+                ));
+            }
+            Adoption::Listed(buildings) => buildings,
+        };
+        let same: Vec<Uuid> = buildings
+            .iter()
+            .filter(|(_, name)| *name == row.building_name)
+            .map(|(id, _)| *id)
+            .collect();
+        match same.as_slice() {
+            [] => self.first_post(row).await,
+            [id] => {
+                let id = *id;
+                // Taken: another row of this user with the same name must not adopt it too.
+                buildings.retain(|(other, _)| *other != id);
+                Ok(match self.update(row, id).await? {
+                    RowResult::BuildingUpdated => RowResult::AdoptedExisting(id),
+                    other => other,
+                })
+            }
+            many => Ok(RowResult::Unresolved {
+                message: format!(
+                    "--adopt-existing: user {} already has {} buildings named {:?} ({}); keep \
+                     one and delete the others in Podero, then run again to adopt the one left",
+                    row.user_id,
+                    many.len(),
+                    row.building_name,
+                    join_ids(many)
+                ),
+            }),
+        }
+    }
+
+    async fn first_post(&self, row: &PlannedRow) -> Result<RowResult, Halt> {
+        self.intent(row).await?;
+        self.post(row, 1).await
+    }
+
+    /// Read-modify-write of building `id`: GET, overlay the row's fields, PUT.
+    async fn update(&self, row: &PlannedRow, id: Uuid) -> Result<RowResult, Halt> {
+        let current = match self.client.get_building(row.user_id, id).await {
+            Ok(current) => current,
+            Err(error) => return self.update_failed(row, id, "reading the building", &error),
+        };
+        let body = overlay(current, &row.building_payload);
+        match self.client.put_building(row.user_id, id, &body).await {
+            Ok(()) => Ok(RowResult::BuildingUpdated),
+            Err(error) => self.update_failed(row, id, "updating the building", &error),
+        }
+    }
+
+    fn update_failed(
+        &self,
+        row: &PlannedRow,
+        id: Uuid,
+        doing: &str,
+        error: &CallError,
+    ) -> Result<RowResult, Halt> {
+        match error.status {
+            _ if error.failure == Failure::Fatal => Err(Halt::Fatal(error.clone())),
+            Some(404) => Ok(RowResult::Failed {
+                status: Some(404),
+                message: format!(
+                    "building {id} of user {} no longer exists in Podero (deleted there?); it is \
+                     not re-created automatically: remove the row, or re-create the building in \
+                     Podero and ask support, then run again with --retry-failed",
+                    row.user_id
+                ),
+                permanent: true,
+            }),
+            _ => Ok(failed(doing, error)),
         }
     }
 
@@ -246,10 +439,7 @@ impl Worker<'_> {
                      the others in Podero, then run again to adopt the one left",
                     many.len(),
                     row.building_name,
-                    many.iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    join_ids(many)
                 ),
             }),
         }
@@ -270,10 +460,29 @@ fn failed(doing: &str, error: &CallError) -> RowResult {
     }
 }
 
+fn join_ids(ids: &[Uuid]) -> String {
+    ids.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn outcome_of(row: &PlannedRow, result: RowResult) -> RowOutcome {
+    let building_applied = match &result {
+        RowResult::Created(_)
+        | RowResult::Adopted(_)
+        | RowResult::AdoptedExisting(_)
+        | RowResult::BuildingUpdated => Some(row.building_payload.clone()),
+        RowResult::Updated => plan::applied_building(row),
+        RowResult::UserOnly | RowResult::Failed { .. } | RowResult::Unresolved { .. } => None,
+    };
     RowOutcome {
         user_id: row.user_id,
         building_name: row.building_name.clone(),
+        property_id: row.property_id.clone(),
+        row_key: row.row_key.clone(),
+        match_key: row.match_key.clone(),
+        building_applied,
         line: row.line,
         external_user_id: row.external_user_id.clone(),
         fingerprint: row.fingerprint,

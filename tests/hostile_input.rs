@@ -221,8 +221,15 @@ row_cases! {
         RowCase::line3(row_with_user_id(&format!("{{{}}}", user(1))), Some("user_id"), NOT_A_UUID);
     empty_user_id_is_invalid =>
         RowCase::line3(row_with_user_id(""), Some("user_id"), "fill in the Podero user id");
-    building_name_empty_is_invalid =>
-        RowCase::line3(row_of_user1("CRM-1", ""), Some("building_name"), "fill in a building name");
+    // An empty building_name alone is a user-only row (issue 11); with building data it is invalid.
+    building_name_empty_with_building_data_is_invalid =>
+        RowCase {
+            csv: format!("{HEADER},property_type\n{},Flat\n{},CRM-1,,Flat\n", good_row(), user(1))
+                .into_bytes(),
+            bad_line: 3,
+            column: Some("building_name"),
+            reason: "the row has building data",
+        };
     building_name_of_101_chars_is_invalid =>
         RowCase::line3(row_of_user1("CRM-1", &"n".repeat(101)), Some("building_name"), "at most 100 characters");
     external_id_empty_is_invalid =>
@@ -254,21 +261,21 @@ row_cases! {
     bad_row_after_a_quoted_multiline_field_has_its_own_line =>
         RowCase {
             csv: format!(
-                "{HEADER},street_add_info\n{},CRM-0,Home 0,\"Floor 2\nDoor 3\"\n{},CRM-1,,\n",
+                "{HEADER},street_add_info\n{},CRM-0,Home 0,\"Floor 2\nDoor 3\"\n{},,Home 1,\n",
                 user(0),
                 user(1)
             )
             .into_bytes(),
             bad_line: 4,
-            column: Some("building_name"),
-            reason: "fill in a building name",
+            column: Some("external_user_id"),
+            reason: "fill in the CRM id",
         };
     crlf_file_reports_the_right_line =>
         RowCase {
-            csv: format!("{HEADER}\r\n{}\r\n{},CRM-1,\r\n", good_row(), user(1)).into_bytes(),
+            csv: format!("{HEADER}\r\n{}\r\n{},,Home 1\r\n", good_row(), user(1)).into_bytes(),
             bad_line: 3,
-            column: Some("building_name"),
-            reason: "fill in a building name",
+            column: Some("external_user_id"),
+            reason: "fill in the CRM id",
         };
     bom_file_is_read_and_reports_the_right_line =>
         RowCase {

@@ -568,3 +568,38 @@ async fn failures_are_reported_per_row_exit_1_and_heal_on_rerun() {
     assert_eq!(count(&summary(&out), "created"), 3);
     assert_eq!(live_links(&h).len(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn property_keyed_buildings_get_links_and_user_only_rows_are_counted() {
+    let h = Harness::with_users(3).await;
+    let [a, b, c] = [0, 1, 2].map(sandbox::generated_user_id);
+    // Two properties of one user share a name: only property_id tells them apart.
+    let csv = h.write(
+        "users.csv",
+        format!(
+            "user_id,external_user_id,property_id,building_name\n\
+             {a},CRM-A,P-1,Home\n{a},CRM-A,P-2,Home\n{b},CRM-B,P-3,Main House\n{c},CRM-C,,\n"
+        ),
+    );
+    onboard(&h, &csv).await;
+    let out = links(&h, &csv, &["--json"]).await;
+    h.expect_code(&out, 0);
+    let first = summary(&out);
+    assert_eq!(count(&first, "created"), 3, "{first}");
+    assert_eq!(count(&first, "no_building"), 1, "{first}");
+    assert_eq!(count(&first, "not_onboarded"), 0, "{first}");
+    let per_building = sessions_per_building(&h);
+    assert_eq!(per_building.len(), 3, "one session per building");
+    assert!(per_building.values().all(|&n| n == 1));
+    // The same export without property_id still finds the unambiguous building by name;
+    // the user with two "Home"s gets none rather than a guess.
+    let by_name = h.write(
+        "by-name.csv",
+        format!("user_id,external_user_id,building_name\n{a},CRM-A,Home\n{b},CRM-B,Main House\n"),
+    );
+    let out = links(&h, &by_name, &["--json"]).await;
+    let second = summary(&out);
+    assert_eq!(count(&second, "still_valid"), 1, "{second}");
+    assert_eq!(count(&second, "not_onboarded"), 1, "{second}");
+    assert_eq!(h.state().sessions.len(), 3, "nothing new was created");
+}

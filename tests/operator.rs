@@ -172,7 +172,7 @@ async fn dry_run_sends_nothing_and_its_plan_is_what_the_real_run_then_does() {
     let plan = summary(&dry)["plan"].clone();
     assert_eq!(
         plan,
-        json!({"onboard": 4, "update": 3, "retry": 2, "verify": 1, "skip_done": 14, "skip_failed": 1}),
+        json!({"onboard": 4, "update": 3, "retry": 2, "verify": 1, "update_building": 0, "user_only": 0, "skip_done": 14, "skip_failed": 1}),
         "{}",
         dry.stderr
     );
@@ -321,7 +321,7 @@ async fn a_permanent_failure_is_retried_only_when_asked_and_only_failed_touches_
     assert_eq!(exported.len(), 2, "{}", export.stdout);
     assert_eq!(
         exported[0],
-        "user_id,external_user_id,building_name,building_id,state,error"
+        "user_id,external_user_id,building_name,building_id,state,error,property_id"
     );
     assert!(
         exported[1].starts_with(&format!("{UNKNOWN_USER},CRM-404,Home 0,,failed,")),
@@ -592,12 +592,12 @@ async fn report_has_one_line_per_input_row_in_line_order_and_is_owner_only() {
     for ((user, name), ids) in h.state().building_map() {
         text = text.replace(&ids[0].to_string(), &format!("<building of {user} {name}>"));
     }
-    let expected = r#"line,user_id,external_user_id,building_name,building_id,state,attempts,http_status,error
-2,5eed0000-0000-4000-8000-000000000000,CRM-0,Home 0,<building of 5eed0000-0000-4000-8000-000000000000 Home 0>,done,1,,
-3,5eed0000-0000-4000-8000-000000000001,CRM-1,'=Home 1,<building of 5eed0000-0000-4000-8000-000000000001 =Home 1>,done,1,,
-4,5eed0000-0000-4000-8000-000000000000,CRM-0,Home 0,,duplicate,0,,{..}
-5,12345,CRM-bad,Home 0,,invalid,0,,{..}
-6,0bad0000-0000-4000-8000-000000000001,CRM-404,Home 0,,failed,1,404,{..}
+    let expected = r#"line,user_id,external_user_id,building_name,building_id,state,attempts,http_status,error,outcome
+2,5eed0000-0000-4000-8000-000000000000,CRM-0,Home 0,<building of 5eed0000-0000-4000-8000-000000000000 Home 0>,done,1,,,created
+3,5eed0000-0000-4000-8000-000000000001,CRM-1,'=Home 1,<building of 5eed0000-0000-4000-8000-000000000001 =Home 1>,done,1,,,created
+4,5eed0000-0000-4000-8000-000000000000,CRM-0,Home 0,,duplicate,0,,{..},not_sent
+5,12345,CRM-bad,Home 0,,invalid,0,,{..},not_sent
+6,0bad0000-0000-4000-8000-000000000001,CRM-404,Home 0,,failed,1,404,{..},failed
 "#;
     assert_lines_match(&text, expected);
 }
@@ -654,6 +654,9 @@ async fn json_summary_keeps_its_field_names() {
     "created": 2,
     "adopted": 0,
     "updated": 0,
+    "buildings_updated": 0,
+    "adopted_existing": 0,
+    "user_only": 0,
     "skipped_done": 0,
     "skipped_failed": 0,
     "skipped_not_selected": 0,

@@ -315,6 +315,45 @@ impl Client {
         }
     }
 
+    /// `GET .../users/{user_id}/buildings/{building_id}`: the building as stored, a JSON
+    /// object (a 404 means it was deleted in Podero).
+    pub async fn get_building(
+        &self,
+        user: Uuid,
+        building: Uuid,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, CallError> {
+        let request = Request {
+            method: Method::GET,
+            url: format!("{}/users/{user}/buildings/{building}", self.api),
+            body: None,
+            idempotent: true,
+        };
+        let (status, bytes) = self.call(&request).await?;
+        serde_json::from_slice(&bytes).map_err(|_| CallError {
+            failure: Failure::Ambiguous,
+            status: Some(status),
+            message: "the building was not a JSON object".into(),
+        })
+    }
+
+    /// `PUT .../users/{user_id}/buildings/{building_id}`: a **full** update (fields left
+    /// out may be reset), so callers send a read-modify-write body. Idempotent: retried
+    /// like a user PUT.
+    pub async fn put_building(
+        &self,
+        user: Uuid,
+        building: Uuid,
+        body: &serde_json::Value,
+    ) -> Result<(), CallError> {
+        let request = Request {
+            method: Method::PUT,
+            url: format!("{}/users/{user}/buildings/{building}", self.api),
+            body: Some(body),
+            idempotent: true,
+        };
+        self.call(&request).await.map(|_| ())
+    }
+
     /// The effective request rate now (requests per second).
     pub fn effective_rate(&self) -> f64 {
         self.traffic.gate.rate()

@@ -47,17 +47,20 @@ impl Checkpoint {
     ) -> Result<(), CheckpointError> {
         let sql = "
             SELECT i.line, i.user_id, i.external_user_id, i.building_name, r.building_id,
-                   coalesce(r.state, 'pending'), coalesce(r.attempts, 0), r.http_status, r.error
+                   coalesce(r.state, 'pending'), coalesce(r.attempts, 0), r.http_status, r.error,
+                   coalesce(o.outcome, 'no_call')
             FROM temp.input i LEFT JOIN rows r
-                 ON r.user_id = i.user_id AND r.building_name = i.building_name
+                 ON r.user_id = i.user_id AND r.row_key = i.match_key
+            LEFT JOIN temp.outcomes o ON o.user_id = i.user_id AND o.row_key = i.row_key
             UNION ALL
-            SELECT j.line, j.user_id, j.external_user_id, j.building_name, NULL, j.kind, 0, NULL, {REJECT_MESSAGE}
+            SELECT j.line, j.user_id, j.external_user_id, j.building_name, NULL, j.kind, 0, NULL,
+                   {REJECT_MESSAGE}, 'not_sent'
             FROM rejects j
             ORDER BY 1";
         self.stream(
             &sql.replace("{REJECT_MESSAGE}", REJECT_MESSAGE),
             [],
-            9,
+            10,
             &mut each,
         )
     }
@@ -70,10 +73,10 @@ impl Checkpoint {
         mut each: impl FnMut(Vec<String>),
     ) -> Result<(), CheckpointError> {
         let sql = "
-            SELECT user_id, external_user_id, building_name, building_id, state, error
+            SELECT user_id, external_user_id, building_name, building_id, state, error, property_id
             FROM rows WHERE ?1 IS NULL OR state = ?1
-            ORDER BY user_id, building_name";
-        self.stream(sql, params![state], 6, &mut each)
+            ORDER BY user_id, building_name, row_key";
+        self.stream(sql, params![state], 7, &mut each)
     }
 
     fn stream(
@@ -101,7 +104,7 @@ impl Checkpoint {
         let failed = "
             SELECT r.state, coalesce('HTTP ' || r.http_status, 'no HTTP status'), i.line, r.error
             FROM temp.input i JOIN rows r
-                 ON r.user_id = i.user_id AND r.building_name = i.building_name
+                 ON r.user_id = i.user_id AND r.row_key = i.match_key
             WHERE r.state IN ('failed', 'unresolved')
             UNION ALL
             SELECT kind, coalesce('column ' || column_name, 'row'), line, {REJECT_MESSAGE}
@@ -127,6 +130,26 @@ impl Checkpoint {
         let mut groups: Vec<FailureGroup> = groups.into_values().collect();
         groups.sort_by_key(|group| std::cmp::Reverse(group.count));
         Ok(groups)
+    }
+
+    /// The building ids the checkpoint records for `user` (any row, any state).
+    pub fn claimed_buildings(&self, user: uuid::Uuid) -> Result<Vec<uuid::Uuid>, CheckpointError> {
+        let wrap = |e| sqlite(&self.path, e);
+        let mut statement = self
+            .conn
+            .prepare_cached(
+                "SELECT building_id FROM rows WHERE user_id = ?1 AND building_id IS NOT NULL",
+            )
+            .map_err(wrap)?;
+        let ids: Vec<String> = statement
+            .query_map([user.to_string()], |r| r.get(0))
+            .map_err(wrap)?
+            .collect::<Result<_, _>>()
+            .map_err(wrap)?;
+        Ok(ids
+            .iter()
+            .filter_map(|id| uuid::Uuid::parse_str(id).ok())
+            .collect())
     }
 
     /// Rows per state in the whole checkpoint.

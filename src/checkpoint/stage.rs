@@ -5,6 +5,12 @@
 //! two different external ids must fail on *both* lines, and `--strict` must send nothing
 //! if any row is invalid. The plan is then paged out of SQLite in key order, so all rows
 //! of one user arrive together and the user is updated once.
+//!
+//! Identity: a row is (user_id, row_key) (see [`crate::plan::row_key`]). `match_key` is the
+//! checkpoint row it continues: its own key, except on the first run of a file with
+//! `property_id` over rows keyed by name, where it is the `name:` key of the same building
+//! name (`match_property_keys`); a real run then attaches the property keys
+//! ([`Checkpoint::attach_property_keys`]), creating nothing.
 
 use rusqlite::{OptionalExtension, params};
 use serde_json::{Map, Value};
@@ -12,7 +18,7 @@ use uuid::Uuid;
 
 use super::{Checkpoint, CheckpointError, sqlite};
 use crate::input::{Invalid, Record, Row};
-use crate::plan::{PlannedRow, Prior, State, fingerprint};
+use crate::plan::{PlannedRow, Prior, State, fingerprint, row_key};
 
 /// What staging found.
 #[derive(Clone, Debug, Default)]
@@ -23,7 +29,7 @@ pub struct Staged {
     pub valid: u64,
     /// Rows rejected by validation (per row, or as a conflict).
     pub invalid: u64,
-    /// Rows repeating an earlier (user_id, building_name): processed once.
+    /// Rows repeating an earlier (user_id, building_name or property_id): processed once.
     pub duplicates: u64,
 }
 
@@ -52,12 +58,23 @@ const CREATE_TEMP: &str = "
     DROP TABLE IF EXISTS temp.input;
     CREATE TEMP TABLE input (
         user_id TEXT NOT NULL,
+        row_key TEXT NOT NULL,
+        match_key TEXT NOT NULL,
         building_name TEXT NOT NULL,
+        property_id TEXT,
         line INTEGER NOT NULL,
         external_user_id TEXT NOT NULL,
         user_payload TEXT NOT NULL,
         building_payload TEXT NOT NULL,
-        PRIMARY KEY (user_id, building_name)
+        PRIMARY KEY (user_id, row_key)
+    ) WITHOUT ROWID;
+    CREATE UNIQUE INDEX temp.input_by_match ON input (user_id, match_key);
+    DROP TABLE IF EXISTS temp.outcomes;
+    CREATE TEMP TABLE outcomes (
+        user_id TEXT NOT NULL,
+        row_key TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        PRIMARY KEY (user_id, row_key)
     ) WITHOUT ROWID;";
 
 impl Checkpoint {
@@ -90,6 +107,7 @@ impl Checkpoint {
             .map_err(|e| sqlite(&path, e))?;
         }
         staged.invalid += reject_conflicts(&tx, run).map_err(|e| sqlite(&path, e))?;
+        match_property_keys(&tx).map_err(|e| sqlite(&path, e))?;
         staged.valid = tx
             .query_row("SELECT count(*) FROM temp.input", [], |r| r.get(0))
             .map_err(|e| sqlite(&path, e))?;
@@ -97,7 +115,32 @@ impl Checkpoint {
         Ok(Ok(staged))
     }
 
-    /// Up to `limit` planned rows after `after` (user_id, building_name), in key order.
+    /// A real run's first step after staging: checkpoint rows matched by building name to a
+    /// row of this input under another key take that key (first run with `property_id`: the
+    /// property key, so a later rename finds them). Returns how many. Not done by a dry run,
+    /// which changes nothing.
+    pub fn attach_property_keys(&self) -> Result<usize, CheckpointError> {
+        let wrap = |e| sqlite(&self.path, e);
+        let attached = self
+            .conn
+            .execute(
+                "UPDATE main.rows SET row_key = i.row_key, property_id = i.property_id
+                 FROM temp.input i
+                 WHERE i.user_id = rows.user_id AND i.match_key = rows.row_key
+                   AND i.match_key != i.row_key",
+                [],
+            )
+            .map_err(wrap)?;
+        self.conn
+            .execute(
+                "UPDATE temp.input SET match_key = row_key WHERE match_key != row_key",
+                [],
+            )
+            .map_err(wrap)?;
+        Ok(attached)
+    }
+
+    /// Up to `limit` planned rows after `after` (user_id, row_key), in key order.
     pub fn plan_page(
         &self,
         after: Option<&(String, String)>,
@@ -109,12 +152,12 @@ impl Checkpoint {
             .prepare_cached(
                 "SELECT i.user_id, i.building_name, i.line, i.external_user_id, i.user_payload,
                         i.building_payload, r.state, r.building_id, r.permanent, r.fingerprint,
-                        u.payload
+                        u.payload, i.property_id, i.row_key, i.match_key, r.building_payload
                  FROM temp.input i
-                 LEFT JOIN rows r ON r.user_id = i.user_id AND r.building_name = i.building_name
+                 LEFT JOIN rows r ON r.user_id = i.user_id AND r.row_key = i.match_key
                  LEFT JOIN users u ON u.user_id = i.user_id
-                 WHERE (i.user_id, i.building_name) > (?1, ?2)
-                 ORDER BY i.user_id, i.building_name
+                 WHERE (i.user_id, i.row_key) > (?1, ?2)
+                 ORDER BY i.user_id, i.row_key
                  LIMIT ?3",
             )
             .map_err(|e| sqlite(&self.path, e))?;
@@ -132,7 +175,7 @@ impl Checkpoint {
             .query_row(
                 "SELECT count(*) FROM rows r WHERE NOT EXISTS (
                      SELECT 1 FROM temp.input i
-                     WHERE i.user_id = r.user_id AND i.building_name = r.building_name)
+                     WHERE i.user_id = r.user_id AND i.match_key = r.row_key)
                  AND NOT EXISTS (
                      SELECT 1 FROM rejects j
                      WHERE j.user_id = r.user_id AND j.building_name = r.building_name)",
@@ -156,6 +199,7 @@ fn planned_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PlannedRow> {
                 .and_then(|id| Uuid::parse_str(&id).ok()),
             permanent: r.get::<_, Option<bool>>(8)?.unwrap_or(false),
             fingerprint: r.get::<_, Option<i64>>(9)?.unwrap_or(0),
+            building_payload: r.get(14)?,
         }),
         None => None,
     };
@@ -163,6 +207,9 @@ fn planned_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PlannedRow> {
         line: r.get(2)?,
         user_id: Uuid::parse_str(&user_id).unwrap_or_default(),
         building_name: r.get(1)?,
+        property_id: r.get(11)?,
+        row_key: r.get(12)?,
+        match_key: r.get(13)?,
         external_user_id: r.get(3)?,
         fingerprint: fingerprint(&user_payload, &building_payload),
         user_payload,
@@ -182,8 +229,11 @@ pub fn user_payload(row: &Row) -> String {
     Value::Object(body).to_string()
 }
 
-/// The POST body: `name` plus the optional building columns.
+/// The POST body: `name` plus the optional building columns; empty for a user-only row.
 pub fn building_payload(row: &Row) -> String {
+    if row.building_name.is_empty() {
+        return String::new();
+    }
     let mut body: Map<String, Value> = row.building_fields.clone();
     body.insert("name".into(), Value::String(row.building_name.clone()));
     Value::Object(body).to_string()
@@ -196,15 +246,19 @@ fn stage_row(
     staged: &mut Staged,
 ) -> rusqlite::Result<()> {
     let user_id = row.user_id.to_string();
+    let key = row_key(&row.building_name, row.property_id.as_deref());
     let inserted = tx
         .prepare_cached(
             "INSERT OR IGNORE INTO temp.input
-             (user_id, building_name, line, external_user_id, user_payload, building_payload)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+             (user_id, row_key, match_key, building_name, property_id, line, external_user_id,
+              user_payload, building_payload)
+             VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?
         .execute(params![
             user_id,
+            key,
             row.building_name,
+            row.property_id,
             row.line,
             row.external_user_id,
             user_payload(row),
@@ -215,9 +269,14 @@ fn stage_row(
     }
     staged.duplicates += 1;
     let first: Option<i64> = tx
-        .prepare_cached("SELECT line FROM temp.input WHERE user_id = ?1 AND building_name = ?2")?
-        .query_row(params![user_id, row.building_name], |r| r.get(0))
+        .prepare_cached("SELECT line FROM temp.input WHERE user_id = ?1 AND row_key = ?2")?
+        .query_row(params![user_id, key], |r| r.get(0))
         .optional()?;
+    let same = match (&row.property_id, row.building_name.is_empty()) {
+        (_, true) => "same user_id, no building: one user-only line per user",
+        (Some(_), false) => "same user_id and property_id",
+        (None, false) => "same user_id and building_name",
+    };
     let reject = Reject {
         line: row.line,
         kind: "duplicate".into(),
@@ -227,7 +286,7 @@ fn stage_row(
         column: None,
         value: None,
         reason: format!(
-            "repeats line {} (same user_id and building_name): processed once; remove one of the lines",
+            "repeats line {} ({same}): processed once; remove one of the lines",
             first.unwrap_or_default()
         ),
     };
@@ -303,4 +362,44 @@ fn reject_conflicts(tx: &rusqlite::Transaction<'_>, run: i64) -> rusqlite::Resul
         tx.execute("DELETE FROM temp.input WHERE user_id = ?1", [&user_id])?;
     }
     Ok(rejected)
+}
+
+/// A row whose key is not in the checkpoint may continue a row of the same user and
+/// building name kept under the other kind of key, so switching a file to (or away from)
+/// `property_id` creates nothing:
+/// - first run with `property_id` over rows keyed by name: matched when the name is unique
+///   among the user's lines (two properties of one name cannot tell which of them the old
+///   row was; both are then new rows);
+/// - a file without `property_id` over rows keyed by property: matched when exactly one
+///   such row of the user has that name.
+///
+/// Set-based: one pass over the staged rows, no query per row in the plan.
+fn match_property_keys(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<usize> {
+    let unkeyed = tx.execute(
+        "UPDATE temp.input SET match_key = (
+             SELECT r.row_key FROM main.rows r
+             WHERE r.user_id = input.user_id AND r.building_name = input.building_name
+               AND r.row_key LIKE 'property:%')
+         WHERE EXISTS (SELECT 1 FROM main.rows WHERE property_id IS NOT NULL)
+           AND property_id IS NULL AND building_name != ''
+           AND NOT EXISTS (SELECT 1 FROM main.rows r
+                           WHERE r.user_id = input.user_id AND r.row_key = input.row_key)
+           AND (SELECT count(*) FROM main.rows r
+                WHERE r.user_id = input.user_id AND r.building_name = input.building_name
+                  AND r.row_key LIKE 'property:%') = 1",
+        [],
+    )?;
+    let keyed = tx.execute(
+        "UPDATE temp.input SET match_key = 'name:' || building_name
+         WHERE property_id IS NOT NULL AND building_name != ''
+           AND NOT EXISTS (SELECT 1 FROM main.rows r
+                           WHERE r.user_id = input.user_id AND r.row_key = input.row_key)
+           AND EXISTS (SELECT 1 FROM main.rows r
+                       WHERE r.user_id = input.user_id
+                         AND r.row_key = 'name:' || input.building_name)
+           AND (SELECT count(*) FROM temp.input j
+                WHERE j.user_id = input.user_id AND j.building_name = input.building_name) = 1",
+        [],
+    )?;
+    Ok(unkeyed + keyed)
 }

@@ -41,9 +41,17 @@ pub enum Msg {
     Skipped(Tally),
     /// Answered once every earlier message is applied.
     Flush(oneshot::Sender<()>),
+    /// The buildings the checkpoint records for a user (`--adopt-existing` must not adopt
+    /// a building another row already owns).
+    Claimed {
+        /// The user.
+        user_id: Uuid,
+        /// Their building ids.
+        reply: oneshot::Sender<Result<Vec<Uuid>, String>>,
+    },
     /// The next page of the plan.
     Page {
-        /// Resume after this key.
+        /// Resume after this (user_id, row_key).
         after: Option<(String, String)>,
         /// Page size.
         limit: usize,
@@ -147,6 +155,10 @@ fn apply(
             Msg::Flush(reply) => {
                 let _ = reply.send(());
             }
+            Msg::Claimed { user_id, reply } => {
+                let ids = checkpoint.claimed_buildings(user_id);
+                let _ = reply.send(ids.map_err(|e| e.to_string()));
+            }
             Msg::UserApplied { .. } => {}
         }
     }
@@ -165,21 +177,30 @@ fn write(conn: &rusqlite::Connection, msg: &Msg) -> rusqlite::Result<()> {
             .execute(params![user_id.to_string(), payload, now()])
             .map(|_| ()),
         Msg::Outcome(outcome) => write_outcome(conn, outcome),
-        Msg::Skipped(_) | Msg::Page { .. } | Msg::Flush(_) => Ok(()),
+        Msg::Skipped(_) | Msg::Page { .. } | Msg::Flush(_) | Msg::Claimed { .. } => Ok(()),
     }
 }
 
 fn write_intent(conn: &rusqlite::Connection, row: &PlannedRow) -> rusqlite::Result<()> {
+    rekey(
+        conn,
+        row.user_id,
+        &row.match_key,
+        &row.row_key,
+        row.property_id.as_deref(),
+    )?;
     conn.prepare_cached(
-        "INSERT INTO rows (user_id, building_name, line, external_user_id, state,
-                           fingerprint, updated_at)
-         VALUES (?1, ?2, ?3, ?4, 'posting', ?5, ?6)
-         ON CONFLICT (user_id, building_name) DO UPDATE SET
+        "INSERT INTO rows (user_id, row_key, building_name, property_id, line, external_user_id,
+                           state, fingerprint, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'posting', ?7, ?8)
+         ON CONFLICT (user_id, row_key) DO UPDATE SET
              state = 'posting', line = excluded.line, updated_at = excluded.updated_at",
     )?
     .execute(params![
         row.user_id.to_string(),
+        row.row_key,
         row.building_name,
+        row.property_id,
         row.line,
         row.external_user_id,
         row.fingerprint,
@@ -188,12 +209,34 @@ fn write_intent(conn: &rusqlite::Connection, row: &PlannedRow) -> rusqlite::Resu
     .map(|_| ())
 }
 
+/// A row that continues a checkpoint row under another key (first run with `property_id`)
+/// takes that row over: same building, new key. Normally done in bulk before the run
+/// (`attach_property_keys`); this keeps the writer right on its own.
+fn rekey(
+    conn: &rusqlite::Connection,
+    user: Uuid,
+    from: &str,
+    to: &str,
+    property_id: Option<&str>,
+) -> rusqlite::Result<()> {
+    if from == to {
+        return Ok(());
+    }
+    conn.prepare_cached(
+        "UPDATE rows SET row_key = ?3, property_id = ?4 WHERE user_id = ?1 AND row_key = ?2",
+    )?
+    .execute(params![user.to_string(), from, to, property_id])
+    .map(|_| ())
+}
+
 fn write_outcome(conn: &rusqlite::Connection, outcome: &RowOutcome) -> rusqlite::Result<()> {
     let (state, building, status, error, permanent) = match &outcome.result {
-        RowResult::Created(id) | RowResult::Adopted(id) => {
+        RowResult::Created(id) | RowResult::Adopted(id) | RowResult::AdoptedExisting(id) => {
             ("done", Some(id.to_string()), None, None, false)
         }
-        RowResult::Updated => ("done", None, None, None, false),
+        RowResult::Updated | RowResult::BuildingUpdated | RowResult::UserOnly => {
+            ("done", None, None, None, false)
+        }
         RowResult::Failed {
             status,
             message,
@@ -203,17 +246,35 @@ fn write_outcome(conn: &rusqlite::Connection, outcome: &RowOutcome) -> rusqlite:
             ("unresolved", None, None, Some(message.as_str()), false)
         }
     };
+    let o = outcome;
+    rekey(
+        conn,
+        o.user_id,
+        &o.match_key,
+        &o.row_key,
+        o.property_id.as_deref(),
+    )?;
+    // What this run did to the row, for the `--report` (a temp table: this run only).
     conn.prepare_cached(
-        "INSERT INTO rows (user_id, building_name, line, external_user_id, state, building_id,
-                           attempts, http_status, error, permanent, fingerprint, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?9, ?10, ?11)
-         ON CONFLICT (user_id, building_name) DO UPDATE SET
+        "INSERT OR REPLACE INTO temp.outcomes (user_id, row_key, outcome) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![o.user_id.to_string(), o.row_key, o.result.name()])?;
+    // A property-keyed row may have a new building_name (a rename): it is a field here.
+    conn.prepare_cached(
+        "INSERT INTO rows (user_id, row_key, building_name, property_id, line, external_user_id,
+                           state, building_id, attempts, http_status, error, permanent,
+                           fingerprint, updated_at, building_payload)
+         VALUES (?1, ?12, ?2, ?13, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?9, ?10, ?11, ?14)
+         ON CONFLICT (user_id, row_key) DO UPDATE SET
              line = excluded.line, external_user_id = excluded.external_user_id,
+             building_name = excluded.building_name,
+             property_id = coalesce(excluded.property_id, rows.property_id),
              state = excluded.state,
              building_id = coalesce(excluded.building_id, rows.building_id),
              attempts = rows.attempts + 1, http_status = excluded.http_status,
              error = excluded.error, permanent = excluded.permanent,
-             fingerprint = excluded.fingerprint, updated_at = excluded.updated_at",
+             fingerprint = excluded.fingerprint, updated_at = excluded.updated_at,
+             building_payload = coalesce(excluded.building_payload, rows.building_payload)",
     )?
     .execute(params![
         outcome.user_id.to_string(),
@@ -226,7 +287,10 @@ fn write_outcome(conn: &rusqlite::Connection, outcome: &RowOutcome) -> rusqlite:
         error,
         permanent,
         outcome.fingerprint,
-        now()
+        now(),
+        outcome.row_key,
+        outcome.property_id,
+        outcome.building_applied,
     ])
     .map(|_| ())
 }
@@ -244,6 +308,9 @@ fn fail_all(batch: &mut Vec<Msg>, error: &str) {
                 let _ = ack.send(Err(error.to_owned()));
             }
             Msg::Page { reply, .. } => {
+                let _ = reply.send(Err(error.to_owned()));
+            }
+            Msg::Claimed { reply, .. } => {
                 let _ = reply.send(Err(error.to_owned()));
             }
             _ => {}

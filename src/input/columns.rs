@@ -7,6 +7,9 @@ use uuid::Uuid;
 /// Longest `external_user_id` accepted. The API documents no limit; 255 is a
 /// conservative cap (a common database column size) that no real CRM id exceeds.
 pub const MAX_EXTERNAL_USER_ID_CHARS: usize = 255;
+/// Longest `property_id` (the CRM's id of a property): like `external_user_id`, a
+/// conservative cap no real CRM id exceeds.
+pub const MAX_PROPERTY_ID_CHARS: usize = 255;
 /// Longest building name (Podero's documented `maxLength`).
 pub const MAX_BUILDING_NAME_CHARS: usize = 100;
 /// Cap for text fields whose limit Podero does not document (user fields, building
@@ -38,6 +41,8 @@ pub(super) enum Target {
     UserId,
     ExternalUserId,
     BuildingName,
+    /// The CRM's property id: with `user_id`, the row's identity when the file has it.
+    PropertyId,
     /// An optional field of the user update (PUT).
     User,
     /// An optional field of the building creation (POST).
@@ -114,6 +119,12 @@ pub(super) const COLUMNS: &[Column] = &[
         "name",
         Target::BuildingName,
         text(MAX_BUILDING_NAME_CHARS),
+    ),
+    col(
+        "property_id",
+        "property_id",
+        Target::PropertyId,
+        text(MAX_PROPERTY_ID_CHARS),
     ),
     col(
         "first_name",
@@ -256,10 +267,11 @@ fn empty(column: &Column) -> Result<Cell, Problem> {
             "is empty: fill in the Podero user id (the UUID Podero returned when the user was created)"
         }
         Target::ExternalUserId => "is empty: fill in the CRM id (your own id for this customer)",
-        Target::BuildingName => {
-            "is empty: fill in a building name of 1 to 100 characters, e.g. \"Main House\""
+        // An empty building name is a user-only row; an empty property id is checked
+        // with the rest of the row (`record::check_building`).
+        Target::BuildingName | Target::PropertyId | Target::User | Target::Building => {
+            return Ok(Cell::Empty);
         }
-        Target::User | Target::Building => return Ok(Cell::Empty),
     };
     Err(Problem::of_empty(reason))
 }

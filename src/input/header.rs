@@ -173,8 +173,17 @@ fn require_columns(
     split: Split,
 ) -> Result<(), InputError> {
     let present = |name: &str| layout.slots.iter().flatten().any(|c| c.name == name);
+    // building_name is optional (absent: user-only rows), but not when `--column` asked
+    // for it, or when CR-only line endings glued the rows onto the header.
+    let renamed = names
+        .iter()
+        .any(|(c, h)| c.name == "building_name" && h.as_deref() != Some("building_name"));
+    let cr_only = layout.headers.iter().any(|h| h.contains('\r'));
+    let building = (renamed || cr_only).then_some("building_name");
     let missing: Vec<String> = REQUIRED_COLUMNS
         .iter()
+        .copied()
+        .chain(building)
         .filter(|name| !present(name))
         .map(|name| describe_expected(name, names))
         .collect();

@@ -12,7 +12,9 @@ use super::display;
 use super::format::Delimiter;
 use super::header::Layout;
 #[cfg(doc)]
-use super::{MAX_BUILDING_NAME_CHARS, MAX_EXTERNAL_USER_ID_CHARS, MAX_SHOWN_CHARS};
+use super::{
+    MAX_BUILDING_NAME_CHARS, MAX_EXTERNAL_USER_ID_CHARS, MAX_PROPERTY_ID_CHARS, MAX_SHOWN_CHARS,
+};
 
 /// A valid row: what to send for one (user, building).
 #[derive(Clone, Debug, PartialEq)]
@@ -23,8 +25,13 @@ pub struct Row {
     pub user_id: Uuid,
     /// The partner's CRM id, 1 to [`MAX_EXTERNAL_USER_ID_CHARS`] chars.
     pub external_user_id: String,
-    /// The building's name, 1 to [`MAX_BUILDING_NAME_CHARS`] chars.
+    /// The building's name, 1 to [`MAX_BUILDING_NAME_CHARS`] chars; empty for a user-only
+    /// row (update the user, no building).
     pub building_name: String,
+    /// The CRM's property id (1 to [`MAX_PROPERTY_ID_CHARS`] chars) when the file has the
+    /// column and the row has a building: then (user_id, property_id) is the row's identity
+    /// and the name is an ordinary field.
+    pub property_id: Option<String>,
     /// Non-empty optional user fields, typed, keyed by API name.
     pub user_fields: Map<String, Value>,
     /// Non-empty optional building fields, typed, keyed by API name.
@@ -97,7 +104,44 @@ pub(super) fn check_record(layout: &Layout, record: &ByteRecord, line: u64) -> R
             Err(invalid) => return identified(*invalid),
         }
     }
-    Record::Valid(draft.finish(line))
+    let keyed = layout
+        .slots
+        .iter()
+        .flatten()
+        .any(|c| c.target == Target::PropertyId);
+    match check_building(&draft, keyed) {
+        Some(invalid) => identified(invalid),
+        None => Record::Valid(draft.finish(line)),
+    }
+}
+
+/// The row-level building rules: a row with building data needs a name, and in a file
+/// with a `property_id` column, a row with a building needs its property id (a user-only
+/// row leaves both empty).
+fn check_building(draft: &Draft, keyed: bool) -> Option<Invalid> {
+    let problem = |column: &str, reason: &str| Invalid {
+        line: 0,
+        column: Some(column.to_owned()),
+        value: None,
+        reason: reason.to_owned(),
+        raw_user_id: None,
+        raw_building_name: None,
+        raw_external_user_id: None,
+    };
+    let has_data = draft.property_id.is_some() || !draft.building_fields.is_empty();
+    match &draft.building_name {
+        None if has_data => Some(problem(
+            "building_name",
+            "is empty, but the row has building data (property_id or building columns): fill \
+             in the building name, or clear the building cells for a user-only row",
+        )),
+        Some(_) if keyed && draft.property_id.is_none() => Some(problem(
+            "property_id",
+            "is empty: this file has a property_id column, so every row with a building needs \
+             the CRM's id of its property; fill it in, or clear building_name for a user-only row",
+        )),
+        _ => None,
+    }
 }
 
 /// A cell of an invalid row, made safe to display (only computed for invalid rows).
@@ -173,6 +217,7 @@ struct Draft {
     user_id: Option<Uuid>,
     external_user_id: Option<String>,
     building_name: Option<String>,
+    property_id: Option<String>,
     user_fields: Map<String, Value>,
     building_fields: Map<String, Value>,
 }
@@ -186,6 +231,7 @@ impl Draft {
                 self.external_user_id = Some(s)
             }
             (Target::BuildingName, Cell::Json(Value::String(s))) => self.building_name = Some(s),
+            (Target::PropertyId, Cell::Json(Value::String(s))) => self.property_id = Some(s),
             (Target::User, Cell::Json(v)) => {
                 drop(self.user_fields.insert(column.api.to_owned(), v))
             }
@@ -197,16 +243,15 @@ impl Draft {
     }
 
     fn finish(self, line: u64) -> Row {
-        let (Some(user_id), Some(external_user_id), Some(building_name)) =
-            (self.user_id, self.external_user_id, self.building_name)
-        else {
+        let (Some(user_id), Some(external_user_id)) = (self.user_id, self.external_user_id) else {
             unreachable!("required columns are checked at the header and never empty");
         };
         Row {
             line,
             user_id,
             external_user_id,
-            building_name,
+            building_name: self.building_name.unwrap_or_default(),
+            property_id: self.property_id,
             user_fields: self.user_fields,
             building_fields: self.building_fields,
         }

@@ -224,11 +224,51 @@ fn external_user_id_rejects_tab() {
 // ---- building_name ----
 
 #[test]
-fn building_name_rejects_empty() {
+fn empty_building_name_is_a_user_only_row() {
+    let row = valid(&format!("{HEADER}\n{ID},crm-1,\"  \"\n"));
+    assert_eq!(row.building_name, "");
+    assert_eq!(row.property_id, None);
+}
+
+#[test]
+fn a_file_without_building_name_has_only_user_rows() {
+    let row = valid(&format!("user_id,external_user_id\n{ID},crm-1\n"));
+    assert_eq!(row.building_name, "");
+}
+
+#[test]
+fn building_data_without_a_building_name_is_invalid() {
     assert_rejects(
-        &format!("{HEADER}\n{ID},crm-1,\"  \"\n"),
+        &format!("{HEADER},property_type\n{ID},crm-1,,Flat\n"),
         "building_name",
-        "fill in a building name",
+        "the row has building data",
+    );
+}
+
+#[test]
+fn property_id_is_read_and_required_for_rows_with_a_building() {
+    let header = format!("{HEADER},property_id");
+    let row = valid(&format!("{header}\n{ID},crm-1,Home,P-1\n"));
+    assert_eq!(row.property_id.as_deref(), Some("P-1"));
+    let user_only = valid(&format!("{header}\n{ID},crm-1,,\n"));
+    assert_eq!(
+        (user_only.building_name.as_str(), user_only.property_id),
+        ("", None)
+    );
+    assert_rejects(
+        &format!("{header}\n{ID},crm-1,Home,\n"),
+        "property_id",
+        "every row with a building needs",
+    );
+    assert_rejects(
+        &format!("{header}\n{ID},crm-1,,P-1\n"),
+        "building_name",
+        "the row has building data",
+    );
+    assert_rejects(
+        &format!("{header}\n{ID},crm-1,Home,{}\n", "p".repeat(256)),
+        "property_id",
+        "at most 255 characters",
     );
 }
 
@@ -443,13 +483,13 @@ fn rename_takes_a_header_away_from_its_default_column() {
 
 #[test]
 fn missing_column_lists_headers_and_suggests_column_flag() {
-    let err = fatal(b"user_id,external_user_id,property\n");
+    let err = fatal(b"user_id,crm,building_name\n");
     let message = err.to_string();
     for part in [
         "test.csv line 1",
-        "building_name",
-        "\"property\"",
-        "--column building_name=",
+        "external_user_id",
+        "\"crm\"",
+        "--column external_user_id=",
     ] {
         assert!(message.contains(part), "{message:?} lacks {part:?}");
     }
@@ -747,7 +787,8 @@ fn parse_rename_accepts_known_columns() {
 fn parse_rename_rejects_unknown_column_listing_known_ones() {
     let err = parse_rename("house=property").unwrap_err();
     assert!(
-        err.contains("unknown column \"house\"") && err.contains("building_name, first_name"),
+        err.contains("unknown column \"house\"")
+            && err.contains("building_name, property_id, first_name"),
         "{err}"
     );
     assert!(
@@ -800,6 +841,7 @@ fn column_constants_match_the_column_table() {
     let table: Vec<&str> = columns::COLUMNS.iter().map(|c| c.name).collect();
     let listed: Vec<&str> = REQUIRED_COLUMNS
         .iter()
+        .chain(BUILDING_KEY_COLUMNS)
         .chain(USER_COLUMNS)
         .chain(BUILDING_COLUMNS)
         .copied()

@@ -243,6 +243,7 @@ fn new_summary(config: &LinksConfig, run_id: i64, prepared: &Prepared) -> Summar
             invalid: prepared.invalid,
             duplicates: prepared.duplicates,
             not_onboarded: prepared.not_onboarded,
+            no_building: prepared.no_building,
             ..Counts::default()
         },
         requests: Requests::default(),

@@ -67,6 +67,8 @@ pub struct Prepared {
     pub duplicates: u64,
     /// Valid rows whose building is not done in the checkpoint.
     pub not_onboarded: u64,
+    /// User-only rows (no building): a link needs a building.
+    pub no_building: u64,
 }
 
 /// Reads every record, checks it and joins it with the checkpoint.
@@ -94,9 +96,15 @@ pub fn prepare(
             prepared.invalid += 1;
             continue;
         };
+        if row.building_name.is_empty() {
+            prepared.no_building += 1;
+            continue;
+        }
         let lookup = |e: rusqlite::Error| format!("checkpoint: {e}");
+        let property = row.property_id.as_deref();
         let Some(building_id) =
-            store::done_building(conn, row.user_id, &row.building_name).map_err(lookup)?
+            store::done_building(conn, row.user_id, &row.building_name, property)
+                .map_err(lookup)?
         else {
             prepared.not_onboarded += 1;
             continue;

@@ -27,22 +27,39 @@ pub enum Prior {
     Missing,
 }
 
-/// The building of a `done` row, by the row's key. The one place the CSV meets the
-/// checkpoint's `rows`: adapt it here when the row key changes.
+/// The building of a row that `run` finished, found by the row's identity in the
+/// checkpoint (see `plan::row_key`). A file without `property_id` also finds a building
+/// whose row was keyed by `property_id` in an earlier file, when exactly one row of the
+/// user has that name (as `run` does when a file drops the column).
 pub fn done_building(
     conn: &Connection,
     user: Uuid,
     building_name: &str,
+    property_id: Option<&str>,
 ) -> rusqlite::Result<Option<Uuid>> {
-    let id: Option<String> = conn
-        .query_row(
-            "SELECT building_id FROM rows WHERE user_id = ?1 AND building_name = ?2
+    let user = user.to_string();
+    let key = crate::plan::row_key(building_name, property_id);
+    let mut ids: Vec<String> = conn
+        .prepare_cached(
+            "SELECT building_id FROM rows WHERE user_id = ?1 AND row_key = ?2
              AND state = 'done' AND building_id IS NOT NULL",
-            params![user.to_string(), building_name],
-            |r| r.get(0),
-        )
-        .optional()?;
-    Ok(id.and_then(|id| Uuid::parse_str(&id).ok()))
+        )?
+        .query_map(params![user, key], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    if ids.is_empty() && property_id.is_none() {
+        ids = conn
+            .prepare_cached(
+                "SELECT building_id FROM rows WHERE user_id = ?1 AND building_name = ?2
+                 AND row_key LIKE 'property:%' AND state = 'done' AND building_id IS NOT NULL
+                 LIMIT 2",
+            )?
+            .query_map(params![user, building_name], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+    }
+    Ok(match ids.as_slice() {
+        [id] => Uuid::parse_str(id).ok(),
+        _ => None,
+    })
 }
 
 /// The building's link history, summed up.

@@ -25,6 +25,8 @@ pub struct Counts {
     pub duplicates: u64,
     /// Rows whose building is not done in the checkpoint: run `run` first.
     pub not_onboarded: u64,
+    /// User-only rows: no building, so no link.
+    pub no_building: u64,
     /// Links created for buildings that had none.
     pub created: u64,
     /// Links created because the previous one expired.
@@ -189,6 +191,10 @@ impl Summary {
             (
                 c.not_onboarded,
                 "not onboarded yet: run `run` first".to_owned(),
+            ),
+            (
+                c.no_building,
+                "user-only rows: no building, no link".to_owned(),
             ),
             (
                 c.invalid,

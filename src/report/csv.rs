@@ -6,8 +6,10 @@
 
 use std::io::Write;
 
-/// Header of the `--report` file.
-pub const REPORT_HEADER: [&str; 9] = [
+/// Header of the `--report` file. `outcome` is what this run did to the row: created,
+/// verified_existing, user_updated, building_updated, adopted_existing, user_only, failed,
+/// unresolved; `no_call` (unchanged, or not reached) or `not_sent` (rejected).
+pub const REPORT_HEADER: [&str; 10] = [
     "line",
     "user_id",
     "external_user_id",
@@ -17,16 +19,19 @@ pub const REPORT_HEADER: [&str; 9] = [
     "attempts",
     "http_status",
     "error",
+    "outcome",
 ];
 
-/// Header of `export --format csv`.
-pub const EXPORT_HEADER: [&str; 6] = [
+/// Header of `export --format csv`. `property_id` is last, so scripts that read the
+/// earlier columns by position keep working.
+pub const EXPORT_HEADER: [&str; 7] = [
     "user_id",
     "external_user_id",
     "building_name",
     "building_id",
     "state",
     "error",
+    "property_id",
 ];
 
 /// Makes a cell safe to open in a spreadsheet.

@@ -79,6 +79,10 @@ pub struct Plan {
     pub retry: u64,
     /// Rows whose earlier POST outcome is unknown: verified before any re-send.
     pub verify: u64,
+    /// Done rows whose building fields changed: GET + PUT of the building.
+    pub update_building: u64,
+    /// User-only rows to update (no building).
+    pub user_only: u64,
     /// Done and unchanged: no call.
     pub skip_done: u64,
     /// Failed permanently, unchanged: not retried without --retry-failed.

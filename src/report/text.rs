@@ -54,6 +54,15 @@ fn render_counts(out: &mut String, r: &super::RowCounts) {
             t.updated,
             "users updated (their fields changed), no new building",
         ),
+        (
+            t.buildings_updated,
+            "buildings updated (their fields changed: read, overlaid, written back)",
+        ),
+        (
+            t.adopted_existing,
+            "existing buildings of the same name adopted (--adopt-existing), fields applied",
+        ),
+        (t.user_only, "user-only rows: user updated, no building"),
         (t.skipped_done, "already done: no call"),
         (
             t.skipped_failed,
@@ -98,6 +107,14 @@ fn render_plan(out: &mut String, plan: &super::Plan, invalid: u64, duplicates: u
         ),
         (plan.retry, "to retry: failed before"),
         (plan.verify, "to verify: earlier POST outcome unknown"),
+        (
+            plan.update_building,
+            "to update the building: its fields changed (GET + PUT)",
+        ),
+        (
+            plan.user_only,
+            "user-only rows: update the user, no building",
+        ),
         (plan.skip_done, "to skip: already done"),
         (
             plan.skip_failed,

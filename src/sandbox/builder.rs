@@ -44,6 +44,8 @@ pub struct Builder {
     faults: Faults,
     seed: u64,
     request_log: bool,
+    /// Buildings the users have before any client call (created in the app, say).
+    existing: Vec<(Uuid, serde_json::Map<String, serde_json::Value>)>,
 }
 
 impl Default for Builder {
@@ -70,7 +72,20 @@ impl Builder {
             faults: Faults::default(),
             seed: 0,
             request_log: true,
+            existing: Vec::new(),
         }
+    }
+
+    /// Gives `user` (added if needed) a building it had before any client call, as if the
+    /// customer created it in the Podero app: `fields` must hold `name`; the id is random.
+    /// Call it twice with one name for two same-named buildings.
+    pub fn existing_building(
+        mut self,
+        user: Uuid,
+        fields: serde_json::Map<String, serde_json::Value>,
+    ) -> Self {
+        self.existing.push((user, fields));
+        self
     }
 
     /// The organization the server serves (other org ids get 403).
@@ -159,6 +174,10 @@ impl Builder {
         };
         for id in self.users {
             state.add_user(id);
+        }
+        for (user, fields) in self.existing {
+            state.add_user(user);
+            state.add_building(user, fields, 0);
         }
         let shared = Arc::new(Shared {
             config: self.config,
@@ -275,6 +294,45 @@ impl Sandbox {
     /// Adds a user.
     pub fn add_user(&self, id: Uuid) {
         self.shared.state().add_user(id);
+    }
+
+    /// Adds `building` (its id and fields as given) to `user`, adding the user if needed:
+    /// to recreate the server side of a checkpoint written elsewhere.
+    pub fn insert_building(&self, user: Uuid, building: super::Building) {
+        let mut state = self.shared.state();
+        state.add_user(user);
+        state.snap.buildings.entry(user).or_default().push(building);
+    }
+
+    /// Sets one field of a building, as a customer editing it in the Podero app would;
+    /// returns whether the building exists.
+    pub fn edit_building(
+        &self,
+        user: Uuid,
+        id: Uuid,
+        field: &str,
+        value: serde_json::Value,
+    ) -> bool {
+        let mut state = self.shared.state();
+        let Some(building) = state.building_mut(user, id) else {
+            return false;
+        };
+        if field == "name" {
+            building.name = value.as_str().unwrap_or_default().to_owned();
+        }
+        building.fields.insert(field.to_owned(), value);
+        true
+    }
+
+    /// Deletes a building, as if removed in the Podero app; returns whether it existed.
+    pub fn delete_building(&self, user: Uuid, id: Uuid) -> bool {
+        let mut state = self.shared.state();
+        let Some(buildings) = state.snap.buildings.get_mut(&user) else {
+            return false;
+        };
+        let before = buildings.len();
+        buildings.retain(|b| b.id != id);
+        before != buildings.len()
     }
 
     /// Adds a building named `name` to `user` (adding the user if needed), as

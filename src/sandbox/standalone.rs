@@ -83,6 +83,23 @@ pub struct SandboxArgs {
     /// Do not keep a per-request log (counters still work).
     #[arg(long)]
     pub no_request_log: bool,
+    /// A building a user already has, as if created in the Podero app:
+    /// `USER_ID=NAME`. Repeatable (twice for two same-named buildings); to try
+    /// `run --adopt-existing`.
+    #[arg(long, value_name = "USER_ID=NAME", value_parser = parse_existing_building)]
+    pub existing_building: Vec<(Uuid, String)>,
+}
+
+/// Parses `USER_ID=NAME` for `--existing-building`.
+fn parse_existing_building(s: &str) -> Result<(Uuid, String), String> {
+    let (user, name) = s.split_once('=').ok_or_else(|| {
+        format!("expected USER_ID=NAME, e.g. {DEMO_ORG_ID}=Main House; got {s:?}")
+    })?;
+    let user = Uuid::parse_str(user.trim()).map_err(|e| format!("{user:?} is not a UUID: {e}"))?;
+    if name.trim().is_empty() {
+        return Err("no building name after USER_ID=".into());
+    }
+    Ok((user, name.trim().to_owned()))
 }
 
 impl SandboxArgs {
@@ -116,6 +133,11 @@ impl SandboxArgs {
             .faults(self.faults())
             .seed(self.seed)
             .request_log(!self.no_request_log);
+        for (user, name) in &self.existing_building {
+            let mut fields = serde_json::Map::new();
+            fields.insert("name".into(), name.clone().into());
+            builder = builder.existing_building(*user, fields);
+        }
         if let Some(path) = &self.users {
             builder = builder
                 .users_from_csv(path)
@@ -157,4 +179,21 @@ pub async fn run_standalone(args: SandboxArgs) -> anyhow::Result<()> {
         state.anomalies.len()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn existing_building_flag_takes_user_id_equals_name() {
+        let user = DEMO_ORG_ID;
+        assert_eq!(
+            parse_existing_building(&format!("{user}=Main House")),
+            Ok((user, "Main House".to_owned()))
+        );
+        assert!(parse_existing_building("Main House").is_err());
+        assert!(parse_existing_building("nope=Main House").is_err());
+        assert!(parse_existing_building(&format!("{user}= ")).is_err());
+    }
 }

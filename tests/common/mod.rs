@@ -224,7 +224,8 @@ impl Harness {
         for row in self
             .checkpoint_rows()
             .into_iter()
-            .filter(|r| r.state == "done")
+            // A user-only row (empty name) has no building.
+            .filter(|r| r.state == "done" && !r.building_name.is_empty())
         {
             let user = Uuid::parse_str(&row.user_id).expect("uuid");
             let ids = server
