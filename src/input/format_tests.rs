@@ -128,7 +128,7 @@ fn a_pipe_separated_header_is_explained() {
 #[test]
 fn sep_line_is_honoured_skipped_and_line_numbers_stay_the_files() {
     let csv = format!(
-        "sep=;\r\nuser_id;external_user_id;building_name\r\n{ID};crm-1;Home\r\n\r\n{ID};crm-2;\r\n"
+        "sep=;\r\nuser_id;external_user_id;building_name\r\n{ID};crm-1;Home\r\n\r\n{ID};;Flat\r\n"
     );
     let records = read_with(csv.as_bytes(), Format::default()).expect("readable");
     assert!(
