@@ -45,7 +45,7 @@ pub enum Command {
     #[command(
         after_help = "Example:\n  podero-onboard sandbox --port 8080 --users samples/users.csv --random-5xx 0.05"
     )]
-    Sandbox(crate::sandbox::SandboxArgs),
+    Sandbox(Box<crate::sandbox::SandboxArgs>),
     /// Print shell completions.
     #[command(
         after_help = "Example:\n  podero-onboard completions bash > ~/.local/share/bash-completion/completions/podero-onboard"
@@ -101,6 +101,11 @@ pub struct RunArgs {
         default_value = "https://app.podero.com"
     )]
     pub base_url: String,
+
+    /// Also trust the CA certificates in this PEM file (e.g. your company's TLS-inspecting
+    /// proxy), on top of the system's certificate store. Checked at start-up.
+    #[arg(long, env = "PODERO_CA_CERT", value_name = "PATH")]
+    pub ca_cert: Option<PathBuf>,
 
     /// Most requests per second, all requests counted (the job slows down on 429s by itself).
     #[arg(long, default_value_t = 10.0)]

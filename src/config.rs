@@ -98,6 +98,10 @@ impl RunConfig {
             None if args.dry_run => None,
             None => return Err(ConfigError(MISSING_CREDENTIALS.into())),
         };
+        let ca_certs = match &args.ca_cert {
+            Some(path) => crate::api::tls::load_ca_bundle(path).map_err(ConfigError)?,
+            None => Vec::new(),
+        };
         let client = credentials.map(|credentials| ClientConfig {
             base_url: base_url.clone(),
             org_id,
@@ -110,6 +114,7 @@ impl RunConfig {
                 ..RetryPolicy::default()
             },
             pool_size: args.concurrency,
+            ca_certs: ca_certs.clone(),
         });
         Ok(RunConfig {
             input: InputOptions {

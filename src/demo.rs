@@ -126,6 +126,7 @@ fn demo_config(args: &DemoArgs, base_url: &str, checkpoint: &Path) -> RunConfig 
             connect_timeout: Duration::from_secs(2),
             retry: RetryPolicy::default(),
             pool_size: 4,
+            ca_certs: Vec::new(),
         }),
         settings: Settings {
             concurrency: 4,

@@ -59,7 +59,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode, AppError> {
         Command::Sandbox(args) => {
             logging::init(1, false, cli::LogFormat::Text);
             runtime()?
-                .block_on(sandbox::run_standalone(args))
+                .block_on(sandbox::run_standalone(*args))
                 .map(|()| ExitCode::Success)
                 .map_err(|e| AppError::Fatal(format!("{e:#}")))
         }

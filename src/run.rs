@@ -122,10 +122,13 @@ async fn connect(config: &RunConfig) -> Result<Option<Client>, AppError> {
     };
     let client = Client::new(client_config)
         .map_err(|e| AppError::Fatal(format!("cannot set up HTTPS: {e}")))?;
-    client
-        .authenticate()
-        .await
-        .map_err(|e| AppError::Fatal(e.to_string()))?;
+    client.authenticate().await.map_err(|e| {
+        let message = e.to_string();
+        match crate::api::tls::untrusted_certificate_hint(&message) {
+            Some(hint) => AppError::Fatal(format!("{message}\n{hint}")),
+            None => AppError::Fatal(message),
+        }
+    })?;
     Ok(Some(client))
 }
 

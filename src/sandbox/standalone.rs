@@ -83,6 +83,12 @@ pub struct SandboxArgs {
     /// Do not keep a per-request log (counters still work).
     #[arg(long)]
     pub no_request_log: bool,
+    /// Serve HTTPS with this PEM certificate chain (leaf first; needs --tls-key).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl SandboxArgs {
@@ -116,6 +122,9 @@ impl SandboxArgs {
             .faults(self.faults())
             .seed(self.seed)
             .request_log(!self.no_request_log);
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            builder = builder.tls(read_tls(cert, key)?);
+        }
         if let Some(path) = &self.users {
             builder = builder
                 .users_from_csv(path)
@@ -123,6 +132,19 @@ impl SandboxArgs {
         }
         Ok(builder)
     }
+}
+
+fn read_tls(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<super::ServerTls> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+    };
+    super::ServerTls::from_pem(&read(cert)?, &read(key)?).with_context(|| {
+        format!(
+            "--tls-cert {} / --tls-key {}",
+            cert.display(),
+            key.display()
+        )
+    })
 }
 
 /// Runs the simulator until Ctrl-C, printing connection details to stderr.
