@@ -1,6 +1,7 @@
 //! The `run` command as a short recipe: fail early (lock, checkpoint, report path, input
-//! header, credentials), stage the input, run the pipeline (or the dry-run plan), then
-//! summarize and report. Every phase is a function below, in the order it runs.
+//! header), stage the input (so every file problem is found before any request), check
+//! the credentials, run the pipeline (or the dry-run plan), then summarize and report.
+//! Every phase is a function below, in the order it runs.
 
 use std::path::Path;
 use std::time::Instant;
@@ -30,10 +31,14 @@ pub async fn run(config: RunConfig, shutdown: Shutdown) -> Result<ExitCode, AppE
     let report_file = config.report.as_deref().map(create_report).transpose()?;
     let reader = input::open(&config.input).map_err(|e| AppError::Usage(e.to_string()))?;
     warn_ignored_columns(&reader);
-    let client = connect(&config).await?;
     let command = if config.dry_run { "dry-run" } else { "run" };
     let run_id = checkpoint.begin_run(command, reader.source_name())?;
+    // The whole input is read before the first request (the token's included), so a
+    // file problem that needs no server (no data rows, an oversized record) sends nothing.
     let (checkpoint, staged) = stage(checkpoint, reader, run_id, &config).await?;
+    let client = connect(&config)
+        .await
+        .inspect_err(|error| end_aborted_run(&checkpoint, run_id, error))?;
     let blocked = config.strict && staged.invalid > 0;
     let writer = WriterHandle::spawn(checkpoint);
     let progress = start_progress(&config, &staged, &writer, client.as_ref());
@@ -130,6 +135,20 @@ async fn connect(config: &RunConfig) -> Result<Option<Client>, AppError> {
         }
     })?;
     Ok(Some(client))
+}
+
+/// Records a run that stopped before its pipeline (e.g. refused credentials), so the
+/// next run does not report it as interrupted and its exit code is on record.
+fn end_aborted_run(checkpoint: &Checkpoint, run_id: i64, error: &AppError) {
+    let code = error.exit_code() as i32;
+    let summary = serde_json::json!({
+        "outcome": "aborted",
+        "exit_code": code,
+        "abort_reason": error.to_string(),
+    });
+    if let Err(e) = checkpoint.end_run(run_id, code, &summary.to_string()) {
+        tracing::warn!("could not record the end of run #{run_id}: {e}");
+    }
 }
 
 /// Reads the whole input into the checkpoint's staging table (on a blocking thread).
