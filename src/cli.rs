@@ -135,6 +135,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// Write the run's figures in the Prometheus text format to this file (replaced
+    /// atomically), e.g. in node_exporter's textfile directory. Written on failure too.
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+
     /// Read a column under another header, e.g. `--column building_name=property`. Repeatable.
     #[arg(long = "column", value_name = "COLUMN=HEADER", value_parser = input::parse_rename)]
     pub columns: Vec<(String, String)>,

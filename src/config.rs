@@ -37,6 +37,8 @@ pub struct RunConfig {
     pub report: Option<PathBuf>,
     /// `--json`.
     pub json: bool,
+    /// `--metrics-file`.
+    pub metrics_file: Option<PathBuf>,
     /// `--dry-run`.
     pub dry_run: bool,
     /// `--strict`.
@@ -138,6 +140,7 @@ impl RunConfig {
             },
             report: args.report,
             json: args.json,
+            metrics_file: args.metrics_file,
             dry_run: args.dry_run,
             strict: args.strict,
             output: Output::from(&args.output),

@@ -138,6 +138,7 @@ fn demo_config(args: &DemoArgs, base_url: &str, checkpoint: &Path) -> RunConfig 
         },
         report: Some(args.dir.join("report.csv")),
         json: false,
+        metrics_file: None,
         dry_run: false,
         strict: false,
         output: Output {

@@ -15,6 +15,7 @@ pub mod error;
 pub mod exit_code;
 pub mod input;
 pub mod logging;
+pub mod metrics;
 pub mod outcome;
 pub mod pipeline;
 pub mod plan;

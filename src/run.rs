@@ -16,6 +16,7 @@ use crate::config::RunConfig;
 use crate::error::AppError;
 use crate::exit_code::ExitCode;
 use crate::input;
+use crate::metrics;
 use crate::pipeline::{self, Ending};
 use crate::plan::BuildingStep;
 use crate::progress::{self, Progress};
@@ -23,8 +24,30 @@ use crate::report::{self, Plan, Rates, Requests, RowCounts, Summary};
 use crate::shutdown::Shutdown;
 
 /// Runs `run` to the end and returns the exit code (errors before any call are `Err`).
+/// With `--metrics-file`, its directory is checked first and the file is written at the
+/// end, whatever the outcome.
 pub async fn run(config: RunConfig, shutdown: Shutdown) -> Result<ExitCode, AppError> {
     let started = Instant::now();
+    if let Some(path) = &config.metrics_file {
+        metrics::check_writable(path)?;
+    }
+    let result = run_job(&config, shutdown, started).await;
+    if let (Some(path), Err(error)) = (&config.metrics_file, &result) {
+        let duration = started.elapsed().as_secs_f64();
+        write_metrics(
+            path,
+            &metrics::from_error(error, duration, &config.checkpoint, path),
+        );
+    }
+    result
+}
+
+/// The run itself; see [`run`].
+async fn run_job(
+    config: &RunConfig,
+    shutdown: Shutdown,
+    started: Instant,
+) -> Result<ExitCode, AppError> {
     let _lock = Lock::acquire(&config.checkpoint)?;
     let checkpoint = Checkpoint::open_for_run(&config.checkpoint, &config.identity)?;
     warn_if_unfinished(&checkpoint)?;
@@ -35,13 +58,13 @@ pub async fn run(config: RunConfig, shutdown: Shutdown) -> Result<ExitCode, AppE
     let run_id = checkpoint.begin_run(command, reader.source_name())?;
     // The whole input is read before the first request (the token's included), so a
     // file problem that needs no server (no data rows, an oversized record) sends nothing.
-    let (checkpoint, staged) = stage(checkpoint, reader, run_id, &config).await?;
-    let client = connect(&config)
+    let (checkpoint, staged) = stage(checkpoint, reader, run_id, config).await?;
+    let client = connect(config)
         .await
         .inspect_err(|error| end_aborted_run(&checkpoint, run_id, error))?;
     let blocked = config.strict && staged.invalid > 0;
     let writer = WriterHandle::spawn(checkpoint);
-    let progress = start_progress(&config, &staged, &writer, client.as_ref());
+    let progress = start_progress(config, &staged, &writer, client.as_ref());
     let (ending, plan) = match &client {
         Some(client) if !config.dry_run && !blocked => {
             let ending = pipeline::execute(client, &writer.tx, &config.settings, &shutdown).await;
@@ -58,7 +81,7 @@ pub async fn run(config: RunConfig, shutdown: Shutdown) -> Result<ExitCode, AppE
         Ok(()) => ending,
     };
     let summary = Summarized {
-        config: &config,
+        config,
         checkpoint: &checkpoint,
         run_id,
         staged: &staged,
@@ -69,8 +92,19 @@ pub async fn run(config: RunConfig, shutdown: Shutdown) -> Result<ExitCode, AppE
         blocked,
     }
     .summary(&ending)?;
-    finish(&config, &checkpoint, report_file, &summary)?;
+    finish(config, &checkpoint, report_file, &summary)?;
+    if let Some(path) = &config.metrics_file {
+        write_metrics(path, &metrics::from_summary(&summary, &checkpoint, path));
+    }
     Ok(exit_code_of(summary.exit_code))
+}
+
+/// Writes the metrics file; a failure is reported but does not change the run's outcome
+/// (the stale last-success time is what the alert watches).
+fn write_metrics(path: &Path, figures: &metrics::RunFigures) {
+    if let Err(e) = metrics::write(path, &metrics::render(figures)) {
+        tracing::error!("cannot write --metrics-file {}: {e}", path.display());
+    }
 }
 
 fn warn_if_unfinished(checkpoint: &Checkpoint) -> Result<(), AppError> {

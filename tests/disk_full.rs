@@ -67,8 +67,7 @@ impl Drop for Tmpfs {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_says_free_space_and_rerun_and_the_rerun_completes_exactly_once() {
-    let Some(tmpfs) = Tmpfs::mount(&std::env::var("DISK_FULL_SIZE").unwrap_or("600k".into()))
-    else {
+    let Some(tmpfs) = Tmpfs::mount(TMPFS_SIZE) else {
         return;
     };
     let h = Harness::with_users(ROWS).await;
