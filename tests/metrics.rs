@@ -290,3 +290,75 @@ async fn an_unwritable_metrics_path_stops_the_run_before_any_request() {
         "nothing was written, the checkpoint included"
     );
 }
+
+/// `promtool`, Prometheus' own checker, if it is installed (Debian: `prometheus`).
+fn promtool() -> Option<&'static str> {
+    let found = std::process::Command::new("promtool")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!("SKIPPED: promtool is not installed (apt-get install prometheus)");
+    }
+    found.then_some("promtool")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metrics_pass_promtool_check_metrics_where_installed() {
+    let Some(promtool) = promtool() else { return };
+    let h = Harness::with_users(3).await;
+    let csv = h.write("users.csv", generated_csv(3, 1));
+    let prom = h.path("podero.prom");
+    let out = h
+        .run(&csv, &["--metrics-file", prom.to_str().unwrap()])
+        .await;
+    h.expect_code(&out, 0);
+    let check = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&prom).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success() && check.stdout.is_empty(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
+
+/// The alert rule shown in docs/operations.md fires after 36 h without a success, not
+/// before: checked with `promtool test rules` on a series stuck at "never".
+#[test]
+fn the_documented_alert_fires_after_36_hours_where_promtool_is_installed() {
+    let Some(promtool) = promtool() else { return };
+    let docs = include_str!("../docs/operations.md");
+    let rules: String = docs
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a yaml block in docs/operations.md")
+        .to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rules.yml"), rules).unwrap();
+    let unit_test = format!(
+        "rule_files: [rules.yml]\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    \
+         input_series:\n      - series: {LAST_SUCCESS}\n        values: '0+0x3000'\n    \
+         alert_rule_test:\n      - eval_time: 30h\n        alertname: PoderoOnboardSyncNotSuccessful\n        \
+         exp_alerts: []\n      - eval_time: 40h\n        alertname: PoderoOnboardSyncNotSuccessful\n        \
+         exp_alerts:\n          - exp_labels: {{severity: warning}}\n            exp_annotations:\n              \
+         summary: \"Podero onboarding has not completed successfully for 36 h\"\n              \
+         description: \"See journalctl -u podero-onboard.service, podero_onboard_last_run_exit_code and the report in /var/lib/podero-onboard.\"\n"
+    );
+    std::fs::write(dir.path().join("test.yml"), unit_test).unwrap();
+    let out = std::process::Command::new(promtool)
+        .args(["test", "rules", "test.yml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool test rules: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
