@@ -102,8 +102,8 @@ pub struct RunArgs {
     )]
     pub base_url: String,
 
-    /// Also trust the CA certificates in this PEM file (e.g. your company's TLS-inspecting
-    /// proxy), on top of the system's certificate store. Checked at start-up.
+    /// Also trust the CAs in this PEM bundle (e.g. your company's TLS-inspecting proxy), on
+    /// top of the system's trust store. Checked at start-up; verification is always on.
     #[arg(long, env = "PODERO_CA_CERT", value_name = "PATH")]
     pub ca_cert: Option<PathBuf>,
 

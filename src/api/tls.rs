@@ -7,6 +7,10 @@
 //! also applies the OS's own policies. The crypto is `ring`, pure Rust plus assembly, so a
 //! build needs no system OpenSSL or CMake.
 //!
+//! Because no provider is compiled in as reqwest's default, every `reqwest::Client` in
+//! this crate and its tests must be built after [`install_crypto_provider`] (our
+//! [`crate::api::Client::new`] does it); otherwise reqwest panics saying so.
+//!
 //! The bundle is read and every certificate in it parsed here, at start-up, so a wrong
 //! path or a key file given by mistake stops the run before any request.
 
