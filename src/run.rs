@@ -163,12 +163,35 @@ async fn connect(config: &RunConfig) -> Result<Option<Client>, AppError> {
         .map_err(|e| AppError::Fatal(format!("cannot set up HTTPS: {e}")))?;
     client.authenticate().await.map_err(|e| {
         let message = e.to_string();
-        match crate::api::tls::untrusted_certificate_hint(&message) {
+        let hint = crate::api::tls::untrusted_certificate_hint(&message)
+            .map(str::to_owned)
+            .or_else(|| proxy_hint(&message, &config.identity.base_url));
+        match hint {
             Some(hint) => AppError::Fatal(format!("{message}\n{hint}")),
             None => AppError::Fatal(message),
         }
     })?;
     Ok(Some(client))
+}
+
+/// When a connection failed and a proxy variable applies, says which variable (never its
+/// value: it may hold the proxy's password), so the operator looks at the proxy.
+fn proxy_hint(message: &str, base_url: &str) -> Option<String> {
+    if !message.contains("could not connect") {
+        return None;
+    }
+    let names: &[&str] = if base_url.starts_with("https://") {
+        &["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
+    } else {
+        &["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
+    };
+    let name = names
+        .iter()
+        .find(|name| crate::config::process_env(name).is_some())?;
+    Some(format!(
+        "requests go through the proxy set in {name} (unless NO_PROXY matches the host): \
+         check that the proxy is reachable and accepts the credentials in its URL"
+    ))
 }
 
 /// Records a run that stopped before its pipeline (e.g. refused credentials), so the

@@ -261,6 +261,11 @@ async fn an_unreachable_proxy_stops_the_run_without_showing_its_password() {
         .await;
     h.expect_code(&out, 3);
     assert_eq!(h.state().tokens_issued, 0, "{}", h.describe_state());
+    assert!(
+        out.stderr.contains("proxy set in HTTPS_PROXY"),
+        "{}",
+        out.stderr
+    );
     assert_password_nowhere(&h, &out);
 }
 
@@ -285,5 +290,15 @@ async fn a_refusing_proxy_stops_the_run_without_showing_its_password() {
         "the proxy was not asked"
     );
     assert_eq!(h.state().tokens_issued, 0, "{}", h.describe_state());
+    assert!(
+        out.stderr.contains("proxy authorization required"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("proxy set in HTTPS_PROXY"),
+        "{}",
+        out.stderr
+    );
     assert_password_nowhere(&h, &out);
 }
