@@ -49,7 +49,7 @@ pub enum Command {
     #[command(
         after_help = "Example:\n  podero-onboard sandbox --port 8080 --users samples/users.csv --random-5xx 0.05"
     )]
-    Sandbox(crate::sandbox::SandboxArgs),
+    Sandbox(Box<crate::sandbox::SandboxArgs>),
     /// Print shell completions.
     #[command(
         after_help = "Example:\n  podero-onboard completions bash > ~/.local/share/bash-completion/completions/podero-onboard"
@@ -106,6 +106,11 @@ pub struct RunArgs {
     )]
     pub base_url: String,
 
+    /// Also trust the CAs in this PEM bundle (e.g. your company's TLS-inspecting proxy), on
+    /// top of the system's trust store. Checked at start-up; verification is always on.
+    #[arg(long, env = "PODERO_CA_CERT", value_name = "PATH")]
+    pub ca_cert: Option<PathBuf>,
+
     /// Most requests per second, all requests counted (the job slows down on 429s by itself).
     #[arg(long, default_value_t = 10.0)]
     pub rate: f64,
@@ -133,6 +138,11 @@ pub struct RunArgs {
     /// Print a machine-readable summary (JSON) on stdout.
     #[arg(long)]
     pub json: bool,
+
+    /// Write the run's figures in the Prometheus text format to this file (replaced
+    /// atomically), e.g. in node_exporter's textfile directory. Written on failure too.
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
 
     /// Read a column under another header, e.g. `--column building_name=property`. Repeatable.
     #[arg(long = "column", value_name = "COLUMN=HEADER", value_parser = input::parse_rename)]
@@ -370,6 +380,11 @@ pub struct LinksArgs {
     /// How the CSV is written (separator, encoding).
     #[command(flatten)]
     pub format: FormatArgs,
+
+    /// Also trust the CAs in this PEM bundle (e.g. your company's TLS-inspecting proxy), on
+    /// top of the system's trust store. Checked at start-up; verification is always on.
+    #[arg(long, env = "PODERO_CA_CERT", value_name = "PATH")]
+    pub ca_cert: Option<PathBuf>,
 
     /// Most requests per second, all requests counted.
     #[arg(long, default_value_t = 10.0)]

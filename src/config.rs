@@ -37,6 +37,8 @@ pub struct RunConfig {
     pub report: Option<PathBuf>,
     /// `--json`.
     pub json: bool,
+    /// `--metrics-file`.
+    pub metrics_file: Option<PathBuf>,
     /// `--dry-run`.
     pub dry_run: bool,
     /// `--strict`.
@@ -98,6 +100,7 @@ impl RunConfig {
             None if args.dry_run => None,
             None => return Err(ConfigError(MISSING_CREDENTIALS.into())),
         };
+        let ca_certs = ca_certs(args.ca_cert.as_deref())?;
         let client = credentials.map(|credentials| ClientConfig {
             base_url: base_url.clone(),
             org_id,
@@ -110,6 +113,7 @@ impl RunConfig {
                 ..RetryPolicy::default()
             },
             pool_size: args.concurrency,
+            ca_certs: ca_certs.clone(),
         });
         Ok(RunConfig {
             input: InputOptions {
@@ -135,6 +139,7 @@ impl RunConfig {
             },
             report: args.report,
             json: args.json,
+            metrics_file: args.metrics_file,
             dry_run: args.dry_run,
             strict: args.strict,
             output: Output::from(&args.output),
@@ -167,6 +172,13 @@ pub fn credentials(env: Env<'_>) -> Result<Option<Credentials>, ConfigError> {
         (_, _, Some(token)) => Ok(Some(Credentials::Token(Secret::new(token)))),
         (None, None, None) => Ok(None),
     }
+}
+
+/// The extra CAs of `--ca-cert`, read and checked now so a bad bundle stops the start.
+pub fn ca_certs(path: Option<&std::path::Path>) -> Result<Vec<reqwest::Certificate>, ConfigError> {
+    path.map_or(Ok(Vec::new()), |path| {
+        crate::api::tls::load_ca_bundle(path).map_err(ConfigError)
+    })
 }
 
 /// `--org-id` as a UUID, or the message saying what to use.

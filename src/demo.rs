@@ -127,6 +127,7 @@ fn demo_config(args: &DemoArgs, base_url: &str, checkpoint: &Path) -> RunConfig 
             connect_timeout: Duration::from_secs(2),
             retry: RetryPolicy::default(),
             pool_size: 4,
+            ca_certs: Vec::new(),
         }),
         settings: Settings {
             concurrency: 4,
@@ -139,6 +140,7 @@ fn demo_config(args: &DemoArgs, base_url: &str, checkpoint: &Path) -> RunConfig 
         },
         report: Some(args.dir.join("report.csv")),
         json: false,
+        metrics_file: None,
         dry_run: false,
         strict: false,
         output: Output {

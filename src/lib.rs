@@ -16,6 +16,7 @@ pub mod exit_code;
 pub mod input;
 pub mod links;
 pub mod logging;
+pub mod metrics;
 pub mod outcome;
 pub mod pipeline;
 pub mod plan;
@@ -69,7 +70,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode, AppError> {
         Command::Sandbox(args) => {
             logging::init(1, false, cli::LogFormat::Text);
             runtime()?
-                .block_on(sandbox::run_standalone(args))
+                .block_on(sandbox::run_standalone(*args))
                 .map(|()| ExitCode::Success)
                 .map_err(|e| AppError::Fatal(format!("{e:#}")))
         }

@@ -1,6 +1,7 @@
 //! The `run` command as a short recipe: fail early (lock, checkpoint, report path, input
-//! header, credentials), stage the input, run the pipeline (or the dry-run plan), then
-//! summarize and report. Every phase is a function below, in the order it runs.
+//! header), stage the input (so every file problem is found before any request), check
+//! the credentials, run the pipeline (or the dry-run plan), then summarize and report.
+//! Every phase is a function below, in the order it runs.
 
 use std::path::Path;
 use std::time::Instant;
@@ -15,6 +16,7 @@ use crate::config::RunConfig;
 use crate::error::AppError;
 use crate::exit_code::ExitCode;
 use crate::input;
+use crate::metrics;
 use crate::pipeline::{self, Ending};
 use crate::plan::BuildingStep;
 use crate::progress::{self, Progress};
@@ -22,21 +24,47 @@ use crate::report::{self, Plan, Rates, Requests, RowCounts, Summary};
 use crate::shutdown::Shutdown;
 
 /// Runs `run` to the end and returns the exit code (errors before any call are `Err`).
+/// With `--metrics-file`, its directory is checked first and the file is written at the
+/// end, whatever the outcome.
 pub async fn run(config: RunConfig, shutdown: Shutdown) -> Result<ExitCode, AppError> {
     let started = Instant::now();
+    if let Some(path) = &config.metrics_file {
+        metrics::check_writable(path)?;
+    }
+    let result = run_job(&config, shutdown, started).await;
+    if let (Some(path), Err(error)) = (&config.metrics_file, &result) {
+        let duration = started.elapsed().as_secs_f64();
+        write_metrics(
+            path,
+            &metrics::from_error(error, duration, &config.checkpoint, path),
+        );
+    }
+    result
+}
+
+/// The run itself; see [`run`].
+async fn run_job(
+    config: &RunConfig,
+    shutdown: Shutdown,
+    started: Instant,
+) -> Result<ExitCode, AppError> {
     let _lock = Lock::acquire(&config.checkpoint)?;
     let checkpoint = Checkpoint::open_for_run(&config.checkpoint, &config.identity)?;
     warn_if_unfinished(&checkpoint)?;
     let report_file = config.report.as_deref().map(create_report).transpose()?;
     let reader = input::open(&config.input).map_err(|e| AppError::Usage(e.to_string()))?;
     warn_ignored_columns(&reader);
-    let client = connect(&config).await?;
     let command = if config.dry_run { "dry-run" } else { "run" };
     let run_id = checkpoint.begin_run(command, reader.source_name())?;
-    let (checkpoint, staged) = stage(checkpoint, reader, run_id, &config).await?;
+    // The whole input is read before the first request (the token's included), so a
+    // file problem that needs no server (no data rows, an oversized record) sends nothing.
+    let (checkpoint, staged) = stage(checkpoint, reader, run_id, config).await?;
+    let client = connect(config)
+        .await
+        .inspect_err(|error| end_aborted_run(&checkpoint, run_id, error))?;
     let blocked = config.strict && staged.invalid > 0;
     let writer = WriterHandle::spawn(checkpoint);
-    let progress = start_progress(&config, &staged, &writer, client.as_ref());
+    let progress = start_progress(config, &staged, &writer, client.as_ref());
     let (ending, plan) = match &client {
         Some(client) if !config.dry_run && !blocked => {
             let ending = pipeline::execute(client, &writer.tx, &config.settings, &shutdown).await;
@@ -56,7 +84,7 @@ pub async fn run(config: RunConfig, shutdown: Shutdown) -> Result<ExitCode, AppE
         Ok(()) => ending,
     };
     let summary = Summarized {
-        config: &config,
+        config,
         checkpoint: &checkpoint,
         run_id,
         staged: &staged,
@@ -67,8 +95,19 @@ pub async fn run(config: RunConfig, shutdown: Shutdown) -> Result<ExitCode, AppE
         blocked,
     }
     .summary(&ending)?;
-    finish(&config, &checkpoint, report_file, &summary)?;
+    finish(config, &checkpoint, report_file, &summary)?;
+    if let Some(path) = &config.metrics_file {
+        write_metrics(path, &metrics::from_summary(&summary, &checkpoint, path));
+    }
     Ok(exit_code_of(summary.exit_code))
+}
+
+/// Writes the metrics file; a failure is reported but does not change the run's outcome
+/// (the stale last-success time is what the alert watches).
+fn write_metrics(path: &Path, figures: &metrics::RunFigures) {
+    if let Err(e) = metrics::write(path, &metrics::render(figures)) {
+        tracing::error!("cannot write --metrics-file {}: {e}", path.display());
+    }
 }
 
 fn warn_if_unfinished(checkpoint: &Checkpoint) -> Result<(), AppError> {
@@ -132,11 +171,51 @@ async fn connect(config: &RunConfig) -> Result<Option<Client>, AppError> {
     };
     let client = Client::new(client_config)
         .map_err(|e| AppError::Fatal(format!("cannot set up HTTPS: {e}")))?;
-    client
-        .authenticate()
-        .await
-        .map_err(|e| AppError::Fatal(e.to_string()))?;
+    client.authenticate().await.map_err(|e| {
+        let message = e.to_string();
+        let hint = crate::api::tls::untrusted_certificate_hint(&message)
+            .map(str::to_owned)
+            .or_else(|| proxy_hint(&message, &config.identity.base_url));
+        match hint {
+            Some(hint) => AppError::Fatal(format!("{message}\n{hint}")),
+            None => AppError::Fatal(message),
+        }
+    })?;
     Ok(Some(client))
+}
+
+/// When a connection failed and a proxy variable applies, says which variable (never its
+/// value: it may hold the proxy's password), so the operator looks at the proxy.
+fn proxy_hint(message: &str, base_url: &str) -> Option<String> {
+    if !message.contains("could not connect") {
+        return None;
+    }
+    let names: &[&str] = if base_url.starts_with("https://") {
+        &["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
+    } else {
+        &["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
+    };
+    let name = names
+        .iter()
+        .find(|name| crate::config::process_env(name).is_some())?;
+    Some(format!(
+        "requests go through the proxy set in {name} (unless NO_PROXY matches the host): \
+         check that the proxy is reachable and accepts the credentials in its URL"
+    ))
+}
+
+/// Records a run that stopped before its pipeline (e.g. refused credentials), so the
+/// next run does not report it as interrupted and its exit code is on record.
+fn end_aborted_run(checkpoint: &Checkpoint, run_id: i64, error: &AppError) {
+    let code = error.exit_code() as i32;
+    let summary = serde_json::json!({
+        "outcome": "aborted",
+        "exit_code": code,
+        "abort_reason": error.to_string(),
+    });
+    if let Err(e) = checkpoint.end_run(run_id, code, &summary.to_string()) {
+        tracing::warn!("could not record the end of run #{run_id}: {e}");
+    }
 }
 
 /// Reads the whole input into the checkpoint's staging table (on a blocking thread).

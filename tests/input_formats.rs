@@ -224,7 +224,7 @@ async fn sep_line_is_honoured_and_the_report_keeps_the_files_line_numbers() {
         "sep.csv",
         format!(
             "sep=;\r\nuser_id;external_user_id;building_name;longitude\r\n\
-             {};CRM-0;Home;16,37\r\n\r\n{};CRM-1;;16,37\r\n",
+             {};CRM-0;Home;16,37\r\n\r\n{};;Flat;16,37\r\n",
             user(0),
             user(1)
         ),

@@ -471,6 +471,7 @@ async fn simulator_sessions_validate_enums_ownership_and_expire_the_next_day() {
     let (alice, bob) = (sandbox::generated_user_id(0), sandbox::generated_user_id(1));
     let bobs = h.sandbox.add_building(bob, "Bob's");
     let alices = h.sandbox.add_building(alice, "Alice's");
+    podero_onboard::api::tls::install_crypto_provider();
     let http = reqwest::Client::new();
     let base = h.sandbox.base_url();
     let token: serde_json::Value = http

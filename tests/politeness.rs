@@ -521,6 +521,8 @@ async fn a_request_slower_than_timeout_is_retried_then_the_row_fails_transiently
 
 /// A bearer token from the simulator's token endpoint, as an operator would paste it.
 async fn obtain_token(h: &Harness) -> String {
+    // reqwest is built without a default TLS crypto provider (see `api::tls`).
+    podero_onboard::api::tls::install_crypto_provider();
     let response = reqwest::Client::new()
         .post(format!("{}/oauth2/token/", h.sandbox.base_url()))
         .basic_auth(sandbox::DEMO_CLIENT_ID, Some(sandbox::DEMO_CLIENT_SECRET))

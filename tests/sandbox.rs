@@ -29,6 +29,8 @@ impl Harness {
             .start()
             .await
             .expect("sandbox starts");
+        // reqwest is built without a default TLS crypto provider (see `api::tls`).
+        podero_onboard::api::tls::install_crypto_provider();
         let http = reqwest::Client::builder()
             .no_proxy()
             .build()

@@ -22,6 +22,7 @@ pub mod connect;
 pub mod error;
 pub mod gate;
 pub mod stats;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -164,6 +165,8 @@ pub struct ClientConfig {
     pub retry: RetryPolicy,
     /// Idle connections kept per host (the row concurrency is a good value).
     pub pool_size: usize,
+    /// CA certificates trusted on top of the system store (`--ca-cert`).
+    pub ca_certs: Vec<reqwest::Certificate>,
 }
 
 /// What a building POST led to.
@@ -220,7 +223,10 @@ struct Request<'a> {
 impl Client {
     /// Builds the client; sends nothing.
     pub fn new(config: ClientConfig) -> Result<Self, reqwest::Error> {
+        tls::install_crypto_provider();
         let http = reqwest::Client::builder()
+            // The system store plus `--ca-cert`, never without verification (see `tls`).
+            .tls_certs_merge(config.ca_certs)
             .user_agent(concat!("podero-onboard/", env!("CARGO_PKG_VERSION")))
             .timeout(config.timeout)
             .connect_timeout(config.connect_timeout)

@@ -103,7 +103,18 @@ pub enum CheckpointError {
         /// The file.
         path: PathBuf,
     },
-    /// SQLite failed: unreadable, corrupt, disk full...
+    /// The disk holding the checkpoint is full (SQLITE_FULL). Every write is a transaction,
+    /// so what was committed stays and the failed one left no trace: the run can simply
+    /// be repeated once there is space (an operator must not restore a backup for this).
+    #[error(
+        "checkpoint {path}: the disk holding the checkpoint is full: free space and run the \
+         same command again; nothing was lost"
+    )]
+    DiskFull {
+        /// The file.
+        path: PathBuf,
+    },
+    /// SQLite failed: unreadable, corrupt...
     #[error(
         "checkpoint {path}: {source}; if the file is damaged, move it aside and restore a backup"
     )]
@@ -422,6 +433,11 @@ fn create_private(path: &Path) -> Result<(), CheckpointError> {
 
 /// Wraps an SQLite error with the file name.
 pub fn sqlite(path: &Path, source: rusqlite::Error) -> CheckpointError {
+    if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+        return CheckpointError::DiskFull {
+            path: path.to_owned(),
+        };
+    }
     CheckpointError::Sqlite {
         path: path.to_owned(),
         source,

@@ -167,6 +167,17 @@ impl Checkpoint {
         Ok(counts)
     }
 
+    /// When the last `run` (not a dry run) that exited 0 ended, in unix seconds.
+    pub fn last_success(&self) -> Result<Option<i64>, CheckpointError> {
+        self.conn
+            .query_row(
+                "SELECT max(ended_at) FROM runs WHERE command = 'run' AND exit_code = 0",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| sqlite(&self.path, e))
+    }
+
     /// The most recent runs, newest first.
     pub fn recent_runs(&self, limit: usize) -> Result<Vec<RunInfo>, CheckpointError> {
         let wrap = |e| sqlite(&self.path, e);

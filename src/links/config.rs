@@ -116,6 +116,7 @@ impl LinksConfig {
             })?,
             None => super::date::today(),
         };
+        let ca_certs = config::ca_certs(args.ca_cert.as_deref())?;
         let client = match config::credentials(env)? {
             Some(credentials) => Some(ClientConfig {
                 base_url: base_url.clone(),
@@ -129,6 +130,7 @@ impl LinksConfig {
                     ..RetryPolicy::default()
                 },
                 pool_size: args.concurrency,
+                ca_certs,
             }),
             None if args.dry_run => None,
             None => return Err(ConfigError(config::MISSING_CREDENTIALS.into())),

@@ -21,6 +21,7 @@ use uuid::Uuid;
 use super::faults::{FaultState, Faults};
 use super::service::{self, Config, Shared};
 use super::state::{Snapshot, State};
+use super::tls::ServerTls;
 use super::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_ORG_ID, generated_user_id};
 
 /// How the undocumented `GET .../users/{user_id}/buildings` behaves.
@@ -46,6 +47,7 @@ pub struct Builder {
     request_log: bool,
     /// Buildings the users have before any client call (created in the app, say).
     existing: Vec<(Uuid, serde_json::Map<String, serde_json::Value>)>,
+    tls: Option<ServerTls>,
 }
 
 impl Default for Builder {
@@ -73,6 +75,7 @@ impl Builder {
             seed: 0,
             request_log: true,
             existing: Vec::new(),
+            tls: None,
         }
     }
 
@@ -158,6 +161,12 @@ impl Builder {
         self
     }
 
+    /// Serves HTTPS with this certificate instead of plain HTTP.
+    pub fn tls(mut self, tls: ServerTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// Starts on `127.0.0.1` with an ephemeral port.
     pub async fn start(self) -> std::io::Result<Sandbox> {
         self.start_on(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
@@ -185,8 +194,14 @@ impl Builder {
             faults: Mutex::new(FaultState::new(self.faults, self.seed)),
             started: Instant::now(),
         });
-        let task = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
-        Ok(Sandbox { addr, shared, task })
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let task = tokio::spawn(accept_loop(listener, Arc::clone(&shared), self.tls));
+        Ok(Sandbox {
+            addr,
+            shared,
+            task,
+            scheme,
+        })
     }
 }
 
@@ -221,13 +236,17 @@ fn read_csv_users(path: &Path) -> std::io::Result<Vec<Uuid>> {
     Ok(ids)
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tls: Option<ServerTls>) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    connections.spawn(serve_connection(stream, Arc::clone(&shared)));
+                    let shared = Arc::clone(&shared);
+                    match &tls {
+                        Some(tls) => connections.spawn(serve_tls(stream, shared, tls.clone())),
+                        None => connections.spawn(serve_connection(stream, shared)),
+                    };
                 }
                 // Out of file descriptors and the like: back off, keep serving.
                 Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
@@ -237,9 +256,25 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
+/// Completes the TLS handshake, then serves HTTP over it. A client that refuses the
+/// certificate never gets as far as a request.
+async fn serve_tls(stream: TcpStream, shared: Arc<Shared>, tls: ServerTls) {
+    let _ = stream.set_nodelay(true);
+    if let Ok(stream) = tls.acceptor.accept(stream).await {
+        serve_http(stream, shared).await;
+    }
+}
+
 async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
     // Small responses on keep-alive connections: Nagle would add ~40 ms each.
     let _ = stream.set_nodelay(true);
+    serve_http(stream, shared).await;
+}
+
+async fn serve_http<S>(stream: S, shared: Arc<Shared>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = service_fn(move |req| service::serve(Arc::clone(&shared), req));
     // An error here is a client hanging up or a dropped-on-purpose response.
     // No header-read timeout: hyper would also apply it to idle keep-alive
@@ -257,6 +292,7 @@ pub struct Sandbox {
     addr: SocketAddr,
     shared: Arc<Shared>,
     task: JoinHandle<()>,
+    scheme: &'static str,
 }
 
 impl Drop for Sandbox {
@@ -266,9 +302,9 @@ impl Drop for Sandbox {
 }
 
 impl Sandbox {
-    /// `http://127.0.0.1:PORT` (no trailing slash).
+    /// `http://127.0.0.1:PORT`, or `https://...` when serving TLS (no trailing slash).
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// The address the server listens on.

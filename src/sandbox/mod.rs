@@ -26,6 +26,7 @@
 //!   and the ambiguous POST outcomes (commit then drop / stall / 500).
 //! * `state` — the data behind one `std::sync::Mutex` and its [`Snapshot`].
 //! * `standalone` — [`SandboxArgs`] and [`run_standalone`] for a separate process.
+//! * `tls` — [`ServerTls`]: HTTPS with a caller-supplied certificate.
 //!
 //! # Where the docs are silent
 //! The real API's behaviour is only partly documented (see
@@ -41,6 +42,7 @@ mod route;
 mod service;
 mod standalone;
 mod state;
+mod tls;
 mod validate;
 
 use uuid::Uuid;
@@ -51,6 +53,7 @@ pub use faults::{Faults, RateLimit};
 pub use route::Endpoint;
 pub use standalone::{SandboxArgs, run_standalone};
 pub use state::{Building, LogEntry, Snapshot, User};
+pub use tls::ServerTls;
 
 /// The organization id a default [`Builder`] serves.
 pub const DEMO_ORG_ID: Uuid = Uuid::from_u128(0x6f72_6700_0000_4000_8000_0000_0000_0001);

@@ -88,6 +88,12 @@ pub struct SandboxArgs {
     /// `run --adopt-existing`.
     #[arg(long, value_name = "USER_ID=NAME", value_parser = parse_existing_building)]
     pub existing_building: Vec<(Uuid, String)>,
+    /// Serve HTTPS with this PEM certificate chain (leaf first; needs --tls-key).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Parses `USER_ID=NAME` for `--existing-building`.
@@ -138,6 +144,9 @@ impl SandboxArgs {
             fields.insert("name".into(), name.clone().into());
             builder = builder.existing_building(*user, fields);
         }
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            builder = builder.tls(read_tls(cert, key)?);
+        }
         if let Some(path) = &self.users {
             builder = builder
                 .users_from_csv(path)
@@ -145,6 +154,19 @@ impl SandboxArgs {
         }
         Ok(builder)
     }
+}
+
+fn read_tls(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<super::ServerTls> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+    };
+    super::ServerTls::from_pem(&read(cert)?, &read(key)?).with_context(|| {
+        format!(
+            "--tls-cert {} / --tls-key {}",
+            cert.display(),
+            key.display()
+        )
+    })
 }
 
 /// Runs the simulator until Ctrl-C, printing connection details to stderr.

@@ -3,6 +3,8 @@
 //! command, stdout, stderr and the simulator's state.
 #![allow(dead_code)]
 
+pub mod pki;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
