@@ -87,7 +87,7 @@ Examples:
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The CSV of users to onboard, or `-` for standard input. Columns: user_id,
-    /// external_user_id, building_name (+ optional user and building fields; see README).
+    /// external_user_id, building_name (+ optional property_id, user and building fields; see docs/user-guide.md).
     pub input: String,
 
     /// The Podero organization (UUID).

@@ -134,7 +134,7 @@ fn warn_ignored_columns(reader: &input::Reader) {
     let ignored = reader.ignored_columns();
     if !ignored.is_empty() {
         tracing::warn!(
-            "{}: ignoring unknown columns {} (see README for the known columns, or --column to map one)",
+            "{}: ignoring unknown columns {} (docs/user-guide.md#the-csv lists the known columns; --column maps one)",
             reader.source_name(),
             ignored.join(", ")
         );
