@@ -1,5 +1,6 @@
 //! The links' side of the checkpoint: the join with `rows`, each building's link history
-//! (`links`, `connections`, see `migrations/003_links.sql`), and the single writer thread.
+//! (`links`, `connections`, see `migrations/003_links.sql`), and the single writer thread
+//! (which also serves the pages of staged buildings: it owns the connection).
 //!
 //! Intent before effect: [`Msg::Intent`] commits a `creating` row and only then answers
 //! the worker, which only then POSTs. A run killed before the outcome is recorded leaves
@@ -125,6 +126,16 @@ pub enum Msg {
         /// Why.
         error: String,
     },
+    /// Read the next page of staged buildings (the writer owns the connection, so the
+    /// pager reads through it).
+    Page {
+        /// The last (user_id, line) of the previous page.
+        after: Option<(String, u64)>,
+        /// Most buildings.
+        limit: usize,
+        /// Answered with the page.
+        reply: oneshot::Sender<Result<Vec<super::rows::Target>, String>>,
+    },
     /// An authenticated heat pump belongs to the building.
     Connected {
         /// The user.
@@ -192,6 +203,20 @@ fn apply(conn: &Connection, run_id: i64, msg: Msg) -> rusqlite::Result<()> {
             building,
             session,
         } => created(conn, id, building, &session),
+        Msg::Page {
+            after,
+            limit,
+            reply,
+        } => match super::rows::page(conn, after.as_ref(), limit) {
+            Ok(page) => {
+                let _ = reply.send(Ok(page));
+                Ok(())
+            }
+            Err(e) => {
+                let _ = reply.send(Err(format!("checkpoint: {e}")));
+                Err(e)
+            }
+        },
         Msg::NotCreated {
             id,
             state,
