@@ -591,6 +591,15 @@ async fn property_keyed_buildings_get_links_and_user_only_rows_are_counted() {
     let per_building = sessions_per_building(&h);
     assert_eq!(per_building.len(), 3, "one session per building");
     assert!(per_building.values().all(|&n| n == 1));
+    // export --links: one line per live link, even where two properties share a name.
+    let export = h.export(&["--links"]).await;
+    assert_eq!(export.stdout.lines().count(), 4, "{}", export.stdout);
+    assert_eq!(
+        export.stdout.matches(",CRM-A,Home,").count(),
+        2,
+        "{}",
+        export.stdout
+    );
     // The same export without property_id still finds the unambiguous building by name;
     // the user with two "Home"s gets none rather than a guess.
     let by_name = h.write(

@@ -326,10 +326,15 @@ pub fn for_each_live_link(
     mut f: impl FnMut(LiveLink),
 ) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare(
-        "SELECT l.user_id, coalesce(r.external_user_id, ''), l.building_name, l.building_id,
+        // The row is found by its building, not its name: two properties of one user may
+        // share a name (a join on the name printed each of their links twice).
+        "SELECT l.user_id,
+                coalesce((SELECT r.external_user_id FROM rows r
+                          WHERE r.user_id = l.user_id AND r.building_id = l.building_id
+                          LIMIT 1), ''),
+                l.building_name, l.building_id,
                 l.session_id, l.link, l.expiration_date, l.created_at
          FROM links l
-         LEFT JOIN rows r ON r.user_id = l.user_id AND r.building_name = l.building_name
          WHERE l.state = 'live' AND substr(l.expiration_date, 1, 10) >= ?1
            AND l.building_id NOT IN (SELECT building_id FROM connections)
          ORDER BY l.id",
