@@ -725,3 +725,51 @@ async fn the_today_test_hook_says_so_on_stderr() {
     let normal = links(&h, &csv, &["--dry-run"]).await;
     assert!(!normal.stderr.contains("test hook"), "{}", normal.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_links_with_130_recording_every_link_in_flight() {
+    let users = 60;
+    let h = Harness::with_users(users).await;
+    let csv = h.write("users.csv", generated_csv(users, 1));
+    onboard(&h, &csv).await;
+    h.sandbox.set_faults(Faults {
+        latency: Duration::from_millis(40),
+        ..Faults::default()
+    });
+    let mut args = links_args(&h, &csv, &["--json"]);
+    set_flag(&mut args, "--concurrency", "4");
+    let strs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let child = h.command(&strs).spawn().expect("spawn links");
+    let pid = child.id().expect("pid");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while h.state().sessions.len() < 5 {
+        assert!(tokio::time::Instant::now() < deadline, "no progress");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let output = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+        .await
+        .expect("stops within 20 s")
+        .expect("wait");
+    assert_eq!(output.status.code(), Some(130), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let s: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON summary");
+    assert_eq!(s["outcome"], "interrupted", "{s}");
+    // In-flight POSTs finished and were recorded: no intent is left open, and every
+    // session the server made is the building's live link.
+    let states = link_states(&h);
+    assert_eq!(states.get("creating"), None, "{states:?}");
+    let server = h.state().sessions.len();
+    assert!(server < users, "stopped too late to test anything");
+    assert_eq!(live_links(&h).len(), server, "{states:?}");
+    h.sandbox.set_faults(Faults::default());
+    let again = links(&h, &csv, &["--json"]).await;
+    h.expect_code(&again, 0);
+    assert_eq!(count(&summary(&again), "still_valid") as usize, server);
+    assert_eq!(live_links(&h).len(), users);
+    assert_eq!(h.state().sessions.len(), users, "nothing doubled");
+}
