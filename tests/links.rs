@@ -600,6 +600,19 @@ async fn property_keyed_buildings_get_links_and_user_only_rows_are_counted() {
         "{}",
         export.stdout
     );
+    // The funnel starts at rows with a building: the user-only row can never get a link.
+    let status = h
+        .exec(&[
+            "status".into(),
+            "--checkpoint".into(),
+            h.checkpoint().display().to_string(),
+            "--json".into(),
+        ])
+        .await;
+    h.expect_code(&status, 0);
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(status["links_funnel"]["rows_done"], 3, "{status}");
+    assert_eq!(status["links_funnel"]["links_sent"], 3, "{status}");
     // The same export without property_id still finds the unambiguous building by name;
     // the user with two "Home"s gets none rather than a guess.
     let by_name = h.write(

@@ -386,8 +386,11 @@ pub fn funnel(conn: &Connection, today: &str) -> rusqlite::Result<Option<Funnel>
     }
     let count = |sql: &str| conn.query_row(sql, [today], |r| r.get::<_, i64>(0));
     Ok(Some(Funnel {
-        rows_done: count("SELECT count(*) FROM rows WHERE state = 'done' AND ?1 IS NOT NULL")?
-            as u64,
+        // User-only rows are done too, but have no building: they never enter the funnel.
+        rows_done: count(
+            "SELECT count(*) FROM rows WHERE state = 'done' AND building_id IS NOT NULL
+             AND ?1 IS NOT NULL",
+        )? as u64,
         links_sent: count(
             "SELECT count(DISTINCT building_id) FROM links
              WHERE state IN ('live', 'replaced') AND ?1 IS NOT NULL",
