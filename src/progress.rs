@@ -231,4 +231,17 @@ mod tests {
         assert_eq!(human_duration(Duration::from_millis(420)), "0.4s");
         assert_eq!(human_duration(Duration::from_secs(42)), "42s");
     }
+
+    #[test]
+    fn a_reading_without_an_unresolved_state_leaves_it_out() {
+        let reading = Reading {
+            processed: 99,
+            failed: 1,
+            unresolved: None,
+        };
+        assert_eq!(
+            reading_line(reading, 300, Duration::from_secs(2), 100.0),
+            "progress: 99/300 rows (33%) · 49.5 rows/s · ETA 4.1s · 100.0 req/s · 1 failed"
+        );
+    }
 }
