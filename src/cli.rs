@@ -406,8 +406,9 @@ pub struct LinksArgs {
     #[arg(long, default_value_t = 5)]
     pub max_attempts: u32,
 
-    /// The date links are checked against (YYYY-MM-DD, UTC); default: today. For tests
-    /// and for rehearsing expiry against the simulator.
+    /// The date links are checked against (YYYY-MM-DD, UTC); default: today. TEST HOOK
+    /// ONLY (hidden from `--help`): for tests and for rehearsing expiry against the
+    /// simulator; a run that uses it warns on stderr.
     #[arg(long, env = "PODERO_ONBOARD_TODAY", hide = true)]
     pub today: Option<String>,
 

@@ -1,7 +1,8 @@
 //! Progress on stderr: an indicatif bar on a terminal, a plain line every
 //! `--progress-interval` otherwise (cron, pipes), nothing with `-q`.
 //!
-//! The display only reads the writer's counters; it never counts anything itself.
+//! The display only reads the command's counters (`run`: the writer's [`Tally`]; `links`: its
+//! summary counts, as a [`Reading`]); it never counts anything itself.
 
 use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
@@ -42,6 +43,48 @@ pub struct Progress {
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// One reading of a command's counters: all the display needs, whatever the command.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reading {
+    /// Rows accounted for (skipped or finished).
+    pub processed: u64,
+    /// Rows that failed in this run.
+    pub failed: u64,
+    /// Rows whose outcome is unknown; `None` for a command that has no such state.
+    pub unresolved: Option<u64>,
+}
+
+impl From<&Tally> for Reading {
+    fn from(tally: &Tally) -> Self {
+        Reading {
+            processed: tally.processed(),
+            failed: tally.failed(),
+            unresolved: Some(tally.unresolved),
+        }
+    }
+}
+
+/// What the display reads, for any command (`run` builds it from a [`Source`]).
+pub struct Readings {
+    /// Rows to account for.
+    pub total: u64,
+    /// The command's counters, read at each tick.
+    pub read: Box<dyn Fn() -> Reading + Send + Sync>,
+    /// The effective request rate now.
+    pub rate: Box<dyn Fn() -> f64 + Send + Sync>,
+}
+
+impl From<Source> for Readings {
+    fn from(source: Source) -> Self {
+        let tally = source.tally;
+        Readings {
+            total: source.total,
+            read: Box::new(move || Reading::from(&*tally.lock().expect("tally lock"))),
+            rate: source.rate,
+        }
+    }
+}
+
 /// What the display reads.
 pub struct Source {
     /// Rows to account for.
@@ -55,6 +98,11 @@ pub struct Source {
 impl Progress {
     /// Starts the display.
     pub fn start(mode: Mode, source: Source) -> Progress {
+        Progress::start_readings(mode, source.into())
+    }
+
+    /// Starts the display over any command's counters (`links` uses it).
+    pub fn start_readings(mode: Mode, source: Readings) -> Progress {
         let (stop, stopped) = oneshot::channel();
         let task = match mode {
             Mode::Quiet => None,
@@ -78,7 +126,7 @@ impl Progress {
     }
 }
 
-async fn bar(source: Source, mut stopped: oneshot::Receiver<()>) {
+async fn bar(source: Readings, mut stopped: oneshot::Receiver<()>) {
     let bar = ProgressBar::with_draw_target(Some(source.total), ProgressDrawTarget::stderr());
     bar.set_style(
         ProgressStyle::with_template(
@@ -96,14 +144,14 @@ async fn bar(source: Source, mut stopped: oneshot::Receiver<()>) {
             _ = tick.tick() => {}
             _ = &mut stopped => break,
         }
-        let tally = source.tally.lock().expect("tally lock").clone();
-        bar.set_position(tally.processed());
-        bar.set_message(status(&tally, (source.rate)()));
+        let reading = (source.read)();
+        bar.set_position(reading.processed);
+        bar.set_message(status(reading, (source.rate)()));
     }
     bar.finish_and_clear();
 }
 
-async fn lines(source: Source, period: Duration, mut stopped: oneshot::Receiver<()>) {
+async fn lines(source: Readings, period: Duration, mut stopped: oneshot::Receiver<()>) {
     let start = Instant::now();
     let mut tick = tokio::time::interval_at((start + period).into(), period);
     loop {
@@ -111,26 +159,31 @@ async fn lines(source: Source, period: Duration, mut stopped: oneshot::Receiver<
             _ = tick.tick() => {}
             _ = &mut stopped => return,
         }
-        let tally = source.tally.lock().expect("tally lock").clone();
+        let reading = (source.read)();
         eprintln!(
             "{}",
-            line(&tally, source.total, start.elapsed(), (source.rate)())
+            reading_line(reading, source.total, start.elapsed(), (source.rate)())
         );
     }
 }
 
-fn status(tally: &Tally, rate: f64) -> String {
-    format!(
-        "{rate:.1} req/s · {} failed · {} unresolved",
-        tally.failed(),
-        tally.unresolved
-    )
+fn status(reading: Reading, rate: f64) -> String {
+    let mut text = format!("{rate:.1} req/s · {} failed", reading.failed);
+    if let Some(unresolved) = reading.unresolved {
+        text.push_str(&format!(" · {unresolved} unresolved"));
+    }
+    text
 }
 
 /// One plain progress line, e.g.
 /// `progress: 1200/5000 rows (24%) · 20.0 rows/s · ETA 3m 10s · 9.8 req/s · 2 failed · 0 unresolved`.
 pub fn line(tally: &Tally, total: u64, elapsed: Duration, rate: f64) -> String {
-    let done = tally.processed();
+    reading_line(Reading::from(tally), total, elapsed, rate)
+}
+
+/// One plain progress line from any command's [`Reading`].
+pub fn reading_line(reading: Reading, total: u64, elapsed: Duration, rate: f64) -> String {
+    let done = reading.processed;
     let per_sec = done as f64 / elapsed.as_secs_f64().max(0.001);
     let percent = (done * 100).checked_div(total).unwrap_or(100);
     let eta = if per_sec > 0.0 {
@@ -142,7 +195,7 @@ pub fn line(tally: &Tally, total: u64, elapsed: Duration, rate: f64) -> String {
     };
     format!(
         "progress: {done}/{total} rows ({percent}%) · {per_sec:.1} rows/s · ETA {eta} · {}",
-        status(tally, rate)
+        status(reading, rate)
     )
 }
 
@@ -177,5 +230,18 @@ mod tests {
         assert_eq!(human_duration(Duration::from_secs(3725)), "1h 2m 5s");
         assert_eq!(human_duration(Duration::from_millis(420)), "0.4s");
         assert_eq!(human_duration(Duration::from_secs(42)), "42s");
+    }
+
+    #[test]
+    fn a_reading_without_an_unresolved_state_leaves_it_out() {
+        let reading = Reading {
+            processed: 99,
+            failed: 1,
+            unresolved: None,
+        };
+        assert_eq!(
+            reading_line(reading, 300, Duration::from_secs(2), 100.0),
+            "progress: 99/300 rows (33%) · 49.5 rows/s · ETA 4.1s · 100.0 req/s · 1 failed"
+        );
     }
 }

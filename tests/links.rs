@@ -592,6 +592,28 @@ async fn property_keyed_buildings_get_links_and_user_only_rows_are_counted() {
     let per_building = sessions_per_building(&h);
     assert_eq!(per_building.len(), 3, "one session per building");
     assert!(per_building.values().all(|&n| n == 1));
+    // export --links: one line per live link, even where two properties share a name.
+    let export = h.export(&["--links"]).await;
+    assert_eq!(export.stdout.lines().count(), 4, "{}", export.stdout);
+    assert_eq!(
+        export.stdout.matches(",CRM-A,Home,").count(),
+        2,
+        "{}",
+        export.stdout
+    );
+    // The funnel starts at rows with a building: the user-only row can never get a link.
+    let status = h
+        .exec(&[
+            "status".into(),
+            "--checkpoint".into(),
+            h.checkpoint().display().to_string(),
+            "--json".into(),
+        ])
+        .await;
+    h.expect_code(&status, 0);
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(status["links_funnel"]["rows_done"], 3, "{status}");
+    assert_eq!(status["links_funnel"]["links_sent"], 3, "{status}");
     // The same export without property_id still finds the unambiguous building by name;
     // the user with two "Home"s gets none rather than a guess.
     let by_name = h.write(
@@ -603,4 +625,165 @@ async fn property_keyed_buildings_get_links_and_user_only_rows_are_counted() {
     assert_eq!(count(&second, "still_valid"), 1, "{second}");
     assert_eq!(count(&second, "not_onboarded"), 1, "{second}");
     assert_eq!(h.state().sessions.len(), 3, "nothing new was created");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_spanning_two_pages_is_one_job_and_dry_run_pages_too() {
+    // User 0 sorts first and has one building more than a page (512): if the pager split
+    // the user across pages, the last building would be a one-building job, its heat pumps
+    // listed twice and the unassigned heat pump wrongly assigned to it.
+    let h = Harness::with_users(3).await;
+    let [big, b, c] = [0, 1, 2].map(sandbox::generated_user_id);
+    let mut text = String::from("user_id,external_user_id,building_name,first_name\n");
+    for i in 0..513 {
+        text.push_str(&format!("{big},CRM-0,Home {i},Big\n"));
+    }
+    text.push_str(&format!("{b},CRM-1,Home,=1+2\n{c},CRM-2,Home,Cee\n"));
+    let csv = h.write("users.csv", text);
+    onboard(&h, &csv).await;
+    h.sandbox.connect_heat_pump(big, None);
+    let dry = links(&h, &csv, &["--dry-run", "--json"]).await;
+    h.expect_code(&dry, 0);
+    assert_eq!(count(&summary(&dry), "created"), 515, "{}", dry.stdout);
+    assert_eq!(
+        h.state().count("create_session"),
+        0,
+        "a dry run sends nothing"
+    );
+    let out_path = h.path("out.csv");
+    let out = links(&h, &csv, &["--json", "--out", out_path.to_str().unwrap()]).await;
+    h.expect_code(&out, 0);
+    let s = summary(&out);
+    assert_eq!(count(&s, "created"), 515, "{s}");
+    assert_eq!(count(&s, "assigned"), 0, "{s}");
+    assert_eq!(h.state().count("list_heat_pumps"), 3, "once per user");
+    let per_building = sessions_per_building(&h);
+    assert_eq!(per_building.len(), 515);
+    assert!(per_building.values().all(|&n| n == 1));
+    assert!(h.state().heat_pumps[&big][0].building.is_none());
+    // --out is formula-safe: a cell starting with `=` cannot run in a spreadsheet.
+    let text = std::fs::read_to_string(&out_path).unwrap();
+    assert_eq!(text.lines().count(), 516);
+    assert!(text.contains(",CRM-1,,'=1+2,"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_lines_appear_on_a_pipe_and_never_hold_a_link() {
+    let users = 40;
+    let h = Harness::with_users(users).await;
+    let csv = h.write("users.csv", generated_csv(users, 1));
+    onboard(&h, &csv).await;
+    // 2 calls per user at 40 ms, 2 users at a time: about 1.6 s, so a 1 s interval ticks.
+    h.sandbox.set_faults(Faults {
+        latency: Duration::from_millis(40),
+        ..Faults::default()
+    });
+    let mut args = links_args(&h, &csv, &["--progress-interval", "1"]);
+    set_flag(&mut args, "--concurrency", "2");
+    let out = h.exec(&args).await;
+    h.expect_code(&out, 0);
+    let lines: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("progress: "))
+        .collect();
+    assert!(!lines.is_empty(), "no progress line:\n{}", out.stderr);
+    for line in &lines {
+        assert!(line.contains(&format!("/{users} rows")), "{line}");
+        assert!(
+            line.contains("0 failed") && !line.contains("unresolved"),
+            "{line}"
+        );
+    }
+    let sessions = h.state().sessions;
+    assert_eq!(sessions.len(), users);
+    for session in &sessions {
+        assert!(
+            !out.stderr.contains(&session.id.to_string()),
+            "{}",
+            out.stderr
+        );
+    }
+    assert!(
+        !out.stderr.contains("onboarding_session_id"),
+        "{}",
+        out.stderr
+    );
+    // -q: no progress at all.
+    h.sandbox.advance_days(2);
+    let today = h.sandbox.today();
+    let mut cmd_args = links_args(&h, &csv, &["--progress-interval", "1", "-q"]);
+    set_flag(&mut cmd_args, "--concurrency", "2");
+    let strs: Vec<&str> = cmd_args.iter().map(String::as_str).collect();
+    let mut cmd = h.command(&strs);
+    cmd.env("PODERO_ONBOARD_TODAY", &today);
+    let quiet = h.exec_with(cmd).await;
+    h.expect_code(&quiet, 0);
+    assert_eq!(h.state().count("create_session"), 2 * users as u64);
+    assert!(!quiet.stderr.contains("progress: "), "{}", quiet.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_today_test_hook_says_so_on_stderr() {
+    let h = Harness::with_users(1).await;
+    let csv = h.write("users.csv", generated_csv(1, 1));
+    onboard(&h, &csv).await;
+    let out = links_on(&h, &csv, "2030-01-01", &["--dry-run"]).await;
+    h.expect_code(&out, 0);
+    assert!(
+        out.stderr
+            .contains("today is 2030-01-01 from --today/PODERO_ONBOARD_TODAY, a test hook"),
+        "{}",
+        out.stderr
+    );
+    let normal = links(&h, &csv, &["--dry-run"]).await;
+    assert!(!normal.stderr.contains("test hook"), "{}", normal.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_links_with_130_recording_every_link_in_flight() {
+    let users = 60;
+    let h = Harness::with_users(users).await;
+    let csv = h.write("users.csv", generated_csv(users, 1));
+    onboard(&h, &csv).await;
+    h.sandbox.set_faults(Faults {
+        latency: Duration::from_millis(40),
+        ..Faults::default()
+    });
+    let mut args = links_args(&h, &csv, &["--json"]);
+    set_flag(&mut args, "--concurrency", "4");
+    let strs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let child = h.command(&strs).spawn().expect("spawn links");
+    let pid = child.id().expect("pid");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while h.state().sessions.len() < 5 {
+        assert!(tokio::time::Instant::now() < deadline, "no progress");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let output = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+        .await
+        .expect("stops within 20 s")
+        .expect("wait");
+    assert_eq!(output.status.code(), Some(130), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let s: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON summary");
+    assert_eq!(s["outcome"], "interrupted", "{s}");
+    // In-flight POSTs finished and were recorded: no intent is left open, and every
+    // session the server made is the building's live link.
+    let states = link_states(&h);
+    assert_eq!(states.get("creating"), None, "{states:?}");
+    let server = h.state().sessions.len();
+    assert!(server < users, "stopped too late to test anything");
+    assert_eq!(live_links(&h).len(), server, "{states:?}");
+    h.sandbox.set_faults(Faults::default());
+    let again = links(&h, &csv, &["--json"]).await;
+    h.expect_code(&again, 0);
+    assert_eq!(count(&summary(&again), "still_valid") as usize, server);
+    assert_eq!(live_links(&h).len(), users);
+    assert_eq!(h.state().sessions.len(), users, "nothing doubled");
 }

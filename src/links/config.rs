@@ -75,6 +75,9 @@ pub struct LinksConfig {
     pub dry_run: bool,
     /// The date links are checked against, `YYYY-MM-DD` (UTC).
     pub today: String,
+    /// `today` came from the hidden test hook (`--today` / `PODERO_ONBOARD_TODAY`), not
+    /// the clock.
+    pub today_overridden: bool,
     /// Logs.
     pub output: Output,
 }
@@ -110,6 +113,11 @@ impl LinksConfig {
             extra: session_fields(&args.session_fields)?,
         };
         check_numbers(&args)?;
+        // TEST HOOK ONLY: `--today` / `PODERO_ONBOARD_TODAY` is hidden from `--help`. It
+        // exists so tests and simulator rehearsals can move the job's calendar with the
+        // simulator's clock; in production it would make expired links look valid (or the
+        // reverse), so a run that uses it says so on stderr (`warn_if_today_overridden`).
+        let today_overridden = args.today.is_some();
         let today = match &args.today {
             Some(day) => parse_date(day).ok_or_else(|| {
                 ConfigError(format!("--today {day:?} is not a date: write YYYY-MM-DD"))
@@ -151,8 +159,21 @@ impl LinksConfig {
             json: args.json,
             dry_run: args.dry_run,
             today,
+            today_overridden,
             output: Output::from(&args.output),
         })
+    }
+}
+
+/// Says on stderr (unless `-q`) that the test hook set today's date, so a forgotten
+/// `PODERO_ONBOARD_TODAY` in a production environment cannot go unnoticed.
+pub fn warn_if_today_overridden(config: &LinksConfig) {
+    if config.today_overridden {
+        tracing::warn!(
+            "today is {} from --today/PODERO_ONBOARD_TODAY, a test hook (not the clock): \
+             unset it outside tests and rehearsals",
+            config.today
+        );
     }
 }
 

@@ -2,10 +2,13 @@
 //! session) per onboarded building, in bulk.
 //!
 //! The recipe ([`links`]): fail early (flags, lock, checkpoint, `--out` path, input header,
-//! credentials) → read the CSV and join it with the checkpoint ([`rows`]) → per user, in
-//! parallel ([`worker`]): list the heat pumps once, then per building connected / still
-//! valid / create (intent first, through the single [`store`] writer) → the `--out` file is
-//! written as links arrive → [`summary`].
+//! credentials) → read the CSV, join it with the checkpoint and stage it on disk ([`rows`])
+//! → page it back one user at a time ([`pager`], through the single [`store`] writer, which
+//! owns the connection) → per user, in parallel ([`worker`]): list the heat pumps once,
+//! then per building connected / still valid / create (intent first, through the writer)
+//! → one consumer counts, logs and writes `--out` as links arrive, and feeds the progress
+//! display ([`crate::progress`]) → [`summary`]. Memory stays flat: a page and the users in
+//! flight, whatever the file size.
 //!
 //! One live link per building: a link is reused while its `expiration_date` is today or
 //! later (UTC); only missing or expired links are created, so a second run on the same day
@@ -14,14 +17,15 @@
 
 pub mod config;
 pub mod date;
+pub mod pager;
 pub mod rows;
 pub mod store;
 pub mod summary;
 pub mod worker;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -31,11 +35,12 @@ use crate::checkpoint::{Checkpoint, Lock};
 use crate::error::AppError;
 use crate::exit_code::ExitCode;
 use crate::input;
+use crate::progress::{self, Progress, Reading};
 use crate::report::Requests;
 use crate::report::csv::Writer;
 use crate::shutdown::Shutdown;
 use config::LinksConfig;
-use rows::Prepared;
+use rows::Staged;
 use store::Prior;
 use summary::{Counts, Ending, RowFailure, Summary};
 use worker::{Context, Halt, LinkResult, Outcome};
@@ -72,34 +77,35 @@ pub async fn links(config: LinksConfig, shutdown: Shutdown) -> Result<ExitCode, 
     let out = config.out.as_deref().map(create_out).transpose()?;
     let reader = input::open(&config.input).map_err(|e| AppError::Usage(e.to_string()))?;
     let client = connect(&config).await?;
+    config::warn_if_today_overridden(&config);
     let command = if config.dry_run {
         "links-dry-run"
     } else {
         "links"
     };
     let run_id = checkpoint.begin_run(command, reader.source_name())?;
-    let (checkpoint, prepared) = prepare(checkpoint, reader, &config).await?;
-    checkpoint.record_input(run_id, None, prepared.rows_read)?;
-    let mut summary = new_summary(&config, run_id, &prepared);
-    let (checkpoint, ending) = match &client {
+    let (checkpoint, staged) = prepare(checkpoint, reader, &config).await?;
+    checkpoint.record_input(run_id, None, staged.rows_read)?;
+    let mut summary = new_summary(&config, run_id, &staged);
+    let writer = store::Writer::spawn(checkpoint, run_id);
+    let shown = Arc::new(Mutex::new(Reading::default()));
+    let progress = start_progress(&config, &staged, client.as_ref(), &shown);
+    let ending = match &client {
         Some(client) if !config.dry_run => {
             let job = Job {
                 config: &config,
                 client,
                 shutdown: &shutdown,
             };
-            job.send(checkpoint, run_id, prepared, out, &mut summary)
-                .await
+            job.send(&writer, out, &mut summary, shown).await
         }
-        _ => {
-            dry_plan(&config, prepared, &mut summary.links);
-            if let Some(file) = out {
-                Writer::new(file, &OUT_HEADER)
-                    .and_then(Writer::finish)
-                    .map_err(|e| out_error(&config, &e))?;
-            }
-            (checkpoint, Ending::Completed)
-        }
+        _ => dry_plan(&config, &writer, out, &mut summary.links).await,
+    };
+    progress.finish().await;
+    let (checkpoint, written) = writer.finish();
+    let ending = match written {
+        Err(error) => Ending::Aborted(error),
+        Ok(()) => ending,
     };
     summary.duration_secs = started.elapsed().as_secs_f64();
     summary.requests = client
@@ -126,40 +132,63 @@ struct Job<'a> {
     shutdown: &'a Shutdown,
 }
 
+/// The `--out` mail-merge file, written as links arrive.
+type OutFile = Writer<std::io::BufWriter<std::fs::File>>;
+
 impl Job<'_> {
-    /// The writer thread, the workers and the `--out` file, to the end; a checkpoint or
-    /// `--out` failure becomes the run's ending, so the summary is still recorded.
+    /// The workers and the `--out` file, to the end; an `--out` failure becomes the run's
+    /// ending, so the summary is still recorded.
     async fn send(
         &self,
-        checkpoint: Checkpoint,
-        run_id: i64,
-        prepared: Prepared,
+        writer: &store::Writer,
         out: Option<std::fs::File>,
         summary: &mut Summary,
-    ) -> (Checkpoint, Ending) {
-        let writer = store::Writer::spawn(checkpoint, run_id);
+        shown: Arc<Mutex<Reading>>,
+    ) -> Ending {
         let out = out
             .map(|file| Writer::new(std::io::BufWriter::new(file), &OUT_HEADER))
             .transpose();
-        let (ending, out) = match out {
-            Ok(mut out) => {
-                let ending = execute(self, &writer, prepared, summary, &mut out).await;
-                (ending, out)
-            }
-            Err(e) => (
-                Ending::Aborted(out_error(self.config, &e).to_string()),
-                None,
-            ),
+        let out = match out {
+            Ok(out) => out,
+            Err(e) => return Ending::Aborted(out_error(self.config, &e).to_string()),
         };
-        let (checkpoint, written) = writer.finish();
-        let flushed = out.map_or(Ok(()), Writer::finish);
-        let ending = match (written, flushed) {
-            (Err(error), _) => Ending::Aborted(error),
-            (Ok(()), Err(e)) => Ending::Aborted(out_error(self.config, &e).to_string()),
-            (Ok(()), Ok(())) => ending,
+        let mut sink = Sink {
+            summary,
+            out,
+            out_failed: None,
+            shown,
         };
-        (checkpoint, ending)
+        let ending = execute(self, writer, &mut sink).await;
+        match sink.out.map_or(Ok(()), Writer::finish) {
+            Err(e) => Ending::Aborted(out_error(self.config, &e).to_string()),
+            Ok(()) => ending,
+        }
     }
+}
+
+/// The progress display (`--progress-interval` lines, a bar on a terminal, nothing with
+/// `-q` or for a dry run), reading the counts [`Sink::record`] keeps.
+fn start_progress(
+    config: &LinksConfig,
+    staged: &Staged,
+    client: Option<&Client>,
+    shown: &Arc<Mutex<Reading>>,
+) -> Progress {
+    let mode = match client {
+        Some(_) if !config.dry_run => {
+            progress::Mode::detect(config.output.quiet, config.output.progress_interval)
+        }
+        _ => progress::Mode::Quiet,
+    };
+    let (shown, rate_client) = (shown.clone(), client.cloned());
+    Progress::start_readings(
+        mode,
+        progress::Readings {
+            total: staged.targets,
+            read: Box::new(move || *shown.lock().expect("progress lock")),
+            rate: Box::new(move || rate_client.as_ref().map_or(0.0, Client::effective_rate)),
+        },
+    )
 }
 
 /// Creates `--out` now, owner-only, so an unwritable path fails before any request.
@@ -203,30 +232,30 @@ async fn connect(config: &LinksConfig) -> Result<Option<Client>, AppError> {
     Ok(Some(client))
 }
 
-/// Reads and joins the input on a blocking thread.
+/// Reads, joins and stages the input on a blocking thread.
 async fn prepare(
     checkpoint: Checkpoint,
     reader: input::Reader,
     config: &LinksConfig,
-) -> Result<(Checkpoint, Prepared), AppError> {
+) -> Result<(Checkpoint, Staged), AppError> {
     let defaults = config.session.clone();
-    let (checkpoint, prepared) = tokio::task::spawn_blocking(move || {
-        let prepared = rows::prepare(reader, checkpoint.conn(), &defaults);
-        (checkpoint, prepared)
+    let (checkpoint, staged) = tokio::task::spawn_blocking(move || {
+        let staged = rows::prepare(reader, checkpoint.conn(), &defaults);
+        (checkpoint, staged)
     })
     .await
     .expect("reading the input panicked");
-    let prepared = prepared.map_err(AppError::Usage)?;
-    if prepared.rows_read == 0 {
+    let staged = staged.map_err(AppError::Usage)?;
+    if staged.rows_read == 0 {
         return Err(AppError::Usage(format!(
             "{} has a header but no data rows: is the export complete?",
             config.input.source.display_name()
         )));
     }
-    Ok((checkpoint, prepared))
+    Ok((checkpoint, staged))
 }
 
-fn new_summary(config: &LinksConfig, run_id: i64, prepared: &Prepared) -> Summary {
+fn new_summary(config: &LinksConfig, run_id: i64, staged: &Staged) -> Summary {
     Summary {
         summary_version: summary::SUMMARY_VERSION,
         command: "links",
@@ -239,11 +268,11 @@ fn new_summary(config: &LinksConfig, run_id: i64, prepared: &Prepared) -> Summar
         today: config.today.clone(),
         duration_secs: 0.0,
         links: Counts {
-            rows_read: prepared.rows_read,
-            invalid: prepared.invalid,
-            duplicates: prepared.duplicates,
-            not_onboarded: prepared.not_onboarded,
-            no_building: prepared.no_building,
+            rows_read: staged.rows_read,
+            invalid: staged.invalid,
+            duplicates: staged.duplicates,
+            not_onboarded: staged.not_onboarded,
+            no_building: staged.no_building,
             ..Counts::default()
         },
         requests: Requests::default(),
@@ -251,23 +280,43 @@ fn new_summary(config: &LinksConfig, run_id: i64, prepared: &Prepared) -> Summar
     }
 }
 
-/// What a real run would do, from the checkpoint alone (new connections are not known).
-fn dry_plan(config: &LinksConfig, prepared: Prepared, counts: &mut Counts) {
-    for target in prepared.jobs.into_iter().flat_map(|job| job.targets) {
-        let result = match &target.prior {
-            Prior::Connected => LinkResult::Connected {
-                newly: false,
-                assigned: false,
-            },
-            Prior::Live(expires) if date::still_valid(expires, &config.today) => {
-                LinkResult::StillValid
-            }
-            prior => LinkResult::Created {
-                session: placeholder_session(),
-                renewed: matches!(prior, Prior::Live(_)),
-            },
+/// What a real run would do, from the checkpoint alone (new connections are not known):
+/// the same paged jobs, nothing sent; `--out` gets only its header.
+async fn dry_plan(
+    config: &LinksConfig,
+    writer: &store::Writer,
+    out: Option<std::fs::File>,
+    counts: &mut Counts,
+) -> Ending {
+    if let Some(file) = out
+        && let Err(e) = Writer::new(file, &OUT_HEADER).and_then(Writer::finish)
+    {
+        return Ending::Aborted(out_error(config, &e).to_string());
+    }
+    let mut jobs = std::pin::pin!(pager::jobs(writer.tx.clone()));
+    while let Some(job) = jobs.next().await {
+        let job = match job {
+            Ok(job) => job,
+            Err(error) => return Ending::Aborted(error),
         };
-        counts.add(&result);
+        for target in job.targets {
+            counts.add(&planned(config, &target.prior));
+        }
+    }
+    Ending::Completed
+}
+
+fn planned(config: &LinksConfig, prior: &Prior) -> LinkResult {
+    match prior {
+        Prior::Connected => LinkResult::Connected {
+            newly: false,
+            assigned: false,
+        },
+        Prior::Live(expires) if date::still_valid(expires, &config.today) => LinkResult::StillValid,
+        prior => LinkResult::Created {
+            session: placeholder_session(),
+            renewed: matches!(prior, Prior::Live(_)),
+        },
     }
 }
 
@@ -279,14 +328,9 @@ fn placeholder_session() -> crate::api::connect::Session {
     }
 }
 
-/// Every user through the workers; outcomes counted, logged and written to `--out` here.
-async fn execute(
-    job: &Job<'_>,
-    writer: &store::Writer,
-    prepared: Prepared,
-    summary: &mut Summary,
-    out: &mut Option<Writer<std::io::BufWriter<std::fs::File>>>,
-) -> Ending {
+/// Every user through the workers (paged from the checkpoint); outcomes counted, logged
+/// and written to `--out` by the one consumer.
+async fn execute(job: &Job<'_>, writer: &store::Writer, sink: &mut Sink<'_>) -> Ending {
     let (config, client, shutdown) = (job.config, job.client, job.shutdown);
     let ctx = Context {
         client,
@@ -296,20 +340,27 @@ async fn execute(
     };
     let halted = Arc::new(AtomicBool::new(false));
     let mut halt = None;
-    let mut out_failed = None;
     let open = {
         let (halted, shutdown, client) = (halted.clone(), shutdown.clone(), client.clone());
         move || {
             !halted.load(Ordering::Relaxed) && !shutdown.requested() && !client.breaker().tripped()
         }
     };
-    let flow = futures::stream::iter(prepared.jobs)
+    let flow = pager::jobs(writer.tx.clone())
         .take_while(move |_| futures::future::ready(open()))
-        .map(|job| worker::process(&ctx, job))
+        .map(|job| async {
+            match job {
+                Ok(job) => worker::process(&ctx, job).await,
+                Err(error) => worker::JobResult {
+                    outcomes: Vec::new(),
+                    halt: Some(Halt::Checkpoint(error)),
+                },
+            }
+        })
         .buffer_unordered(config.concurrency)
         .for_each(|result| {
             for outcome in result.outcomes {
-                record(&outcome, summary, out, &mut out_failed);
+                sink.record(&outcome);
             }
             if let Some(stop) = result.halt {
                 halted.store(true, Ordering::Relaxed);
@@ -325,36 +376,43 @@ async fn execute(
         () = flow => {}
         () = grace_expired => tracing::warn!("grace period over: abandoning calls in flight"),
     }
-    ending(halt, out_failed, client, shutdown)
+    ending(halt, sink.out_failed.take(), client, shutdown)
 }
 
-/// Counts, logs (`-v`: the row, never the link) and writes one outcome.
-fn record(
-    outcome: &Outcome,
-    summary: &mut Summary,
-    out: &mut Option<Writer<std::io::BufWriter<std::fs::File>>>,
-    out_failed: &mut Option<String>,
-) {
-    let t = &outcome.target;
-    let (line, user, building) = (t.line, t.user_id, &t.building_name);
-    summary.links.add(&outcome.result);
-    match &outcome.result {
-        LinkResult::Created { session, renewed } => {
-            let expires = &session.expiration_date;
-            tracing::info!(line, %user, building, expires, renewed, "link created");
-            if let Some(writer) = out.as_mut()
-                && let Err(e) = writer.write(&out_row(t, session))
-            {
-                out_failed.get_or_insert(e.to_string());
+/// Where outcomes go: the summary's counts and failures, the progress reading, `--out`.
+struct Sink<'a> {
+    summary: &'a mut Summary,
+    out: Option<OutFile>,
+    out_failed: Option<String>,
+    shown: Arc<Mutex<Reading>>,
+}
+
+impl Sink<'_> {
+    /// Counts, logs (`-v`: the row, never the link) and writes one outcome.
+    fn record(&mut self, outcome: &Outcome) {
+        let t = &outcome.target;
+        let (line, user, building) = (t.line, t.user_id, &t.building_name);
+        self.summary.links.add(&outcome.result);
+        *self.shown.lock().expect("progress lock") = self.summary.links.reading();
+        match &outcome.result {
+            LinkResult::Created { session, renewed } => {
+                let expires = &session.expiration_date;
+                tracing::info!(line, %user, building, expires, renewed, "link created");
+                if let Some(writer) = self.out.as_mut()
+                    && let Err(e) = writer.write(&out_row(t, session))
+                {
+                    self.out_failed.get_or_insert(e.to_string());
+                }
             }
-        }
-        LinkResult::StillValid => tracing::info!(line, %user, building, "link still valid"),
-        LinkResult::Connected { newly, assigned } => {
-            tracing::info!(line, %user, building, newly, assigned, "connected")
-        }
-        LinkResult::Failed { status, message } => {
-            tracing::warn!(line, %user, building, error = %message, "no link");
-            summary.push_failure(RowFailure::new(t, *status, message));
+            LinkResult::StillValid => tracing::info!(line, %user, building, "link still valid"),
+            LinkResult::Connected { newly, assigned } => {
+                tracing::info!(line, %user, building, newly, assigned, "connected")
+            }
+            LinkResult::Failed { status, message } => {
+                tracing::warn!(line, %user, building, error = %message, "no link");
+                self.summary
+                    .push_failure(RowFailure::new(t, *status, message));
+            }
         }
     }
 }

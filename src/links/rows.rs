@@ -1,22 +1,42 @@
-//! The CSV joined with the checkpoint: which buildings get a link, grouped by user.
+//! The CSV joined with the checkpoint: which buildings get a link, staged on disk and
+//! paged out one user at a time.
 //!
 //! The input is read with `run`'s reader and checks (same columns, same messages); the
 //! optional `language` and `price_zone` columns are checked here against the documented
 //! enums. Each valid row is looked up in the checkpoint: a row not `done` is counted as
-//! "not onboarded yet" and gets nothing. Rows are grouped by user (heat pumps are listed
-//! once per user, and a connected but unassigned heat pump is assigned only when the user
-//! has exactly one building in the file), so the targets are held in memory: a few hundred
-//! bytes per done row.
+//! "not onboarded yet" and gets nothing.
+//!
+//! Stream, don't slurp: the joined rows go into a temporary table (on disk:
+//! `PRAGMA temp_store=FILE`), keyed by (user_id, line) with the building unique (a later row
+//! naming the same building is a duplicate), so memory stays flat whatever the file size.
+//! [`page`] reads them back in key order: one user's buildings arrive together, so the
+//! heat pumps are listed once per user, and an unassigned connected heat pump is assigned
+//! only when the user has exactly one building in the file. What the checkpoint knew about
+//! each building ([`Prior`]) is read as its page is read.
 
-use std::collections::{BTreeMap, HashSet};
-
-use rusqlite::Connection;
+use rusqlite::{Connection, params};
 use serde_json::Value;
 use uuid::Uuid;
 
 use super::config::{self, SessionDefaults};
 use super::store::{self, Prior};
 use crate::input::{self, Record, Row};
+
+const CREATE_TEMP: &str = "
+    DROP TABLE IF EXISTS temp.link_targets;
+    CREATE TEMP TABLE link_targets (
+        user_id TEXT NOT NULL,
+        line INTEGER NOT NULL,
+        building_id TEXT NOT NULL UNIQUE,
+        building_name TEXT NOT NULL,
+        external_user_id TEXT NOT NULL,
+        email TEXT NOT NULL,
+        first_name TEXT NOT NULL,
+        last_name TEXT NOT NULL,
+        language TEXT NOT NULL,
+        price_zone TEXT NOT NULL,
+        PRIMARY KEY (user_id, line)
+    ) WITHOUT ROWID;";
 
 /// One building that may get a link.
 #[derive(Clone, Debug)]
@@ -54,11 +74,11 @@ pub struct UserJob {
     pub targets: Vec<Target>,
 }
 
-/// The input, read and joined.
-#[derive(Debug, Default)]
-pub struct Prepared {
-    /// The work, one job per user.
-    pub jobs: Vec<UserJob>,
+/// What staging found (the targets themselves are in the temporary table).
+#[derive(Clone, Debug, Default)]
+pub struct Staged {
+    /// Buildings staged: each gets a decision (link, still valid, connected, failed).
+    pub targets: u64,
     /// Data rows read.
     pub rows_read: u64,
     /// Rows not sent because a cell is invalid (reported on stderr with line and column).
@@ -71,57 +91,136 @@ pub struct Prepared {
     pub no_building: u64,
 }
 
-/// Reads every record, checks it and joins it with the checkpoint.
+/// A checkpoint error, as `prepare` reports it.
+fn lookup(e: rusqlite::Error) -> String {
+    format!("checkpoint: {e}")
+}
+
+/// Reads every record, checks it, joins it with the checkpoint and stages it, in one
+/// transaction on the temporary table (the checkpoint itself is only read).
 pub fn prepare(
     mut reader: input::Reader,
     conn: &Connection,
     defaults: &SessionDefaults,
-) -> Result<Prepared, String> {
+) -> Result<Staged, String> {
     let source = reader.source_name().to_owned();
-    let mut prepared = Prepared::default();
-    let mut users: BTreeMap<Uuid, Vec<Target>> = BTreeMap::new();
-    let mut seen = HashSet::new();
+    let tx = conn.unchecked_transaction().map_err(lookup)?;
+    tx.execute_batch(CREATE_TEMP).map_err(lookup)?;
+    let mut staged = Staged::default();
     while let Some(record) = reader.next() {
         let record = record.map_err(|e| e.to_string())?;
-        prepared.rows_read += 1;
+        staged.rows_read += 1;
         let row = match record {
             Record::Valid(row) => row,
             Record::Invalid(invalid) => {
-                prepared.invalid += 1;
+                staged.invalid += 1;
                 tracing::warn!("{source}: {invalid}; the row gets no link");
                 continue;
             }
         };
         let Some((language, price_zone)) = overrides(&reader, &row, defaults, &source) else {
-            prepared.invalid += 1;
+            staged.invalid += 1;
             continue;
         };
-        if row.building_name.is_empty() {
-            prepared.no_building += 1;
-            continue;
-        }
-        let lookup = |e: rusqlite::Error| format!("checkpoint: {e}");
-        let property = row.property_id.as_deref();
-        let Some(building_id) =
-            store::done_building(conn, row.user_id, &row.building_name, property)
-                .map_err(lookup)?
-        else {
-            prepared.not_onboarded += 1;
-            continue;
-        };
-        if !seen.insert(building_id) {
-            prepared.duplicates += 1;
-            continue;
-        }
-        let prior = store::prior(conn, building_id).map_err(lookup)?;
-        let target = target(row, building_id, language, price_zone, prior);
-        users.entry(target.user_id).or_default().push(target);
+        stage_row(&tx, row, [language, price_zone], &mut staged).map_err(lookup)?;
     }
-    prepared.jobs = users
-        .into_iter()
-        .map(|(user_id, targets)| UserJob { user_id, targets })
-        .collect();
-    Ok(prepared)
+    tx.commit().map_err(lookup)?;
+    Ok(staged)
+}
+
+/// Joins one valid row with the checkpoint and stages it (or counts why not).
+fn stage_row(
+    conn: &Connection,
+    row: Row,
+    [language, price_zone]: [String; 2],
+    staged: &mut Staged,
+) -> rusqlite::Result<()> {
+    if row.building_name.is_empty() {
+        staged.no_building += 1;
+        return Ok(());
+    }
+    let property = row.property_id.as_deref();
+    let Some(building_id) = store::done_building(conn, row.user_id, &row.building_name, property)?
+    else {
+        staged.not_onboarded += 1;
+        return Ok(());
+    };
+    let field = |name: &str| match row.user_fields.get(name) {
+        Some(Value::String(s)) => s.clone(),
+        _ => String::new(),
+    };
+    // The building is UNIQUE: the first row naming it wins, a later one is a duplicate.
+    let inserted = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO temp.link_targets (user_id, line, building_id, building_name,
+                 external_user_id, email, first_name, last_name, language, price_zone)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?
+        .execute(params![
+            row.user_id.to_string(),
+            row.line,
+            building_id.to_string(),
+            row.building_name,
+            row.external_user_id,
+            field("email"),
+            field("first_name"),
+            field("last_name"),
+            language,
+            price_zone,
+        ])?;
+    if inserted == 0 {
+        staged.duplicates += 1;
+    } else {
+        staged.targets += 1;
+    }
+    Ok(())
+}
+
+/// Up to `limit` staged buildings after `after` (user_id, line), in key order, each with
+/// what the checkpoint knows about it now.
+pub fn page(
+    conn: &Connection,
+    after: Option<&(String, u64)>,
+    limit: usize,
+) -> rusqlite::Result<Vec<Target>> {
+    let (user, line) = after.map_or(("", 0), |(u, l)| (u.as_str(), *l));
+    let mut statement = conn.prepare_cached(
+        "SELECT user_id, line, building_id, building_name, external_user_id, email,
+                first_name, last_name, language, price_zone
+         FROM temp.link_targets
+         WHERE (user_id, line) > (?1, ?2)
+         ORDER BY user_id, line
+         LIMIT ?3",
+    )?;
+    let mut targets: Vec<Target> = statement
+        .query_map(params![user, line, limit as i64], staged_target)?
+        .collect::<Result<_, _>>()?;
+    for target in &mut targets {
+        target.prior = store::prior(conn, target.building_id)?;
+    }
+    Ok(targets)
+}
+
+fn staged_target(r: &rusqlite::Row<'_>) -> rusqlite::Result<Target> {
+    let uuid = |i: usize| -> rusqlite::Result<Uuid> {
+        let text: String = r.get(i)?;
+        Uuid::parse_str(&text).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
+        })
+    };
+    Ok(Target {
+        user_id: uuid(0)?,
+        line: r.get(1)?,
+        building_id: uuid(2)?,
+        building_name: r.get(3)?,
+        external_user_id: r.get(4)?,
+        email: r.get(5)?,
+        first_name: r.get(6)?,
+        last_name: r.get(7)?,
+        language: r.get(8)?,
+        price_zone: r.get(9)?,
+        prior: Prior::Missing,
+    })
 }
 
 /// The row's language and price zone (its own cells, else the flags); `None` (reported)
@@ -152,30 +251,4 @@ fn overrides(
     let language = cell("language", &defaults.language, config::language)?;
     let price_zone = cell("price_zone", &defaults.price_zone, config::price_zone)?;
     Some((language, price_zone))
-}
-
-fn target(
-    row: Row,
-    building_id: Uuid,
-    language: String,
-    price_zone: String,
-    prior: Prior,
-) -> Target {
-    let field = |name: &str| match row.user_fields.get(name) {
-        Some(Value::String(s)) => s.clone(),
-        _ => String::new(),
-    };
-    Target {
-        line: row.line,
-        user_id: row.user_id,
-        building_id,
-        email: field("email"),
-        first_name: field("first_name"),
-        last_name: field("last_name"),
-        building_name: row.building_name,
-        external_user_id: row.external_user_id,
-        language,
-        price_zone,
-        prior,
-    }
 }

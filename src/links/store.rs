@@ -1,5 +1,6 @@
 //! The links' side of the checkpoint: the join with `rows`, each building's link history
-//! (`links`, `connections`, see `migrations/003_links.sql`), and the single writer thread.
+//! (`links`, `connections`, see `migrations/003_links.sql`), and the single writer thread
+//! (which also serves the pages of staged buildings: it owns the connection).
 //!
 //! Intent before effect: [`Msg::Intent`] commits a `creating` row and only then answers
 //! the worker, which only then POSTs. A run killed before the outcome is recorded leaves
@@ -125,6 +126,16 @@ pub enum Msg {
         /// Why.
         error: String,
     },
+    /// Read the next page of staged buildings (the writer owns the connection, so the
+    /// pager reads through it).
+    Page {
+        /// The last (user_id, line) of the previous page.
+        after: Option<(String, u64)>,
+        /// Most buildings.
+        limit: usize,
+        /// Answered with the page.
+        reply: oneshot::Sender<Result<Vec<super::rows::Target>, String>>,
+    },
     /// An authenticated heat pump belongs to the building.
     Connected {
         /// The user.
@@ -192,6 +203,20 @@ fn apply(conn: &Connection, run_id: i64, msg: Msg) -> rusqlite::Result<()> {
             building,
             session,
         } => created(conn, id, building, &session),
+        Msg::Page {
+            after,
+            limit,
+            reply,
+        } => match super::rows::page(conn, after.as_ref(), limit) {
+            Ok(page) => {
+                let _ = reply.send(Ok(page));
+                Ok(())
+            }
+            Err(e) => {
+                let _ = reply.send(Err(format!("checkpoint: {e}")));
+                Err(e)
+            }
+        },
         Msg::NotCreated {
             id,
             state,
@@ -301,10 +326,15 @@ pub fn for_each_live_link(
     mut f: impl FnMut(LiveLink),
 ) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare(
-        "SELECT l.user_id, coalesce(r.external_user_id, ''), l.building_name, l.building_id,
+        // The row is found by its building, not its name: two properties of one user may
+        // share a name (a join on the name printed each of their links twice).
+        "SELECT l.user_id,
+                coalesce((SELECT r.external_user_id FROM rows r
+                          WHERE r.user_id = l.user_id AND r.building_id = l.building_id
+                          LIMIT 1), ''),
+                l.building_name, l.building_id,
                 l.session_id, l.link, l.expiration_date, l.created_at
          FROM links l
-         LEFT JOIN rows r ON r.user_id = l.user_id AND r.building_name = l.building_name
          WHERE l.state = 'live' AND substr(l.expiration_date, 1, 10) >= ?1
            AND l.building_id NOT IN (SELECT building_id FROM connections)
          ORDER BY l.id",
@@ -356,8 +386,11 @@ pub fn funnel(conn: &Connection, today: &str) -> rusqlite::Result<Option<Funnel>
     }
     let count = |sql: &str| conn.query_row(sql, [today], |r| r.get::<_, i64>(0));
     Ok(Some(Funnel {
-        rows_done: count("SELECT count(*) FROM rows WHERE state = 'done' AND ?1 IS NOT NULL")?
-            as u64,
+        // User-only rows are done too, but have no building: they never enter the funnel.
+        rows_done: count(
+            "SELECT count(*) FROM rows WHERE state = 'done' AND building_id IS NOT NULL
+             AND ?1 IS NOT NULL",
+        )? as u64,
         links_sent: count(
             "SELECT count(DISTINCT building_id) FROM links
              WHERE state IN ('live', 'replaced') AND ?1 IS NOT NULL",

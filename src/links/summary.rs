@@ -58,6 +58,21 @@ impl Counts {
             LinkResult::Failed { .. } => self.failed += 1,
         }
     }
+
+    /// Buildings decided so far (created, renewed, still valid, connected or failed).
+    pub fn processed(&self) -> u64 {
+        self.created + self.renewed + self.still_valid + self.connected + self.failed
+    }
+
+    /// What the progress display shows (links have no unresolved state: an unknown
+    /// outcome is simply created again).
+    pub fn reading(&self) -> crate::progress::Reading {
+        crate::progress::Reading {
+            processed: self.processed(),
+            failed: self.failed,
+            unresolved: None,
+        }
+    }
 }
 
 /// A building that got no link, and why.

@@ -237,7 +237,7 @@ async fn create(ctx: &Context<'_>, target: Target, renewed: bool) -> Result<Outc
             } else {
                 "failed"
             };
-            let message = format!("creating the Connect link: {error}");
+            let message = redact_links(&format!("creating the Connect link: {error}"));
             let _ = ctx.writer.send(Msg::NotCreated {
                 id,
                 state,
@@ -272,6 +272,23 @@ async fn intent(ctx: &Context<'_>, target: &Target) -> Result<i64, Halt> {
         .map_err(Halt::Checkpoint)
 }
 
+/// The error text with every URL and session reference cut out. The message quotes the
+/// server's error body, which goes to stderr, the summary and the checkpoint's `error`; a
+/// server that echoed a link there must not leak it (links are capabilities).
+pub fn redact_links(text: &str) -> String {
+    text.split(' ')
+        .map(|word| {
+            let lower = word.to_ascii_lowercase();
+            if lower.contains("://") || lower.contains("onboarding_session_id") {
+                "[link removed]"
+            } else {
+                word
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The session body: the documented fields, then `--session-field`s.
 pub fn body(defaults: &SessionDefaults, target: &Target) -> Value {
     let mut body = json!({
@@ -293,4 +310,22 @@ pub fn body(defaults: &SessionDefaults, target: &Target) -> Value {
         object.insert(key.clone(), value.clone());
     }
     body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_in_error_bodies_are_removed() {
+        let text = "creating the Connect link: HTTP 409: exists: \
+                    https://connect.podero.com?onboarding_session_id=5f0e (id onboarding_session_id=5f0e)";
+        let redacted = redact_links(text);
+        assert!(!redacted.contains("5f0e"), "{redacted}");
+        assert!(redacted.starts_with("creating the Connect link: HTTP 409: exists:"));
+        assert_eq!(
+            redact_links("HTTP 422: language: bad"),
+            "HTTP 422: language: bad"
+        );
+    }
 }
