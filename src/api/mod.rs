@@ -16,6 +16,7 @@
 //! row, each time with a newer token, means the credentials are refused and ends the run;
 //! a static `PODERO_TOKEN` cannot be renewed, so its first 401 ends the run.
 
+pub mod adapt;
 pub mod auth;
 pub mod breaker;
 pub mod error;
