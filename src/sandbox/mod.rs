@@ -46,7 +46,7 @@ pub use builder::{Builder, ListBuildings, Sandbox};
 pub use faults::{Faults, RateLimit};
 pub use route::Endpoint;
 pub use standalone::{SandboxArgs, run_standalone};
-pub use state::{Building, LogEntry, Snapshot, User};
+pub use state::{Building, Counts, LogEntry, Snapshot, User};
 
 /// The organization id a default [`Builder`] serves.
 pub const DEMO_ORG_ID: Uuid = Uuid::from_u128(0x6f72_6700_0000_4000_8000_0000_0000_0001);

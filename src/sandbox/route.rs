@@ -28,7 +28,7 @@ pub enum Endpoint {
     GetBuilding,
     /// `PUT .../users/{user_id}/buildings/{building_id}`
     UpdateBuilding,
-    /// `GET /__sandbox/state`, `PUT /__sandbox/faults`
+    /// `GET /__sandbox/state` (`?counts=1`: counters only), `PUT /__sandbox/faults`
     Admin,
     /// Anything else (404 or 405).
     Unknown,
