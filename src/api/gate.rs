@@ -15,7 +15,9 @@
 //! holds one number, so the rate can change on every request without the burst a freshly
 //! installed limiter would hand out (the previous design swapped `governor` limiters and
 //! had to make waiters re-queue to avoid that). A slot reserved before a pause is not
-//! used: the waiter re-checks the pause after its sleep and queues again.
+//! used: every 429 starts a new generation, and a waiter whose slot is from an older
+//! one queues again (measured before this rule: the slots reserved at the old rate were
+//! honoured after the pause, 18 requests/s against a limit of 10, and a second 429).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -39,14 +41,16 @@ struct State {
     controller: Controller,
     /// GCRA's theoretical arrival time of the next request, seconds since `origin`.
     next: f64,
+    /// Bumped by every decrease: slots reserved under an older generation are void.
+    generation: u64,
 }
 
 /// What `acquire` must wait for.
 enum Wait {
     /// A `Retry-After` pause, until this time.
     Pause(f64),
-    /// The reserved slot at this time.
-    Slot(f64),
+    /// The reserved slot at this time, reserved under this generation.
+    Slot(f64, u64),
 }
 
 impl Gate {
@@ -58,6 +62,7 @@ impl Gate {
             state: Mutex::new(State {
                 controller: Controller::new(rate),
                 next: 0.0,
+                generation: 0,
             }),
         }
     }
@@ -68,12 +73,13 @@ impl Gate {
             let (wait, now) = self.reserve();
             match wait {
                 Wait::Pause(until) => tokio::time::sleep_until(self.instant(until).into()).await,
-                Wait::Slot(at) => {
+                Wait::Slot(at, generation) => {
                     if at > now {
                         tokio::time::sleep_until(self.instant(at).into()).await;
                     }
-                    // A 429 may have paused everyone while we slept: the slot is void.
-                    if at <= now || !self.paused() {
+                    // A 429 while we slept voids the slot: it was paced at the old rate
+                    // (honoured after the pause, such slots doubled the rate there).
+                    if at <= now || self.lock().generation == generation {
                         return;
                     }
                 }
@@ -100,8 +106,21 @@ impl Gate {
             .min(MAX_RETRY_AFTER);
         let mut state = self.lock();
         let throttled = state.controller.on_throttled(now, pause);
+        if throttled.decreased {
+            let learned = state.controller.learned().unwrap_or(self.ceiling);
+            // On a copy: asking the real controller about the future would end the pause.
+            let rate = state.controller.clone().rate(throttled.pause_until);
+            tracing::debug!(
+                at = format_args!("{now:.3}"),
+                learned = format_args!("{learned:.2}"),
+                rate = format_args!("{rate:.2}"),
+                pause_ms = pause.as_millis() as u64,
+                "429: limit learned, rate lowered"
+            );
+        }
         // Slots handed out before the pause are void; pacing restarts when it ends.
-        state.next = state.next.max(throttled.pause_until);
+        state.next = throttled.pause_until;
+        state.generation += 1;
     }
 
     /// A request that was not throttled: it counts towards the achieved rate.
@@ -122,12 +141,7 @@ impl Gate {
         let tat = state.next.max(now);
         let at = (tat - tolerance).max(now);
         state.next = tat + period;
-        (Wait::Slot(at), now)
-    }
-
-    fn paused(&self) -> bool {
-        let now = self.now();
-        self.lock().controller.paused_until(now).is_some()
+        (Wait::Slot(at, state.generation), now)
     }
 
     fn now(&self) -> f64 {
