@@ -29,6 +29,8 @@
 //!    (an unchanged limit is re-found with a small overshoot, one 429 per ~20 s) and then
 //!    fast (a raised limit is found in seconds, not minutes). A 429 during the probe learns
 //!    the limit afresh.
+//!    A probe that finds more than [`RISEN`] × the last limit measured a moving target:
+//!    the new one is held for [`HOLD_GUESSED`] only, and the next probe refines it.
 //! 3. **A falling limit.** A 429 *before* the target was reached (in the recovery) means
 //!    the limit is below what was learned: the decrease is the deeper [`BETA_FALLING`] so
 //!    the job gets under a halved limit in two or three steps, not seven.
@@ -67,6 +69,9 @@ pub const HOLD: f64 = 15.0;
 /// Quiet seconds before probing when the limit was only guessed (a 429 within
 /// [`SHORT_WINDOW`] of resuming): shorter, since the guess may be far too low.
 pub const HOLD_GUESSED: f64 = 5.0;
+/// A limit learned above this multiple of the previous one has risen: it is held for
+/// [`HOLD_GUESSED`] only, since the probe's ramp averages low.
+pub const RISEN: f64 = 1.1;
 /// Convex probe: relative growth `PROBE_GAIN · τ³` after `τ` seconds of probing (+0.5 %
 /// after 1 s, +4 % after 2 s, +32 % after 4 s, doubled after 6 s).
 pub const PROBE_GAIN: f64 = 0.005;
@@ -191,7 +196,11 @@ impl Controller {
         } else {
             let achieved = self.meter.rate(t, window).min(current);
             let falling = self.learned.is_some() && t - self.epoch < RECOVERY;
-            (achieved, if falling { BETA_FALLING } else { BETA }, true)
+            // A probe that found much more than the last limit measured a moving target
+            // (averaged over its own ramp, so low): look again soon, as after a guess.
+            let rising = self.learned.is_some_and(|last| achieved > last * RISEN);
+            let beta = if falling { BETA_FALLING } else { BETA };
+            (achieved, beta, !rising)
         };
         let learned = learned.max(MIN_RATE);
         self.learned = Some(learned);
