@@ -13,6 +13,9 @@
 #                         (default target/bench); results.md and results.tsv land there
 #   --no-build            use the binaries already in target/release
 #   --bin PATH            benchmark this podero-onboard binary (e.g. another build)
+#   --adaptive-secs S     length of each adaptive-rate scenario (default 60; --quick: 30)
+#   --no-adaptive         skip the adaptive-rate scenarios
+#   --adaptive-only       run only the adaptive-rate scenarios
 #
 # What it does: builds the release binary and examples/static_responder.rs; generates
 # deterministic CSVs (scripts/gen_csv.py); starts `podero-onboard sandbox` (faults off,
@@ -22,7 +25,11 @@
 # limiter effectively off (--rate 1000000); the naive peer (scripts/naive_peer.py,
 # aiohttp in a venv under the work dir) on the same CSV and server; and a rate check
 # (2,000 rows at --rate 200: ideal 2*2000/200 = 20 s). Prints one markdown table and
-# the targets met or missed.
+# the targets met or missed. Then the adaptive-rate scenarios (scripts/adaptive_bench.py,
+# issue 13): a simulator with --rate-limit R --burst 3 and the job at --rate 4R for
+# R = 5, 10, 50, and the limit changed 10 -> 20 and 20 -> 10 mid-run; a second table
+# with goodput, 429 share, rows done and duplicates. Every table is headed by the date,
+# the machine and the load average before and after.
 #
 # Needs: cargo, python3 (+ venv), curl, GNU time at /usr/bin/time. Missing system
 # packages are installed with apt-get when running as root; otherwise it says what
@@ -37,6 +44,9 @@ CONCURRENCY=32
 WORK="$ROOT/target/bench"
 BUILD=1
 BIN_OVERRIDE=""
+ADAPTIVE_SECS=""
+ADAPTIVE=1
+THROUGHPUT=1
 FAST_RATE=1000000
 RATE_TEST_RATE=200
 RATE_TEST_ROWS=2000
@@ -50,7 +60,10 @@ log() { echo "bench: $*" >&2; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
-    --quick) SIZES="10000 100000" ;;
+    --quick) SIZES="10000 100000"; ADAPTIVE_SECS=${ADAPTIVE_SECS:-30} ;;
+    --adaptive-secs) ADAPTIVE_SECS="$2"; shift ;;
+    --no-adaptive) ADAPTIVE=0 ;;
+    --adaptive-only) THROUGHPUT=0 ;;
     --sizes) SIZES="$2"; shift ;;
     --sandbox-sizes) SANDBOX_SIZES="$2"; shift ;;
     --naive-sizes) NAIVE_SIZES="$2"; shift ;;
@@ -64,6 +77,7 @@ while [ $# -gt 0 ]; do
     shift
 done
 [ -n "$SANDBOX_SIZES" ] || SANDBOX_SIZES="$SIZES"
+[ -n "$ADAPTIVE_SECS" ] || ADAPTIVE_SECS=60
 contains() { case " $1 " in *" $2 "*) return 0 ;; *) return 1 ;; esac; }
 
 # ---------------------------------------------------------------- prerequisites
@@ -161,7 +175,7 @@ url_of() { if [ "$1" = sandbox ]; then echo "$SANDBOX_URL"; else echo "$STATIC_U
 # API calls the server has answered so far (token and admin requests excluded).
 server_calls() {
     if [ "$1" = sandbox ]; then
-        curl -sf "$SANDBOX_URL/__sandbox/state" | python3 -c '
+        curl -sf "$SANDBOX_URL/__sandbox/state?counts=1" | python3 -c '
 import json, sys
 counts = json.load(sys.stdin)["requests"]
 print(sum(n for name, n in counts.items() if name not in ("token", "admin")))'
@@ -266,6 +280,8 @@ elif [ -n "$(cd "$ROOT" && git status --porcelain --untracked-files=no -- src Ca
 fi
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
+: >"$WORK/results.md"
+if [ "$THROUGHPUT" = 1 ]; then
 # Rate check first, while the machine is as quiet as this script can make it.
 rm -f "$WORK/rate.sqlite"*
 measure "rate $RATE_TEST_RATE/s" sandbox "$RATE_CSV" "$WORK/rate.sqlite" "$RATE_TEST_RATE"
@@ -382,3 +398,13 @@ open(out, "w").write(text)
 print(text)
 EOF
 log "raw figures: $RESULTS; table: $WORK/results.md"
+fi
+
+# ---------------------------------------------------------------- adaptive rate
+if [ "$ADAPTIVE" = 1 ]; then
+    log "adaptive-rate scenarios, about $ADAPTIVE_SECS s each"
+    python3 "$ROOT/scripts/adaptive_bench.py" --bin "$BIN" --work "$WORK" \
+        --secs "$ADAPTIVE_SECS" --out "$WORK/results-adaptive.md"
+    { echo; cat "$WORK/results-adaptive.md"; } >>"$WORK/results.md"
+    log "adaptive table: $WORK/results-adaptive.md (also appended to $WORK/results.md)"
+fi

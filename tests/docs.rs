@@ -21,12 +21,6 @@ use std::path::{Component, Path, PathBuf};
 use clap::{CommandFactory, FromArgMatches};
 use podero_onboard::cli::Cli;
 
-/// Pages that other branches of issue 14 write and this one already links to. A link to one
-/// of these is accepted while the file does not exist yet. Whoever merges the branch that
-/// adds one removes it here (the test fails as soon as a listed file exists, to say so);
-/// once everything is merged this list is empty.
-const EXPECTED_FROM_OTHER_BRANCHES: &[&str] = &["docs/performance.md"];
-
 /// The info string of a fenced block whose lines are a usage synopsis
 /// (`podero-onboard run <CSV|-> [--rate N]`), not commands to run: its lines are not parsed.
 /// Everything else in a fenced block that invokes podero-onboard must parse.
@@ -117,19 +111,6 @@ fn readme_is_a_front_page_with_the_ci_test_command() {
             .lines()
             .any(|l| l.trim().starts_with("cargo run --release -- demo")),
         "README.md should show the demo command `cargo run --release -- demo`"
-    );
-}
-
-#[test]
-fn pages_expected_from_other_branches_are_still_missing() {
-    let present: Vec<_> = EXPECTED_FROM_OTHER_BRANCHES
-        .iter()
-        .filter(|p| root().join(p).exists())
-        .collect();
-    assert!(
-        present.is_empty(),
-        "{present:?} exist now: remove them from EXPECTED_FROM_OTHER_BRANCHES in tests/docs.rs \
-         so their links and anchors are checked like any other page"
     );
 }
 
@@ -386,15 +367,8 @@ fn check_link(page: &Path, target: &str, pages: &BTreeMap<PathBuf, String>) -> R
     } else {
         normalize(&page.parent().unwrap_or(Path::new("")).join(path))?
     };
-    let expected = EXPECTED_FROM_OTHER_BRANCHES
-        .iter()
-        .any(|e| Path::new(e) == file);
     if !root().join(&file).exists() {
-        return if expected {
-            Ok(())
-        } else {
-            Err(format!("{} does not exist", file.display()))
-        };
+        return Err(format!("{} does not exist", file.display()));
     }
     let Some(anchor) = anchor else { return Ok(()) };
     if file.extension().is_none_or(|e| e != "md") {

@@ -656,6 +656,64 @@ async fn state_is_served_over_http_as_json() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn counts_view_has_the_counters_without_the_data() {
+    let h = Harness::plain().await;
+    let token = h.token().await;
+    h.put_user(&token, h.user, json!({"external_user_id": "x"}))
+        .await;
+    h.create(&token, h.user, json!({"name": "A"})).await;
+    h.create(&token, h.user, json!({"name": "A"})).await;
+    h.create(&token, h.user, json!({"name": "B"})).await;
+    let response = h
+        .http
+        .get(h.url("/__sandbox/state?counts=1"))
+        .send()
+        .await
+        .expect("counts");
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.expect("counts JSON");
+    assert!(
+        body.get("log").is_none(),
+        "no data in the counts view: {body}"
+    );
+    let counts: sandbox::Counts = serde_json::from_value(body).expect("counts shape");
+    assert_eq!(
+        (
+            counts.users,
+            counts.users_with_external_id,
+            counts.buildings
+        ),
+        (2, 1, 3)
+    );
+    assert_eq!(counts.duplicate_buildings, 1, "the second A");
+    assert_eq!(counts.requests.get("create_building"), Some(&3));
+    assert_eq!(counts.statuses.get(&201), Some(&3));
+    assert_eq!(counts.tokens_issued, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rate_limit_can_be_changed_mid_run_over_http() {
+    let h = Harness::plain().await;
+    let token = h.token().await;
+    let put = |body: Value| h.http.put(h.url("/__sandbox/faults")).json(&body).send();
+    let limited = json!({"rate_limit": {"per_second": 0.5, "burst": 1}});
+    assert_eq!(put(limited).await.expect("put").status(), StatusCode::OK);
+    let statuses = [
+        h.get(&token, &h.api("/users")).await.status(),
+        h.get(&token, &h.api("/users")).await.status(),
+    ];
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::TOO_MANY_REQUESTS]);
+    let raised = json!({"rate_limit": {"per_second": 1000.0, "burst": 10}});
+    assert_eq!(put(raised).await.expect("put").status(), StatusCode::OK);
+    for _ in 0..5 {
+        assert_eq!(
+            h.get(&token, &h.api("/users")).await.status(),
+            StatusCode::OK
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn faults_can_be_set_over_http() {
     let h = Harness::plain().await;
     let token = h.token().await;

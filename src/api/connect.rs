@@ -49,6 +49,7 @@ impl Client {
         let request = Request {
             method: Method::POST,
             url: format!("{root}/device-onboarding"),
+            target: None,
             body: Some(body),
             // An extra session is harmless (see the module header): retry like a PUT.
             idempotent: true,
@@ -67,6 +68,7 @@ impl Client {
         let request = Request {
             method: Method::GET,
             url: format!("{}/users/{user}/heat-pumps", self.api),
+            target: None,
             body: None,
             idempotent: true,
         };
@@ -89,6 +91,7 @@ impl Client {
         let request = Request {
             method: Method::PUT,
             url: format!("{}/users/{user}/heat-pumps/{heat_pump}", self.api),
+            target: None,
             body: Some(&body),
             idempotent: true,
         };

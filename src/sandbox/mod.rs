@@ -52,7 +52,7 @@ pub use connect::{HeatPump, Session};
 pub use faults::{Faults, RateLimit};
 pub use route::Endpoint;
 pub use standalone::{SandboxArgs, run_standalone};
-pub use state::{Building, LogEntry, Snapshot, User};
+pub use state::{Building, Counts, LogEntry, Snapshot, User};
 pub use tls::ServerTls;
 
 /// The organization id a default [`Builder`] serves.

@@ -36,7 +36,7 @@ pub enum Endpoint {
     ListHeatPumps,
     /// `PUT .../users/{user_id}/heat-pumps/{heat_pump_id}`
     UpdateHeatPump,
-    /// `GET /__sandbox/state`, `PUT /__sandbox/faults`
+    /// `GET /__sandbox/state` (`?counts=1`: counters only), `PUT /__sandbox/faults`
     Admin,
     /// Anything else (404 or 405).
     Unknown,

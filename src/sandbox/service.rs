@@ -69,6 +69,8 @@ impl Shared {
 pub(crate) struct Call {
     pub method: Method,
     pub path: String,
+    /// The query string, if any (only the admin state endpoint reads it).
+    pub query: Option<String>,
     pub authorization: Option<String>,
     pub content_type: Option<String>,
     pub body: Bytes,
@@ -207,6 +209,7 @@ async fn read_call(shared: &Shared, req: Request<Incoming>) -> ReadCall {
         content_type: text(header::CONTENT_TYPE),
         method: parts.method,
         path: parts.uri.path().to_owned(),
+        query: parts.uri.query().map(str::to_owned),
         body,
         at_ms,
     };
@@ -221,6 +224,7 @@ async fn dispatch(shared: &Shared, call: &Call) -> (Endpoint, Option<Uuid>, Answ
             None,
             gated(shared, false, || endpoints::token(shared, call)).await,
         ),
+        Route::AdminState if wants_counts(call) => (Endpoint::Admin, None, admin_counts(shared)),
         Route::AdminState => (Endpoint::Admin, None, admin_state(shared)),
         Route::AdminFaults => (Endpoint::Admin, None, admin_faults(shared, call)),
         Route::AdminClock => (
@@ -288,6 +292,19 @@ async fn gated(shared: &Shared, api: bool, handle: impl FnOnce() -> Answer) -> A
 fn admin_state(shared: &Shared) -> Answer {
     let snapshot = shared.state().snapshot();
     Answer::json(200, &serde_json::to_value(&snapshot).unwrap_or(Value::Null))
+}
+
+/// `?counts=1`: the counters only, so a benchmark over a million users does not make the
+/// simulator serialize (and the client parse) every user and building.
+fn wants_counts(call: &Call) -> bool {
+    call.query
+        .as_deref()
+        .is_some_and(|q| q.split('&').any(|pair| pair == "counts=1"))
+}
+
+fn admin_counts(shared: &Shared) -> Answer {
+    let counts = shared.state().counts();
+    Answer::json(200, &serde_json::to_value(&counts).unwrap_or(Value::Null))
 }
 
 fn admin_faults(shared: &Shared, call: &Call) -> Answer {

@@ -145,6 +145,27 @@ impl Snapshot {
     }
 }
 
+/// The counters of a [`Snapshot`] without its data: `GET /__sandbox/state?counts=1`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Counts {
+    /// Users of the organization.
+    pub users: u64,
+    /// Users with an `external_user_id`.
+    pub users_with_external_id: u64,
+    /// Buildings, all users together.
+    pub buildings: u64,
+    /// Buildings beyond the first with the same name for the same user (0: no duplicate).
+    pub duplicate_buildings: u64,
+    /// As [`Snapshot::requests`].
+    pub requests: BTreeMap<String, u64>,
+    /// As [`Snapshot::statuses`].
+    pub statuses: BTreeMap<u16, u64>,
+    /// Anomalies recorded (kept and dropped).
+    pub anomalies: u64,
+    /// As [`Snapshot::tokens_issued`].
+    pub tokens_issued: u64,
+}
+
 /// The mutable state of a running simulator.
 #[derive(Debug, Default)]
 pub(crate) struct State {
@@ -220,6 +241,31 @@ impl State {
             .get_mut(&user)?
             .iter_mut()
             .find(|b| b.id == id)
+    }
+
+    /// The counters, computed without copying the data.
+    pub fn counts(&self) -> Counts {
+        let snap = &self.snap;
+        let mut duplicates = 0;
+        for buildings in snap.buildings.values() {
+            let mut names: Vec<&str> = buildings.iter().map(|b| b.name.as_str()).collect();
+            names.sort_unstable();
+            duplicates += names.windows(2).filter(|w| w[0] == w[1]).count() as u64;
+        }
+        Counts {
+            users: snap.users.len() as u64,
+            users_with_external_id: snap
+                .users
+                .values()
+                .filter(|u| u.external_user_id.is_some())
+                .count() as u64,
+            buildings: snap.buildings.values().map(|b| b.len() as u64).sum(),
+            duplicate_buildings: duplicates,
+            requests: snap.requests.clone(),
+            statuses: snap.statuses.clone(),
+            anomalies: snap.anomalies.len() as u64 + self.anomalies_dropped,
+            tokens_issued: snap.tokens_issued,
+        }
     }
 
     /// A copy for tests, with the anomaly overflow noted.

@@ -1,0 +1,582 @@
+//! The adaptive rate: a pure state machine that learns a server's unpublished limit from
+//! its 429s. [`super::gate::Gate`] drives it with the real clock; its tests drive it with
+//! a fake one.
+//!
+//! # Design
+//!
+//! Podero publishes no limit, so the job must find it, hold just under it, and notice when
+//! it moves. Against a server that answers an excess request with 429 and a whole-second
+//! `Retry-After` (which pauses every worker: the server asked for it), every 429 costs a
+//! full second of traffic, so the controller is built to *cause few 429s*, not merely to
+//! survive them. It is CUBIC-shaped (as in the AWS SDKs' adaptive retry mode), with two
+//! changes that matter for a 1-second penalty:
+//!
+//! 1. **Learn the limit from what was achieved.** On a 429 the controller remembers the
+//!    rate of *accepted* requests over the recent active time (pauses excluded): measured,
+//!    not the configured rate, which may be far above what the workers managed to send.
+//!    A token bucket lets `limit · T + burst` requests through in `T` seconds, so the
+//!    measure over [`METER_WINDOW`] overestimates the limit by at most `burst / window`,
+//!    and the next 429 corrects it. A 429 within [`SHORT_WINDOW`] of resuming (the start
+//!    at `--rate`, or a limit that just fell) leaves no window to measure: the server's
+//!    burst was spent in a fraction of a second, so the job was sending at a multiple of
+//!    the limit, and the guess is [`SHORT_WINDOW_CUT`] of the rate sent (or what came
+//!    back accepted in that instant, if more). A guess is held for [`HOLD_GUESSED`] only.
+//! 2. **Recover concavely to just under it, hold, then probe.** After a decrease to
+//!    [`BETA`] × the learned limit, the rate climbs back over [`RECOVERY`] seconds of
+//!    active time along a cubic that is fast far from the target and flat near it (CUBIC's
+//!    concave region); the target is [`PLATEAU`] × the learned limit. After [`HOLD`] quiet
+//!    seconds at the target the rate grows again along the convex cubic, slowly at first
+//!    (an unchanged limit is re-found with a small overshoot, one 429 per ~15 s) and then
+//!    fast (a raised limit is found in seconds, not minutes). A 429 during the probe learns
+//!    the limit afresh.
+//!    A probe that finds more than [`RISEN`] × the last limit measured a moving target:
+//!    the new one is held for [`HOLD_GUESSED`] only, and the next probe refines it.
+//! 3. **A falling limit.** A 429 *before* the target was reached (in the recovery) means
+//!    the limit is below what was learned: the decrease is the deeper [`BETA_FALLING`] so
+//!    the job gets under a halved limit in two or three steps, not seven.
+//!
+//! Why not plain AIMD (what this replaced): its additive increase climbs straight back
+//! into the limit, so every few seconds a 429 pauses every worker for a second; measured
+//! at 70 % of a 10/s limit. Why not CUBIC as the AWS SDKs run it: its convex region starts
+//! right at the remembered limit, which with a 1-second penalty per 429 costs a tenth of
+//! the throughput; the hold before the probe is what buys the last 20 %. The parameters
+//! were chosen with the deterministic simulation in this module's tests (a token-bucket
+//! server, burst 3, whole-second `Retry-After`): ≥ 90 % of limits of 5, 10, 50 and 60/s
+//! over 60 s from `--rate` at 4× the limit, ≤ 3 % 429s, a limit raised from 10 to 20 found
+//! within 30 s, one lowered from 20 to 10 obeyed within 15 s.
+//!
+//! `--rate` stays the hard ceiling of every value the curve takes, and never less than
+//! [`MIN_RATE`]. 429s arriving while the shared pause is still running are the same
+//! signal (requests already in flight when the first one came back) and are not counted
+//! twice.
+//!
+//! Time is "active time": seconds since start minus the time spent in `Retry-After`
+//! pauses, so neither the climb nor the measurement advances while nothing can be sent.
+
+use std::time::Duration;
+
+/// Decrease on a 429 at or beyond the target: to this share of the learned limit.
+pub const BETA: f64 = 0.9;
+/// Decrease on a 429 before the target was reached (the limit fell, or the last estimate
+/// was too high).
+pub const BETA_FALLING: f64 = 0.7;
+/// Seconds of active time to climb from the decreased rate back to the target.
+pub const RECOVERY: f64 = 3.0;
+/// The target as a share of the learned limit.
+pub const PLATEAU: f64 = 0.995;
+/// Quiet seconds at the target before probing upwards.
+pub const HOLD: f64 = 10.0;
+/// Quiet seconds before probing when the limit was only guessed (a 429 within
+/// [`SHORT_WINDOW`] of resuming): shorter, since the guess may be far too low.
+pub const HOLD_GUESSED: f64 = 5.0;
+/// A limit learned above this multiple of the previous one has risen: it is held for
+/// [`HOLD_GUESSED`] only, since the probe's ramp averages low.
+pub const RISEN: f64 = 1.1;
+/// Convex probe: relative growth `PROBE_GAIN · τ³` after `τ` seconds of probing (+0.5 %
+/// after 1 s, +4 % after 2 s, +32 % after 4 s, doubled after 6 s).
+pub const PROBE_GAIN: f64 = 0.005;
+/// Seconds of active time over which the achieved rate is measured.
+pub const METER_WINDOW: f64 = 2.0;
+/// A 429 within this much active time of resuming gives too short a window to measure
+/// (the server's burst dominates it): the decrease applies to the configured rate.
+pub const SHORT_WINDOW: f64 = 0.5;
+/// What a 429 within [`SHORT_WINDOW`] of resuming says about the limit: under this share
+/// of the rate sent (the server's burst was spent in a fraction of a second).
+pub const SHORT_WINDOW_CUT: f64 = 0.25;
+/// The rate never drops below this (requests per second).
+pub const MIN_RATE: f64 = 0.2;
+
+/// Width of one meter slot, seconds of active time.
+const SLOT: f64 = 0.1;
+/// Slots in the meter window.
+const SLOTS: usize = (METER_WINDOW / SLOT) as usize;
+
+/// What a 429 did to the controller.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Throttled {
+    /// Pause every worker until this time (seconds on the caller's clock).
+    pub pause_until: f64,
+    /// Whether this 429 was a new signal (the rate was lowered).
+    pub decreased: bool,
+}
+
+/// The adaptive rate controller. All times are seconds on one caller's clock.
+#[derive(Clone, Debug)]
+pub struct Controller {
+    ceiling: f64,
+    /// The remembered limit, once a 429 taught one.
+    learned: Option<f64>,
+    /// Whether it was measured over a long enough window to hold at (else probe at once).
+    confirmed: bool,
+    /// Active time of the last decrease (the start of the current curve).
+    epoch: f64,
+    /// The rate right after the last decrease.
+    from: f64,
+    /// The pause in force (start, end), if any.
+    pause: Option<(f64, f64)>,
+    /// Seconds spent in pauses that have ended.
+    paused: f64,
+    /// Active time the last pause ended (or 0): the start of the current measurement.
+    resumed: f64,
+    meter: Meter,
+}
+
+impl Controller {
+    /// A controller that starts at `ceiling` (`--rate`) and never exceeds it.
+    pub fn new(ceiling: f64) -> Self {
+        Controller {
+            ceiling,
+            learned: None,
+            confirmed: false,
+            epoch: 0.0,
+            from: ceiling,
+            pause: None,
+            paused: 0.0,
+            resumed: 0.0,
+            meter: Meter::default(),
+        }
+    }
+
+    /// The rate the gate should admit at, at time `now`.
+    pub fn rate(&mut self, now: f64) -> f64 {
+        let t = self.active(now);
+        self.curve(t)
+            .min(self.ceiling)
+            .max(MIN_RATE.min(self.ceiling))
+    }
+
+    /// The remembered limit, if a 429 taught one.
+    pub fn learned(&self) -> Option<f64> {
+        self.learned
+    }
+
+    /// Until when every worker must wait, if a pause is in force at `now`.
+    pub fn paused_until(&mut self, now: f64) -> Option<f64> {
+        self.active(now);
+        self.pause.map(|(_, end)| end)
+    }
+
+    /// A response that was not a 429.
+    pub fn on_accepted(&mut self, now: f64) {
+        let t = self.active(now);
+        self.meter.add(t);
+    }
+
+    /// A 429 at `now`, asking to wait `retry_after`.
+    pub fn on_throttled(&mut self, now: f64, retry_after: Duration) -> Throttled {
+        let t = self.active(now);
+        let end = now + retry_after.as_secs_f64();
+        let in_pause = self.pause.is_some();
+        self.pause = Some(match self.pause {
+            Some((start, old_end)) => (start, old_end.max(end)),
+            None => (now, end),
+        });
+        if in_pause {
+            return Throttled {
+                pause_until: self.pause.map_or(end, |(_, e)| e),
+                decreased: false,
+            };
+        }
+        self.decrease(t);
+        Throttled {
+            pause_until: end,
+            decreased: true,
+        }
+    }
+
+    fn decrease(&mut self, t: f64) {
+        let current = self.curve(t).min(self.ceiling);
+        let window = t - self.resumed;
+        let (learned, beta, confirmed) = if window < SHORT_WINDOW {
+            // Too short to measure: the sending rate was a multiple of the limit. What
+            // came back accepted, spread over the short window, bounds the cut from below.
+            let accepted = self.meter.rate(t, SHORT_WINDOW);
+            let guess = (current * SHORT_WINDOW_CUT).max(accepted.min(current * BETA));
+            (guess, BETA, false)
+        } else {
+            let achieved = self.meter.rate(t, window).min(current);
+            let falling = self.learned.is_some() && t - self.epoch < RECOVERY;
+            // A probe that found much more than the last limit measured a moving target
+            // (averaged over its own ramp, so low): look again soon, as after a guess.
+            let rising = self.learned.is_some_and(|last| achieved > last * RISEN);
+            let beta = if falling { BETA_FALLING } else { BETA };
+            (achieved, beta, !rising)
+        };
+        let learned = learned.max(MIN_RATE);
+        self.learned = Some(learned);
+        self.confirmed = confirmed;
+        self.from = (learned * beta).max(MIN_RATE);
+        self.epoch = t;
+    }
+
+    /// The curve at active time `t`: the ceiling until a 429, then recovery, hold, probe.
+    fn curve(&self, t: f64) -> f64 {
+        let Some(learned) = self.learned else {
+            return self.ceiling;
+        };
+        let target = (learned * PLATEAU).max(self.from);
+        let since = t - self.epoch;
+        if since < RECOVERY {
+            let left = 1.0 - since / RECOVERY;
+            return target - (target - self.from) * left * left * left;
+        }
+        let hold = if self.confirmed { HOLD } else { HOLD_GUESSED };
+        if since < RECOVERY + hold {
+            target
+        } else {
+            let tau = since - RECOVERY - hold;
+            target * (1.0 + PROBE_GAIN * tau * tau * tau)
+        }
+    }
+
+    /// Active time at `now`, ending a pause that is over.
+    fn active(&mut self, now: f64) -> f64 {
+        if let Some((start, end)) = self.pause {
+            if now < end {
+                return start - self.paused;
+            }
+            self.paused += end - start;
+            self.pause = None;
+            self.resumed = end - self.paused;
+            self.meter.reset(self.resumed);
+        }
+        now - self.paused
+    }
+}
+
+/// Accepted responses per slot of active time, over the last [`METER_WINDOW`].
+#[derive(Clone, Debug)]
+struct Meter {
+    counts: [u32; SLOTS],
+    /// The slot index `counts` was last advanced to.
+    head: u64,
+}
+
+impl Default for Meter {
+    fn default() -> Self {
+        Meter {
+            counts: [0; SLOTS],
+            head: 0,
+        }
+    }
+}
+
+impl Meter {
+    fn slot(t: f64) -> u64 {
+        (t.max(0.0) / SLOT) as u64
+    }
+
+    fn advance(&mut self, t: f64) {
+        let slot = Self::slot(t);
+        if slot <= self.head {
+            return;
+        }
+        let gap = (slot - self.head).min(SLOTS as u64);
+        for i in 1..=gap {
+            self.counts[((self.head + i) % SLOTS as u64) as usize] = 0;
+        }
+        self.head = slot;
+    }
+
+    fn add(&mut self, t: f64) {
+        self.advance(t);
+        let i = (self.head % SLOTS as u64) as usize;
+        self.counts[i] = self.counts[i].saturating_add(1);
+    }
+
+    /// Responses in the window ending at `t` per second, over `window` seconds (at most
+    /// the meter's width).
+    fn rate(&mut self, t: f64, window: f64) -> f64 {
+        self.advance(t);
+        let total: u64 = self.counts.iter().map(|&c| u64::from(c)).sum();
+        total as f64 / window.clamp(SLOT, METER_WINDOW)
+    }
+
+    /// Forgets everything before active time `t` (a pause starts a new measurement: what
+    /// came back during it was sent before it).
+    fn reset(&mut self, t: f64) {
+        self.counts = [0; SLOTS];
+        self.head = Self::slot(t);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server's token bucket, as `src/sandbox/faults.rs` has it (whole-second
+    /// `Retry-After`, at least 1).
+    struct Server {
+        per_second: f64,
+        burst: f64,
+        tokens: f64,
+    }
+
+    impl Server {
+        fn new(per_second: f64, burst: f64) -> Self {
+            Server {
+                per_second,
+                burst,
+                tokens: burst,
+            }
+        }
+
+        fn tick(&mut self, dt: f64) {
+            self.tokens = (self.tokens + dt * self.per_second).min(self.burst);
+        }
+
+        /// `None`: accepted; `Some(secs)`: 429 with this `Retry-After`.
+        fn take(&mut self) -> Option<u64> {
+            if self.tokens >= 1.0 {
+                self.tokens -= 1.0;
+                return None;
+            }
+            Some((((1.0 - self.tokens) / self.per_second).ceil() as u64).max(1))
+        }
+    }
+
+    /// Counts over a stretch of simulated time.
+    #[derive(Debug, Default, Clone, Copy)]
+    struct Tally {
+        accepted: u64,
+        throttled: u64,
+    }
+
+    impl Tally {
+        fn add(&mut self, accepted: bool) {
+            if accepted {
+                self.accepted += 1;
+            } else {
+                self.throttled += 1;
+            }
+        }
+
+        fn share_429(&self) -> f64 {
+            self.throttled as f64 / (self.accepted + self.throttled).max(1) as f64
+        }
+    }
+
+    /// Simulates the gate (a token bucket at the controller's rate, burst as the real
+    /// gate's) and unlimited demand against `server`, in 1 ms steps, for `seconds`; each
+    /// step's tally goes to `each` with the time.
+    fn simulate(
+        controller: &mut Controller,
+        server: &mut Server,
+        start: f64,
+        seconds: f64,
+        mut each: impl FnMut(f64, bool),
+    ) {
+        const DT: f64 = 0.001;
+        let mut allowance = 1.0;
+        let steps = (seconds / DT).round() as u64;
+        for step in 0..steps {
+            let now = start + step as f64 * DT;
+            server.tick(DT);
+            if controller.paused_until(now).is_some() {
+                continue;
+            }
+            let rate = controller.rate(now);
+            let burst = f64::from(crate::api::gate::burst_for(rate));
+            allowance = (allowance + rate * DT).min(burst);
+            while allowance >= 1.0 && controller.paused_until(now).is_none() {
+                allowance -= 1.0;
+                match server.take() {
+                    None => {
+                        controller.on_accepted(now);
+                        each(now, true);
+                    }
+                    Some(secs) => {
+                        controller.on_throttled(now, Duration::from_secs(secs));
+                        each(now, false);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `seconds` against a server allowing `limit`/s (burst 3), with `--rate 4·limit`.
+    fn run(limit: f64, seconds: f64) -> (Tally, Controller) {
+        let mut controller = Controller::new(4.0 * limit);
+        let mut server = Server::new(limit, 3.0);
+        let mut tally = Tally::default();
+        simulate(&mut controller, &mut server, 0.0, seconds, |_, ok| {
+            tally.add(ok);
+        });
+        (tally, controller)
+    }
+
+    /// Per-second tallies over `seconds` after the server's limit changed from `from` to
+    /// `to` (after 40 s at `from`; the ceiling is 4× the larger).
+    fn change(from: f64, to: f64, seconds: usize) -> Vec<Tally> {
+        let mut controller = Controller::new(4.0 * from.max(to));
+        simulate(
+            &mut controller,
+            &mut Server::new(from, 3.0),
+            0.0,
+            40.0,
+            |_, _| {},
+        );
+        let mut per_second = vec![Tally::default(); seconds];
+        let mut server = Server::new(to, 3.0);
+        simulate(
+            &mut controller,
+            &mut server,
+            40.0,
+            seconds as f64,
+            |now, ok| {
+                per_second[((now - 40.0) as usize).min(seconds - 1)].add(ok);
+            },
+        );
+        per_second
+    }
+
+    fn sum(tallies: &[Tally]) -> Tally {
+        tallies.iter().fold(Tally::default(), |a, t| Tally {
+            accepted: a.accepted + t.accepted,
+            throttled: a.throttled + t.throttled,
+        })
+    }
+
+    #[test]
+    fn starts_at_the_ceiling_and_never_exceeds_it() {
+        let mut c = Controller::new(40.0);
+        assert_eq!(c.rate(0.0), 40.0);
+        c.on_throttled(1.0, Duration::from_secs(1));
+        for step in 0..10_000 {
+            assert!(c.rate(2.0 + f64::from(step) * 0.01) <= 40.0);
+        }
+        // 100 s without a 429: the probe has long passed the ceiling, which still holds.
+        assert_eq!(c.rate(102.0), 40.0);
+    }
+
+    #[test]
+    fn learns_the_achieved_rate_not_the_configured_one() {
+        let mut c = Controller::new(100.0);
+        // The workers only manage 20 accepted requests per second for 3 s.
+        for i in 0..60 {
+            c.on_accepted(f64::from(i) * 0.05);
+        }
+        c.on_throttled(3.0, Duration::from_secs(1));
+        let learned = c.learned().expect("a 429 teaches a limit");
+        assert!((19.0..=21.0).contains(&learned), "learned {learned}");
+        assert!(
+            c.rate(3.5) <= 20.0 * BETA + 1e-9,
+            "paused at the decreased rate"
+        );
+    }
+
+    #[test]
+    fn a_429_right_after_resuming_cuts_deep() {
+        let mut c = Controller::new(200.0);
+        c.on_throttled(0.02, Duration::from_secs(1));
+        assert!((c.learned().unwrap() - 200.0 * SHORT_WINDOW_CUT).abs() < 1e-9);
+    }
+
+    #[test]
+    fn recovers_concavely_holds_then_probes() {
+        let mut c = Controller::new(100.0);
+        for i in 0..100 {
+            c.on_accepted(f64::from(i) * 0.02);
+        }
+        c.on_throttled(2.0, Duration::from_secs(1));
+        let learned = c.learned().unwrap();
+        let target = learned * PLATEAU;
+        let start = 3.0; // the pause is over; active time stopped during it
+        let from = c.rate(start);
+        assert!((from - learned * BETA).abs() < 1e-6, "from {from}");
+        // Concave: half-way through the recovery, more than half of the way back.
+        let mid = c.rate(start + RECOVERY / 2.0);
+        assert!(mid - from > (target - from) * 0.8, "mid {mid}");
+        assert!((c.rate(start + RECOVERY) - target).abs() < 1e-6);
+        assert!((c.rate(start + RECOVERY + HOLD - 0.01) - target).abs() < 1e-6);
+        let probe = c.rate(start + RECOVERY + HOLD + 4.0);
+        assert!(probe > target * 1.2, "probe {probe}");
+    }
+
+    #[test]
+    fn a_429_during_the_pause_is_the_same_signal() {
+        let mut c = Controller::new(100.0);
+        let first = c.on_throttled(1.0, Duration::from_secs(1));
+        let rate = c.rate(1.5);
+        let second = c.on_throttled(1.5, Duration::from_secs(2));
+        assert!(first.decreased && !second.decreased);
+        assert_eq!(second.pause_until, 3.5, "the pause is extended");
+        assert_eq!(c.rate(1.6), rate);
+        assert_eq!(c.paused_until(3.4), Some(3.5));
+        assert_eq!(c.paused_until(3.5), None);
+    }
+
+    #[test]
+    fn a_429_before_the_target_means_the_limit_fell() {
+        let mut c = Controller::new(100.0);
+        for i in 0..100 {
+            c.on_accepted(f64::from(i) * 0.02);
+        }
+        c.on_throttled(2.0, Duration::from_secs(1));
+        let first = c.learned().unwrap();
+        for i in 0..40 {
+            c.on_accepted(3.0 + f64::from(i) * 0.025);
+        }
+        c.on_throttled(4.0, Duration::from_secs(1));
+        let learned = c.learned().unwrap();
+        assert!(learned < first);
+        assert!((c.rate(5.0) - learned * BETA_FALLING).abs() < 1e-6);
+    }
+
+    #[test]
+    fn converges_to_the_server_limit_with_few_429s() {
+        for limit in [5.0, 10.0, 50.0, 60.0] {
+            let (tally, controller) = run(limit, 60.0);
+            let goodput = tally.accepted as f64 / 60.0 / limit;
+            eprintln!(
+                "limit {limit}/s: goodput {:.1} %, 429s {:.2} % ({tally:?}), learned {:?}",
+                goodput * 100.0,
+                tally.share_429() * 100.0,
+                controller.learned()
+            );
+            assert!(goodput >= 0.88, "limit {limit}: goodput {goodput:.3}");
+            assert!(tally.share_429() <= 0.03, "limit {limit}: {tally:?}");
+        }
+    }
+
+    #[test]
+    fn finds_a_raised_limit_within_30_seconds_whatever_the_phase() {
+        // The change lands anywhere in the hold/probe cycle: every 0.5 s over 20 s.
+        let mut worst = 0;
+        for k in 0..40 {
+            let at = 20.0 + f64::from(k) * 0.5;
+            let mut controller = Controller::new(80.0);
+            simulate(
+                &mut controller,
+                &mut Server::new(10.0, 3.0),
+                0.0,
+                at,
+                |_, _| {},
+            );
+            let mut per_second = vec![Tally::default(); 40];
+            let mut server = Server::new(20.0, 3.0);
+            simulate(&mut controller, &mut server, at, 40.0, |now, ok| {
+                per_second[((now - at) as usize).min(39)].add(ok);
+            });
+            let reached = per_second
+                .windows(3)
+                .position(|w| sum(w).accepted as f64 / 3.0 >= 0.85 * 20.0)
+                .map_or(usize::MAX, |p| p + 3);
+            worst = worst.max(reached);
+        }
+        eprintln!("10 -> 20/s: 3-s goodput >= 17/s at most {worst} s after the change");
+        assert!(
+            worst <= 30,
+            "reached 85 % of the raised limit only after {worst} s"
+        );
+    }
+
+    #[test]
+    fn settles_under_a_lowered_limit_within_15_seconds() {
+        let per_second = change(20.0, 10.0, 40);
+        let after = sum(&per_second[15..]);
+        eprintln!("20 -> 10/s: 429s from second 15: {after:?}");
+        assert!(after.share_429() < 0.03, "{after:?}");
+        assert!(after.accepted as f64 >= 0.85 * 10.0 * 25.0, "{after:?}");
+    }
+}

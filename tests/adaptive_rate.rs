@@ -1,0 +1,134 @@
+//! The adaptive rate against the simulator (issue 13): with `--rate` at four times a
+//! server limit it has to learn, the job converges to that limit, holds it with few 429s,
+//! and loses or doubles nothing.
+//!
+//! Tolerant by design: it asserts convergence properties over the second half of the run
+//! (where the start-up 429s are over) with generous bounds, read from the simulator's
+//! request log, never wall-clock deadlines. The tight figures (goodput ≥ 90 % of the
+//! limit over 60 s, limit changes mid-run) are the benchmark's (`scripts/bench.sh
+//! --adaptive`) and the controller's deterministic simulation (`src/api/adapt.rs`).
+
+mod common;
+
+use common::{Harness, generated_csv, states};
+use podero_onboard::sandbox::{self, Faults, LogEntry, RateLimit};
+
+/// The simulator's limit, requests per second (burst 3, as in the issue's scenario).
+const LIMIT: f64 = 40.0;
+/// Rows: two requests each, so about 8 s at the limit.
+const USERS: usize = 160;
+/// Least goodput, as a share of the limit, over the second half of the run. The plain
+/// AIMD this replaced measured 0.70 over a whole run (issue 13); a converged controller
+/// holds well above 0.9.
+const MIN_SECOND_HALF_GOODPUT: f64 = 0.8;
+/// Most separate 429 episodes (429s more than [`EPISODE_GAP_MS`] apart). The first is
+/// the start at four times the limit; a converged controller adds one or two while it
+/// learns, then holds. The plain AIMD needed four decreases just to get from 160/s down
+/// to 40/s.
+const MAX_EPISODES: usize = 3;
+/// 429s closer than this are one episode (requests in flight when the first came back).
+const EPISODE_GAP_MS: u64 = 500;
+/// Most 429s over the whole run, as a share of requests (the issue's target is 3 %).
+const MAX_THROTTLED_SHARE: f64 = 0.05;
+
+/// `(accepted requests, 429s)` that arrived in `[from_ms, to_ms)`.
+fn tally(log: &[LogEntry], from_ms: u64, to_ms: u64) -> (usize, usize) {
+    let window = log.iter().filter(|e| e.at_ms >= from_ms && e.at_ms < to_ms);
+    window.fold((0, 0), |(ok, throttled), e| match e.status {
+        429 => (ok, throttled + 1),
+        _ => (ok + 1, throttled),
+    })
+}
+
+/// Arrival times of the first 429 of each episode.
+fn episodes(log: &[LogEntry]) -> Vec<u64> {
+    let mut times: Vec<u64> = log
+        .iter()
+        .filter(|e| e.status == 429)
+        .map(|e| e.at_ms)
+        .collect();
+    times.sort_unstable();
+    let mut starts: Vec<u64> = Vec::new();
+    let mut last = None;
+    for t in times {
+        if last.is_none_or(|l| t > l + EPISODE_GAP_MS) {
+            starts.push(t);
+        }
+        last = Some(t);
+    }
+    starts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn learns_an_unknown_limit_and_holds_it_with_few_429s() {
+    let h = Harness::new(
+        sandbox::Builder::new()
+            .generated_users(USERS)
+            .faults(Faults {
+                rate_limit: Some(RateLimit {
+                    per_second: LIMIT,
+                    burst: 3,
+                }),
+                ..Faults::default()
+            }),
+    )
+    .await;
+    let csv = h.write("users.csv", generated_csv(USERS, 1));
+    let ceiling = (4.0 * LIMIT).to_string();
+    let out = h.run(&csv, &["--rate", &ceiling, "--json"]).await;
+    h.expect_code(&out, 0);
+    let checkpoint = h.checkpoint_rows();
+    assert_eq!(
+        states(&checkpoint).get("done"),
+        Some(&USERS),
+        "every row done"
+    );
+    h.assert_no_duplicates_and_map_matches();
+
+    let log = h.state().log;
+    let first = log.iter().map(|e| e.at_ms).min().unwrap_or(0);
+    let last = log.iter().map(|e| e.at_ms).max().unwrap_or(0);
+    let middle = first + (last - first) / 2;
+    let (ok, throttled) = tally(&log, first, last + 1);
+    if std::env::var_os("ADAPTIVE_TRACE").is_some() {
+        for e in &log {
+            eprintln!("{} {} {}", e.at_ms - first, e.status, e.endpoint);
+        }
+    }
+    let (late_ok, late_throttled) = tally(&log, middle, last);
+    let episodes: Vec<u64> = episodes(&log).iter().map(|t| t - first).collect();
+    let share = throttled as f64 / (ok + throttled) as f64;
+    let late_goodput = late_ok as f64 / ((last - middle) as f64 / 1000.0) / LIMIT;
+    eprintln!(
+        "limit {LIMIT}/s, --rate {ceiling}: {throttled} 429s of {} requests ({:.1} %); \
+         second half: goodput {:.0} % of the limit, {late_throttled} 429s; 429 episodes at {episodes:?} ms",
+        ok + throttled,
+        share * 100.0,
+        late_goodput * 100.0
+    );
+    assert!(
+        share <= MAX_THROTTLED_SHARE,
+        "{throttled} of {} requests got 429",
+        ok + throttled
+    );
+    assert!(
+        episodes.len() <= MAX_EPISODES,
+        "429 episodes at {episodes:?} ms: the rate kept hitting the limit"
+    );
+    assert!(
+        late_goodput >= MIN_SECOND_HALF_GOODPUT,
+        "second-half goodput {late_goodput:.2} of the limit: the rate did not converge"
+    );
+    assert!(
+        late_goodput <= 1.1,
+        "second-half goodput {late_goodput:.2} of the limit: more than the server allows?"
+    );
+    let summary: serde_json::Value = serde_json::from_str(&out.stdout).expect("--json summary");
+    let effective = summary["rate"]["effective"]
+        .as_f64()
+        .expect("effective rate");
+    assert!(
+        effective <= LIMIT * 1.5,
+        "the run ended at {effective}/s, far above the limit it should have learned"
+    );
+}
