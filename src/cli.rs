@@ -90,46 +90,13 @@ pub struct RunArgs {
     /// external_user_id, building_name (+ optional property_id, user and building fields; see docs/user-guide.md).
     pub input: String,
 
-    /// The Podero organization (UUID).
-    #[arg(long, env = "PODERO_ORG_ID")]
-    pub org_id: String,
-
     /// The checkpoint file (SQLite). Created if missing; re-use it to resume and for nightly syncs.
     #[arg(long)]
     pub checkpoint: PathBuf,
 
-    /// The API host: https://app.podero.com (production) or https://sandbox-app.podero.com.
-    #[arg(
-        long,
-        env = "PODERO_BASE_URL",
-        default_value = "https://app.podero.com"
-    )]
-    pub base_url: String,
-
-    /// Also trust the CAs in this PEM bundle (e.g. your company's TLS-inspecting proxy), on
-    /// top of the system's trust store. Checked at start-up; verification is always on.
-    #[arg(long, env = "PODERO_CA_CERT", value_name = "PATH")]
-    pub ca_cert: Option<PathBuf>,
-
-    /// Most requests per second, all requests counted (the job slows down on 429s by itself).
-    #[arg(long, default_value_t = 10.0)]
-    pub rate: f64,
-
-    /// Users processed at once.
-    #[arg(long, default_value_t = 8)]
-    pub concurrency: usize,
-
-    /// Seconds before a request is given up (a POST that times out is verified, not re-sent).
-    #[arg(long, default_value_t = 30.0)]
-    pub timeout: f64,
-
-    /// Seconds to wait for a connection.
-    #[arg(long, default_value_t = 10.0)]
-    pub connect_timeout: f64,
-
-    /// Attempts per request for transient errors (429, 503, network), the first included.
-    #[arg(long, default_value_t = 5)]
-    pub max_attempts: u32,
+    /// Where the API is and how to talk to it.
+    #[command(flatten)]
+    pub api: ApiArgs,
 
     /// Write every row's result as CSV to this file (owner-only permissions).
     #[arg(long)]
@@ -320,21 +287,9 @@ pub struct LinksArgs {
     /// last_name (carried to --out).
     pub input: String,
 
-    /// The Podero organization (UUID).
-    #[arg(long, env = "PODERO_ORG_ID")]
-    pub org_id: String,
-
     /// The checkpoint written by `run` (SQLite); links are recorded in it too.
     #[arg(long)]
     pub checkpoint: PathBuf,
-
-    /// The API host, as for `run`.
-    #[arg(
-        long,
-        env = "PODERO_BASE_URL",
-        default_value = "https://app.podero.com"
-    )]
-    pub base_url: String,
 
     /// The Connect UI language: sv, de, en, hu, it, et, pl or ro (a `language` column overrides it).
     #[arg(long)]
@@ -381,30 +336,9 @@ pub struct LinksArgs {
     #[command(flatten)]
     pub format: FormatArgs,
 
-    /// Also trust the CAs in this PEM bundle (e.g. your company's TLS-inspecting proxy), on
-    /// top of the system's trust store. Checked at start-up; verification is always on.
-    #[arg(long, env = "PODERO_CA_CERT", value_name = "PATH")]
-    pub ca_cert: Option<PathBuf>,
-
-    /// Most requests per second, all requests counted.
-    #[arg(long, default_value_t = 10.0)]
-    pub rate: f64,
-
-    /// Users processed at once.
-    #[arg(long, default_value_t = 8)]
-    pub concurrency: usize,
-
-    /// Seconds before a request is given up.
-    #[arg(long, default_value_t = 30.0)]
-    pub timeout: f64,
-
-    /// Seconds to wait for a connection.
-    #[arg(long, default_value_t = 10.0)]
-    pub connect_timeout: f64,
-
-    /// Attempts per request for transient errors (429, 503, network), the first included.
-    #[arg(long, default_value_t = 5)]
-    pub max_attempts: u32,
+    /// Where the API is and how to talk to it, as for `run`.
+    #[command(flatten)]
+    pub api: ApiArgs,
 
     /// The date links are checked against (YYYY-MM-DD, UTC); default: today. TEST HOOK
     /// ONLY (hidden from `--help`): for tests and for rehearsing expiry against the
@@ -439,4 +373,45 @@ impl FormatArgs {
             delimiter: self.delimiter,
         }
     }
+}
+
+/// Where the API is and how to talk to it: shared by `run` and `links`.
+#[derive(Debug, Args)]
+pub struct ApiArgs {
+    /// The Podero organization (UUID).
+    #[arg(long, env = "PODERO_ORG_ID")]
+    pub org_id: String,
+
+    /// The API host: https://app.podero.com (production) or https://sandbox-app.podero.com.
+    #[arg(
+        long,
+        env = "PODERO_BASE_URL",
+        default_value = "https://app.podero.com"
+    )]
+    pub base_url: String,
+
+    /// Also trust the CAs in this PEM bundle (e.g. your company's TLS-inspecting proxy), on
+    /// top of the system's trust store. Checked at start-up; verification is always on.
+    #[arg(long, env = "PODERO_CA_CERT", value_name = "PATH")]
+    pub ca_cert: Option<PathBuf>,
+
+    /// Most requests per second, all requests counted (the job slows down on 429s by itself).
+    #[arg(long, default_value_t = 10.0)]
+    pub rate: f64,
+
+    /// Users processed at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+
+    /// Seconds before a request is given up (a POST that times out is verified, not re-sent).
+    #[arg(long, default_value_t = 30.0)]
+    pub timeout: f64,
+
+    /// Seconds to wait for a connection.
+    #[arg(long, default_value_t = 10.0)]
+    pub connect_timeout: f64,
+
+    /// Attempts per request for transient errors (429, 503, network), the first included.
+    #[arg(long, default_value_t = 5)]
+    pub max_attempts: u32,
 }

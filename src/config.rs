@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::api::{ClientConfig, Credentials, RetryPolicy};
 use crate::checkpoint::Identity;
-use crate::cli::{LogFormat, OutputArgs, ResolveUnknown, RunArgs};
+use crate::cli::{ApiArgs, LogFormat, OutputArgs, ResolveUnknown, RunArgs};
 use crate::input::{DEFAULT_MAX_RECORD_BYTES, InputOptions, Source};
 use crate::pipeline::Settings;
 use crate::plan;
@@ -82,39 +82,7 @@ pub fn process_env(name: &str) -> Option<String> {
 impl RunConfig {
     /// Validates `run`'s arguments and the environment.
     pub fn new(args: RunArgs, env: Env<'_>) -> Result<Self, ConfigError> {
-        let org_id = parse_org(&args.org_id)?;
-        let base_url = parse_base_url(&args.base_url)?;
-        check_positive("--rate", args.rate)?;
-        check_positive("--timeout", args.timeout)?;
-        check_positive("--connect-timeout", args.connect_timeout)?;
-        if !(1..=1024).contains(&args.concurrency) {
-            return Err(ConfigError(
-                "--concurrency must be between 1 and 1024".into(),
-            ));
-        }
-        if args.max_attempts == 0 {
-            return Err(ConfigError("--max-attempts must be at least 1".into()));
-        }
-        let credentials = match credentials(env)? {
-            Some(credentials) => Some(credentials),
-            None if args.dry_run => None,
-            None => return Err(ConfigError(MISSING_CREDENTIALS.into())),
-        };
-        let ca_certs = ca_certs(args.ca_cert.as_deref())?;
-        let client = credentials.map(|credentials| ClientConfig {
-            base_url: base_url.clone(),
-            org_id,
-            credentials,
-            rate: args.rate,
-            timeout: Duration::from_secs_f64(args.timeout),
-            connect_timeout: Duration::from_secs_f64(args.connect_timeout),
-            retry: RetryPolicy {
-                max_attempts: args.max_attempts,
-                ..RetryPolicy::default()
-            },
-            pool_size: args.concurrency,
-            ca_certs: ca_certs.clone(),
-        });
+        let api = Api::new(&args.api, env, args.dry_run)?;
         Ok(RunConfig {
             input: InputOptions {
                 source: Source::parse(&args.input),
@@ -123,17 +91,17 @@ impl RunConfig {
                 format: args.format.format(),
             },
             checkpoint: args.checkpoint,
-            identity: Identity { org_id, base_url },
-            client,
+            identity: api.identity,
+            client: api.client,
             settings: Settings {
-                concurrency: args.concurrency,
+                concurrency: args.api.concurrency,
                 plan: plan::Options {
                     retry_failed: args.retry_failed,
                     only_failed: args.only_failed,
                 },
                 repost_unknown: args.resolve_unknown == ResolveUnknown::Repost,
                 settle: Duration::from_secs(1),
-                max_posts: args.max_attempts,
+                max_posts: args.api.max_attempts,
                 grace: Duration::from_secs(args.grace),
                 adopt_existing: args.adopt_existing,
             },
@@ -171,6 +139,58 @@ pub fn credentials(env: Env<'_>) -> Result<Option<Credentials>, ConfigError> {
         )),
         (_, _, Some(token)) => Ok(Some(Credentials::Token(Secret::new(token)))),
         (None, None, None) => Ok(None),
+    }
+}
+
+/// What `run` and `links` share, validated: the environment a checkpoint belongs to and
+/// the client to reach it (`None` for a dry run without credentials).
+pub struct Api {
+    /// The organization and host.
+    pub identity: Identity,
+    /// The HTTP client's settings.
+    pub client: Option<ClientConfig>,
+}
+
+impl Api {
+    /// Validates the shared flags and reads the credentials (a dry run may have none).
+    pub fn new(args: &ApiArgs, env: Env<'_>, dry_run: bool) -> Result<Self, ConfigError> {
+        let org_id = parse_org(&args.org_id)?;
+        let base_url = parse_base_url(&args.base_url)?;
+        check_positive("--rate", args.rate)?;
+        check_positive("--timeout", args.timeout)?;
+        check_positive("--connect-timeout", args.connect_timeout)?;
+        if !(1..=1024).contains(&args.concurrency) {
+            return Err(ConfigError(
+                "--concurrency must be between 1 and 1024".into(),
+            ));
+        }
+        if args.max_attempts == 0 {
+            return Err(ConfigError("--max-attempts must be at least 1".into()));
+        }
+        let credentials = match credentials(env)? {
+            Some(credentials) => Some(credentials),
+            None if dry_run => None,
+            None => return Err(ConfigError(MISSING_CREDENTIALS.into())),
+        };
+        let ca_certs = ca_certs(args.ca_cert.as_deref())?;
+        let client = credentials.map(|credentials| ClientConfig {
+            base_url: base_url.clone(),
+            org_id,
+            credentials,
+            rate: args.rate,
+            timeout: Duration::from_secs_f64(args.timeout),
+            connect_timeout: Duration::from_secs_f64(args.connect_timeout),
+            retry: RetryPolicy {
+                max_attempts: args.max_attempts,
+                ..RetryPolicy::default()
+            },
+            pool_size: args.concurrency,
+            ca_certs,
+        });
+        Ok(Api {
+            identity: Identity { org_id, base_url },
+            client,
+        })
     }
 }
 

@@ -143,24 +143,12 @@ fn warn_ignored_columns(reader: &input::Reader) {
 
 /// Creates the report file now, owner-only, so an unwritable path fails in the first second.
 fn create_report(path: &Path) -> Result<std::fs::File, AppError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .and_then(|file| {
-            // `mode` applies only when the file is created; an old report may be wider.
-            file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-            Ok(file)
-        })
-        .map_err(|e| {
-            AppError::Usage(format!(
-                "cannot write the report {}: {e}; choose a writable --report path",
-                path.display()
-            ))
-        })
+    report::create_private(path).map_err(|e| {
+        AppError::Usage(format!(
+            "cannot write the report {}: {e}; choose a writable --report path",
+            path.display()
+        ))
+    })
 }
 
 /// Builds the client and obtains the first token: bad credentials stop here, before

@@ -3,11 +3,10 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::api::{ClientConfig, RetryPolicy};
+use crate::api::ClientConfig;
 use crate::checkpoint::Identity;
 use crate::cli::LinksArgs;
 use crate::config::{self, ConfigError, Env, Output};
@@ -102,8 +101,6 @@ pub struct SessionDefaults {
 impl LinksConfig {
     /// Validates `links`' arguments and the environment.
     pub fn new(args: LinksArgs, env: Env<'_>) -> Result<Self, ConfigError> {
-        let org_id = config::parse_org(&args.org_id)?;
-        let base_url = config::parse_base_url(&args.base_url)?;
         let session = SessionDefaults {
             language: language(&args.language).map_err(|why| flag("--language", why))?,
             price_zone: price_zone(&args.price_zone).map_err(|why| flag("--price-zone", why))?,
@@ -112,7 +109,6 @@ impl LinksConfig {
             smart_optimization: args.smart_optimization,
             extra: session_fields(&args.session_fields)?,
         };
-        check_numbers(&args)?;
         // TEST HOOK ONLY: `--today` / `PODERO_ONBOARD_TODAY` is hidden from `--help`. It
         // exists so tests and simulator rehearsals can move the job's calendar with the
         // simulator's clock; in production it would make expired links look valid (or the
@@ -124,25 +120,7 @@ impl LinksConfig {
             })?,
             None => super::date::today(),
         };
-        let ca_certs = config::ca_certs(args.ca_cert.as_deref())?;
-        let client = match config::credentials(env)? {
-            Some(credentials) => Some(ClientConfig {
-                base_url: base_url.clone(),
-                org_id,
-                credentials,
-                rate: args.rate,
-                timeout: Duration::from_secs_f64(args.timeout),
-                connect_timeout: Duration::from_secs_f64(args.connect_timeout),
-                retry: RetryPolicy {
-                    max_attempts: args.max_attempts,
-                    ..RetryPolicy::default()
-                },
-                pool_size: args.concurrency,
-                ca_certs,
-            }),
-            None if args.dry_run => None,
-            None => return Err(ConfigError(config::MISSING_CREDENTIALS.into())),
-        };
+        let api = config::Api::new(&args.api, env, args.dry_run)?;
         Ok(LinksConfig {
             input: InputOptions {
                 source: Source::parse(&args.input),
@@ -151,10 +129,10 @@ impl LinksConfig {
                 format: args.format.format(),
             },
             checkpoint: args.checkpoint,
-            identity: Identity { org_id, base_url },
-            client,
+            identity: api.identity,
+            client: api.client,
             session,
-            concurrency: args.concurrency,
+            concurrency: args.api.concurrency,
             out: args.out,
             json: args.json,
             dry_run: args.dry_run,
@@ -179,29 +157,6 @@ pub fn warn_if_today_overridden(config: &LinksConfig) {
 
 fn flag(name: &str, why: String) -> ConfigError {
     ConfigError(format!("{name} {why}"))
-}
-
-fn check_numbers(args: &LinksArgs) -> Result<(), ConfigError> {
-    for (name, value) in [
-        ("--rate", args.rate),
-        ("--timeout", args.timeout),
-        ("--connect-timeout", args.connect_timeout),
-    ] {
-        if !(value.is_finite() && value > 0.0) {
-            return Err(ConfigError(format!(
-                "{name} must be a positive number, got {value}"
-            )));
-        }
-    }
-    if !(1..=1024).contains(&args.concurrency) {
-        return Err(ConfigError(
-            "--concurrency must be between 1 and 1024".into(),
-        ));
-    }
-    if args.max_attempts == 0 {
-        return Err(ConfigError("--max-attempts must be at least 1".into()));
-    }
-    Ok(())
 }
 
 /// A language, in the documented spelling (case-insensitive match). The error is the

@@ -193,24 +193,12 @@ fn start_progress(
 
 /// Creates `--out` now, owner-only, so an unwritable path fails before any request.
 fn create_out(path: &Path) -> Result<std::fs::File, AppError> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .and_then(|file| {
-            // `mode` applies only when the file is created; an old file may be wider.
-            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-            Ok(file)
-        })
-        .map_err(|e| {
-            AppError::Usage(format!(
-                "cannot write --out {}: {e}; choose a writable path",
-                path.display()
-            ))
-        })
+    crate::report::create_private(path).map_err(|e| {
+        AppError::Usage(format!(
+            "cannot write --out {}: {e}; choose a writable path",
+            path.display()
+        ))
+    })
 }
 
 fn out_error(config: &LinksConfig, error: &csv::Error) -> AppError {

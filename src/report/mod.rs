@@ -131,3 +131,19 @@ impl Summary {
         r.invalid + r.failed + r.tally.unresolved + r.tally.skipped_failed + r.not_processed == 0
     }
 }
+
+/// Creates (truncating) a file for rows of customer data, owner-only: the report and the
+/// links' `--out`. Called before any request, so an unwritable path fails in the first
+/// second.
+pub fn create_private(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    // `mode` applies only when the file is created; an old file may be wider.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    Ok(file)
+}
