@@ -101,8 +101,9 @@ fn render_runs(out: &mut String, runs: &[RunInfo]) {
     }
 }
 
-/// Writes to stdout; a closed pipe (`| head`) ends the command quietly.
-fn print_stdout(text: &str) -> Result<(), AppError> {
+/// Writes to stdout (every command's machine output goes through here); a closed pipe
+/// (`| head`) ends the command quietly, it is not an error of the run.
+pub fn print_stdout(text: &str) -> Result<(), AppError> {
     let mut stdout = std::io::stdout().lock();
     match stdout
         .write_all(text.as_bytes())

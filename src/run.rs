@@ -459,21 +459,9 @@ fn finish(
         eprint!("{}", report::text::render(summary));
     }
     if config.json {
-        write_stdout(&json)?;
+        crate::commands::print_stdout(&json)?;
     }
     Ok(())
-}
-
-/// Prints to stdout; a reader that went away (`| head`) is not an error of the run.
-fn write_stdout(text: &str) -> Result<(), AppError> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(AppError::Fatal(format!("cannot write to stdout: {e}")))
-        }
-        _ => Ok(()),
-    }
 }
 
 fn write_report(checkpoint: &Checkpoint, out: impl std::io::Write) -> Result<(), String> {

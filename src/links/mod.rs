@@ -120,7 +120,7 @@ pub async fn links(config: LinksConfig, shutdown: Shutdown) -> Result<ExitCode, 
         eprint!("{}", summary.text());
     }
     if config.json {
-        print_stdout(&summary.json())?;
+        crate::commands::print_stdout(&summary.json())?;
     }
     Ok(exit_code_of(summary.exit_code))
 }
@@ -448,17 +448,5 @@ fn exit_code_of(code: i32) -> ExitCode {
         2 => ExitCode::Usage,
         130 => ExitCode::Interrupted,
         _ => ExitCode::Fatal,
-    }
-}
-
-/// Prints to stdout; a reader that went away (`| head`) is not an error.
-fn print_stdout(text: &str) -> Result<(), AppError> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(AppError::Fatal(format!("cannot write to stdout: {e}")))
-        }
-        _ => Ok(()),
     }
 }
