@@ -64,6 +64,8 @@ async fn run_job(
         .inspect_err(|error| end_aborted_run(&checkpoint, run_id, error))?;
     let blocked = config.strict && staged.invalid > 0;
     let writer = WriterHandle::spawn(checkpoint);
+    // Rows decided to cost nothing while staging never reach the plan pages: count them.
+    let _ = writer.tx.send(Msg::Skipped(staged.skipped.clone()));
     let progress = start_progress(config, &staged, &writer, client.as_ref());
     let (ending, plan) = match &client {
         Some(client) if !config.dry_run && !blocked => {
@@ -214,8 +216,9 @@ async fn stage(
     config: &RunConfig,
 ) -> Result<(Checkpoint, Staged), AppError> {
     let source = config.input.source.clone();
+    let options = config.settings.plan;
     let (checkpoint, staged) = tokio::task::spawn_blocking(move || {
-        let staged = checkpoint.stage(run_id, reader);
+        let staged = checkpoint.stage(run_id, reader, options);
         (checkpoint, staged)
     })
     .await
@@ -232,7 +235,9 @@ async fn stage(
         input::Source::Stdin => None,
     };
     checkpoint.record_input(run_id, sha256.as_deref(), staged.rows_read)?;
-    if !config.dry_run {
+    // Staging set every match_key to its row_key unless it re-matched a row: when none
+    // was, attaching would scan the whole input to change nothing.
+    if !config.dry_run && staged.rematched > 0 {
         let attached = checkpoint.attach_property_keys()?;
         if attached > 0 {
             tracing::info!(

@@ -103,8 +103,8 @@ impl Checkpoint {
         let mut groups: BTreeMap<(String, String), FailureGroup> = BTreeMap::new();
         let failed = "
             SELECT r.state, coalesce('HTTP ' || r.http_status, 'no HTTP status'), i.line, r.error
-            FROM temp.input i JOIN rows r
-                 ON r.user_id = i.user_id AND r.row_key = i.match_key
+            FROM rows r CROSS JOIN temp.input i
+                 ON i.user_id = r.user_id AND i.match_key = r.row_key
             WHERE r.state IN ('failed', 'unresolved')
             UNION ALL
             SELECT kind, coalesce('column ' || column_name, 'row'), line, {REJECT_MESSAGE}

@@ -11,6 +11,14 @@
 //! `property_id` over rows keyed by name, where it is the `name:` key of the same building
 //! name (`match_property_keys`); a real run then attaches the property keys
 //! ([`Checkpoint::attach_property_keys`]), creating nothing.
+//!
+//! One pass: a row whose own key is in the checkpoint is decided while it is staged
+//! ([`crate::plan::decide`], the prior looked up on the primary key). A skip is recorded
+//! in `input.skip` and counted in [`Staged::skipped`], and the plan pages (`plan_page`,
+//! through the partial index `input_work`) contain only the rows left undecided, so a
+//! done re-run pages nothing. Rows without a prior under their own key stay undecided:
+//! `match_property_keys` may still give them one, and the pager decides them. Those are
+//! the only rows it re-keys, so a staged decision never goes stale before the run.
 
 use rusqlite::{OptionalExtension, params};
 use serde_json::{Map, Value};
@@ -18,7 +26,8 @@ use uuid::Uuid;
 
 use super::{Checkpoint, CheckpointError, sqlite};
 use crate::input::{Invalid, Record, Row};
-use crate::plan::{PlannedRow, Prior, State, fingerprint, row_key};
+use crate::outcome::Tally;
+use crate::plan::{self, Action, PlannedRow, Prior, State, fingerprint, row_key};
 
 /// What staging found.
 #[derive(Clone, Debug, Default)]
@@ -31,6 +40,12 @@ pub struct Staged {
     pub invalid: u64,
     /// Rows repeating an earlier (user_id, building_name or property_id): processed once.
     pub duplicates: u64,
+    /// Valid rows decided while staging to cost nothing (`skipped_*` counts only): they
+    /// never appear in the plan pages.
+    pub skipped: Tally,
+    /// Rows matched to a checkpoint row under the other kind of key (`match_property_keys`);
+    /// when 0, [`Checkpoint::attach_property_keys`] has nothing to do and is not run.
+    pub rematched: usize,
 }
 
 /// A rejected row, as stored in `rejects`.
@@ -66,9 +81,11 @@ const CREATE_TEMP: &str = "
         external_user_id TEXT NOT NULL,
         user_payload TEXT NOT NULL,
         building_payload TEXT NOT NULL,
+        skip TEXT,
         PRIMARY KEY (user_id, row_key)
     ) WITHOUT ROWID;
     CREATE UNIQUE INDEX temp.input_by_match ON input (user_id, match_key);
+    CREATE INDEX temp.input_work ON input (user_id, row_key) WHERE skip IS NULL;
     DROP TABLE IF EXISTS temp.outcomes;
     CREATE TEMP TABLE outcomes (
         user_id TEXT NOT NULL,
@@ -78,11 +95,14 @@ const CREATE_TEMP: &str = "
     ) WITHOUT ROWID;";
 
 impl Checkpoint {
-    /// Reads every record into the staging table and `rejects`, in one transaction.
+    /// Reads every record into the staging table and `rejects`, in one transaction,
+    /// deciding the skips of rows the checkpoint knows under `options` (see the module
+    /// header).
     pub fn stage<E>(
         &mut self,
         run: i64,
         records: impl Iterator<Item = Result<Record, E>>,
+        options: plan::Options,
     ) -> Result<Result<Staged, E>, CheckpointError> {
         let path = self.path.clone();
         let tx = self.conn.transaction().map_err(|e| sqlite(&path, e))?;
@@ -98,7 +118,7 @@ impl Checkpoint {
             };
             staged.rows_read += 1;
             match record {
-                Record::Valid(row) => stage_row(&tx, run, &row, &mut staged),
+                Record::Valid(row) => stage_row(&tx, run, &row, options, &mut staged),
                 Record::Invalid(invalid) => {
                     staged.invalid += 1;
                     insert_reject(&tx, run, &invalid_reject(invalid))
@@ -107,10 +127,11 @@ impl Checkpoint {
             .map_err(|e| sqlite(&path, e))?;
         }
         staged.invalid += reject_conflicts(&tx, run).map_err(|e| sqlite(&path, e))?;
-        match_property_keys(&tx).map_err(|e| sqlite(&path, e))?;
+        staged.rematched = match_property_keys(&tx).map_err(|e| sqlite(&path, e))?;
         staged.valid = tx
             .query_row("SELECT count(*) FROM temp.input", [], |r| r.get(0))
             .map_err(|e| sqlite(&path, e))?;
+        staged.skipped = count_skips(&tx).map_err(|e| sqlite(&path, e))?;
         tx.commit().map_err(|e| sqlite(&path, e))?;
         Ok(Ok(staged))
     }
@@ -156,7 +177,7 @@ impl Checkpoint {
                  FROM temp.input i
                  LEFT JOIN rows r ON r.user_id = i.user_id AND r.row_key = i.match_key
                  LEFT JOIN users u ON u.user_id = i.user_id
-                 WHERE (i.user_id, i.row_key) > (?1, ?2)
+                 WHERE i.skip IS NULL AND (i.user_id, i.row_key) > (?1, ?2)
                  ORDER BY i.user_id, i.row_key
                  LIMIT ?3",
             )
@@ -243,16 +264,33 @@ fn stage_row(
     tx: &rusqlite::Transaction<'_>,
     run: i64,
     row: &Row,
+    options: plan::Options,
     staged: &mut Staged,
 ) -> rusqlite::Result<()> {
     let user_id = row.user_id.to_string();
     let key = row_key(&row.building_name, row.property_id.as_deref());
+    let planned = PlannedRow {
+        line: row.line,
+        user_id: row.user_id,
+        building_name: row.building_name.clone(),
+        property_id: row.property_id.clone(),
+        match_key: key.clone(),
+        row_key: key,
+        external_user_id: row.external_user_id.clone(),
+        fingerprint: 0,
+        user_payload: user_payload(row),
+        building_payload: building_payload(row),
+        prior: None,
+        user_applied: None,
+    };
+    let (planned, skip) = staged_skip(tx, &user_id, planned, options)?;
+    let key = planned.row_key;
     let inserted = tx
         .prepare_cached(
             "INSERT OR IGNORE INTO temp.input
              (user_id, row_key, match_key, building_name, property_id, line, external_user_id,
-              user_payload, building_payload)
-             VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+              user_payload, building_payload, skip)
+             VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?
         .execute(params![
             user_id,
@@ -261,8 +299,9 @@ fn stage_row(
             row.property_id,
             row.line,
             row.external_user_id,
-            user_payload(row),
-            building_payload(row)
+            planned.user_payload,
+            planned.building_payload,
+            skip
         ])?;
     if inserted == 1 {
         return Ok(());
@@ -402,4 +441,66 @@ fn match_property_keys(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<usize
         [],
     )?;
     Ok(unkeyed + keyed)
+}
+
+/// The staged decision of a row the checkpoint knows under its own key: the name of the
+/// skip (a [`Tally`] field) when [`plan::decide`] says it costs nothing, else `None` (the
+/// pager decides it from the plan page, exactly as before). Returns the row back, its
+/// fingerprint set.
+fn staged_skip(
+    tx: &rusqlite::Transaction<'_>,
+    user_id: &str,
+    mut row: PlannedRow,
+    options: plan::Options,
+) -> rusqlite::Result<(PlannedRow, Option<&'static str>)> {
+    row.fingerprint = fingerprint(&row.user_payload, &row.building_payload);
+    row.prior = tx
+        .prepare_cached(
+            "SELECT state, building_id, permanent, fingerprint, building_payload
+             FROM main.rows WHERE user_id = ?1 AND row_key = ?2",
+        )?
+        .query_row(params![user_id, row.row_key], |r| {
+            Ok(Prior {
+                state: State::parse(&r.get::<_, String>(0)?).unwrap_or(State::Pending),
+                building_id: r
+                    .get::<_, Option<String>>(1)?
+                    .and_then(|id| Uuid::parse_str(&id).ok()),
+                permanent: r.get::<_, Option<bool>>(2)?.unwrap_or(false),
+                fingerprint: r.get::<_, Option<i64>>(3)?.unwrap_or(0),
+                building_payload: r.get(4)?,
+            })
+        })
+        .optional()?;
+    if row.prior.is_none() {
+        return Ok((row, None));
+    }
+    row.user_applied = tx
+        .prepare_cached("SELECT payload FROM main.users WHERE user_id = ?1")?
+        .query_row([user_id], |r| r.get::<_, Option<String>>(0))
+        .optional()?
+        .flatten();
+    let skip = match plan::decide(&row, options) {
+        Action::SkipDone => Some("skipped_done"),
+        Action::SkipFailed => Some("skipped_failed"),
+        Action::SkipNotSelected => Some("skipped_not_selected"),
+        Action::Work { .. } => None,
+    };
+    Ok((row, skip))
+}
+
+/// The staged skips by reason, after conflicts removed their users' rows.
+fn count_skips(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<Tally> {
+    let mut tally = Tally::default();
+    let mut statement =
+        tx.prepare("SELECT skip, count(*) FROM temp.input WHERE skip IS NOT NULL GROUP BY skip")?;
+    let mut rows = statement.query([])?;
+    while let Some(r) = rows.next()? {
+        let count: u64 = r.get(1)?;
+        match r.get_ref(0)?.as_str()? {
+            "skipped_done" => tally.skipped_done = count,
+            "skipped_failed" => tally.skipped_failed = count,
+            _ => tally.skipped_not_selected = count,
+        }
+    }
+    Ok(tally)
 }
