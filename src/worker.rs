@@ -215,8 +215,19 @@ impl Worker<'_> {
     async fn unclaimed(
         &self,
         user_id: Uuid,
-        mut buildings: Vec<(Uuid, String)>,
+        buildings: Vec<(Uuid, String)>,
     ) -> Result<Adoption, Halt> {
+        Ok(Adoption::Listed(
+            self.without_claimed(user_id, buildings).await?,
+        ))
+    }
+
+    /// The listed buildings no checkpoint row owns (asked of the writer).
+    async fn without_claimed(
+        &self,
+        user_id: Uuid,
+        mut buildings: Vec<(Uuid, String)>,
+    ) -> Result<Vec<(Uuid, String)>, Halt> {
         let (reply, answer) = oneshot::channel();
         let stopped = || Halt::Checkpoint("the checkpoint writer stopped".into());
         self.writer
@@ -227,7 +238,7 @@ impl Worker<'_> {
             .map_err(|_| stopped())?
             .map_err(Halt::Checkpoint)?;
         buildings.retain(|(id, _)| !claimed.contains(id));
-        Ok(Adoption::Listed(buildings))
+        Ok(buildings)
     }
 
     async fn building(
@@ -386,7 +397,12 @@ impl Worker<'_> {
             }
         };
         match listing {
-            Listing::Buildings(buildings) => self.by_name(row, &buildings, cause, posts).await,
+            Listing::Buildings(buildings) => {
+                // Two rows of a user may share a name (property_id): a building another
+                // row owns is not this row's, whatever its name.
+                let buildings = self.without_claimed(row.user_id, buildings).await?;
+                self.by_name(row, &buildings, cause, posts).await
+            }
             Listing::Unavailable(status)
                 if self.settings.repost_unknown && posts < self.settings.max_posts =>
             {

@@ -14,6 +14,24 @@ use uuid::Uuid;
 
 use super::{CallError, Client, Failure, Request};
 
+/// The error text with every URL and session reference cut out. Error texts quote the
+/// server's error body, which goes to stderr (the `-vv` request log too), the summary and
+/// the checkpoint's `error`; a server that echoed a link there must not leak it (links are
+/// capabilities). [`Client`] applies it to every error body it reads, whatever the call.
+pub fn redact_links(text: &str) -> String {
+    text.split(' ')
+        .map(|word| {
+            let lower = word.to_ascii_lowercase();
+            if lower.contains("://") || lower.contains("onboarding_session_id") {
+                "[link removed]"
+            } else {
+                word
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// A session the server created.
 #[derive(Clone, Debug, Deserialize)]
 pub struct Session {

@@ -516,7 +516,8 @@ impl Client {
         if (200..300).contains(&status) {
             return Ok((status, body));
         }
-        let mut message = self.auth.scrub(&describe_body(&body));
+        // A body may quote a Connect link or session id (a capability): cut out.
+        let mut message = connect::redact_links(&self.auth.scrub(&describe_body(&body)));
         if (300..400).contains(&status) {
             message = format!(
                 "the server redirected ({message}); redirects are not followed so the token \

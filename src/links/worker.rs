@@ -272,22 +272,9 @@ async fn intent(ctx: &Context<'_>, target: &Target) -> Result<i64, Halt> {
         .map_err(Halt::Checkpoint)
 }
 
-/// The error text with every URL and session reference cut out. The message quotes the
-/// server's error body, which goes to stderr, the summary and the checkpoint's `error`; a
-/// server that echoed a link there must not leak it (links are capabilities).
-pub fn redact_links(text: &str) -> String {
-    text.split(' ')
-        .map(|word| {
-            let lower = word.to_ascii_lowercase();
-            if lower.contains("://") || lower.contains("onboarding_session_id") {
-                "[link removed]"
-            } else {
-                word
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
+/// Links and session references cut out of an error text (see
+/// [`crate::api::connect::redact_links`]; every error body the client reads is redacted).
+pub use crate::api::connect::redact_links;
 
 /// The session body: the documented fields, then `--session-field`s.
 pub fn body(defaults: &SessionDefaults, target: &Target) -> Value {
