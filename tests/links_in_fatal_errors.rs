@@ -1,4 +1,4 @@
-//! Review of issue 12: a Connect link or session id quoted by the server in a *fatal*
+//! A Connect link or session id quoted by the server in a *fatal*
 //! answer to the session POST (403) must not reach stderr (`-vv`), the `--json` summary or
 //! the checkpoint, exactly like the non-fatal answers `links::worker::redact_links` covers.
 //!

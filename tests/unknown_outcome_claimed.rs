@@ -1,4 +1,4 @@
-//! Review of issue 11: verifying an unknown POST outcome by name must not adopt a building
+//! Verifying an unknown POST outcome by name must not adopt a building
 //! another checkpoint row owns. With `property_id`, two rows of one user may share a
 //! building name; when the second row's POST fails ambiguously and the server lists only
 //! the first row's building, adopting it would give two rows one building and lose the

@@ -1,4 +1,4 @@
-//! Review of issues 11 and 14: `--metrics-file` row outcomes equal the `--json` summary's,
+//! `--metrics-file` row outcomes equal the `--json` summary's,
 //! including the outcomes the nightly sync added (user-only rows, building updates,
 //! adopted existing buildings), so the outcomes of a run add up to the rows it read.
 
