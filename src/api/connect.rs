@@ -83,19 +83,12 @@ impl Client {
 
     /// `GET .../users/{user_id}/heat-pumps`.
     pub async fn list_heat_pumps(&self, user: Uuid) -> Result<Vec<HeatPump>, CallError> {
-        let request = Request {
-            method: Method::GET,
-            url: format!("{}/users/{user}/heat-pumps", self.api),
-            target: None,
-            body: None,
-            idempotent: true,
-        };
-        let (status, bytes) = self.call(&request).await?;
-        serde_json::from_slice(&bytes).map_err(|_| CallError {
-            failure: Failure::Ambiguous,
-            status: Some(status),
-            message: "the list of heat pumps was not a JSON array of heat pumps".into(),
-        })
+        let url = format!("{}/users/{user}/heat-pumps", self.api);
+        self.get_json(
+            url,
+            "the list of heat pumps was not a JSON array of heat pumps",
+        )
+        .await
     }
 
     /// `PUT .../users/{user_id}/heat-pumps/{id}` with `{"building_id": ...}` (partial, idempotent).

@@ -341,9 +341,21 @@ impl Client {
         user: Uuid,
         building: Uuid,
     ) -> Result<serde_json::Map<String, serde_json::Value>, CallError> {
+        let url = format!("{}/users/{user}/buildings/{building}", self.api);
+        self.get_json(url, "the building was not a JSON object")
+            .await
+    }
+
+    /// `GET url` (idempotent, retried), its body parsed as `T`; `unexpected` is the error
+    /// message when it does not parse.
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        url: String,
+        unexpected: &str,
+    ) -> Result<T, CallError> {
         let request = Request {
             method: Method::GET,
-            url: format!("{}/users/{user}/buildings/{building}", self.api),
+            url,
             target: None,
             body: None,
             idempotent: true,
@@ -352,7 +364,7 @@ impl Client {
         serde_json::from_slice(&bytes).map_err(|_| CallError {
             failure: Failure::Ambiguous,
             status: Some(status),
-            message: "the building was not a JSON object".into(),
+            message: unexpected.into(),
         })
     }
 
