@@ -49,7 +49,7 @@ pub enum Command {
     #[command(
         after_help = "Example:\n  podero-onboard sandbox --port 8080 --users samples/users.csv --random-5xx 0.05"
     )]
-    Sandbox(Box<crate::sandbox::SandboxArgs>),
+    Sandbox(Box<crate::commands::sandbox::SandboxArgs>),
     /// Print shell completions.
     #[command(
         after_help = "Example:\n  podero-onboard completions bash > ~/.local/share/bash-completion/completions/podero-onboard"

@@ -10,9 +10,9 @@ use uuid::Uuid;
 use crate::api::{ClientConfig, Credentials, RetryPolicy};
 use crate::checkpoint::Identity;
 use crate::cli::{ApiArgs, LogFormat, OutputArgs, ResolveUnknown, RunArgs};
+use crate::commands::run::plan;
+use crate::engine::Settings;
 use crate::input::{DEFAULT_MAX_RECORD_BYTES, InputOptions, Source};
-use crate::pipeline::Settings;
-use crate::plan;
 use crate::secret::Secret;
 
 /// A configuration problem; the message says which flag or variable and what to do.

@@ -28,7 +28,7 @@ pub fn from_days(days: i64) -> String {
 /// it could leave a customer with a dead one.
 pub fn still_valid(expiration: &str, today: &str) -> bool {
     let day = expiration.get(..10).unwrap_or_default();
-    super::config::parse_date(day).is_some_and(|day| day.as_str() >= today)
+    crate::commands::links::config::parse_date(day).is_some_and(|day| day.as_str() >= today)
 }
 
 #[cfg(test)]

@@ -10,25 +10,20 @@ pub mod checkpoint;
 pub mod cli;
 pub mod commands;
 pub mod config;
-pub mod demo;
+pub mod date;
+pub mod engine;
 pub mod error;
 pub mod exit_code;
 pub mod input;
-pub mod links;
 pub mod logging;
-pub mod metrics;
-pub mod outcome;
-pub mod pipeline;
-pub mod plan;
 pub mod progress;
 pub mod report;
-pub mod run;
 pub mod sandbox;
 pub mod secret;
 pub mod shutdown;
-pub mod worker;
 
 use cli::{Cli, Command};
+use commands::{demo, links, run};
 use error::AppError;
 use exit_code::ExitCode;
 
@@ -71,13 +66,13 @@ fn dispatch(cli: Cli) -> Result<ExitCode, AppError> {
         Command::Sandbox(args) => {
             logging::init(1, false, cli::LogFormat::Text);
             runtime()?
-                .block_on(sandbox::run_standalone(*args))
+                .block_on(commands::sandbox::run_standalone(*args))
                 .map(|()| ExitCode::Success)
                 .map_err(|e| AppError::Fatal(format!("{e:#}")))
         }
-        Command::Status(args) => commands::status(&args),
-        Command::Export(args) => commands::export(&args),
-        Command::Completions { shell } => Ok(commands::completions(shell)),
+        Command::Status(args) => commands::status::status(&args),
+        Command::Export(args) => commands::status::export(&args),
+        Command::Completions { shell } => Ok(commands::status::completions(shell)),
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::oneshot;
 
-use crate::outcome::Tally;
+use crate::checkpoint::outcome::Tally;
 
 /// How progress is shown.
 #[derive(Clone, Copy, Debug)]

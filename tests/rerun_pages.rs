@@ -64,7 +64,11 @@ fn stage_and_page(
     let run = checkpoint.begin_run("dry-run", "test").expect("begin run");
     let reader = input::open(&InputOptions::new(Source::Path(csv.to_owned()))).expect("input");
     let staged = checkpoint
-        .stage(run, reader, podero_onboard::plan::Options::default())
+        .stage(
+            run,
+            reader,
+            podero_onboard::commands::run::plan::Options::default(),
+        )
         .expect("stage")
         .expect("read");
     let (mut planned, mut after) = (Vec::new(), None);

@@ -39,7 +39,7 @@ pub fn done_building(
     property_id: Option<&str>,
 ) -> rusqlite::Result<Option<Uuid>> {
     let user = user.to_string();
-    let key = crate::plan::row_key(building_name, property_id);
+    let key = crate::commands::run::plan::row_key(building_name, property_id);
     let mut ids: Vec<String> = conn
         .prepare_cached(
             "SELECT building_id FROM rows WHERE user_id = ?1 AND row_key = ?2
@@ -134,7 +134,7 @@ pub enum Msg {
         /// Most buildings.
         limit: usize,
         /// Answered with the page.
-        reply: oneshot::Sender<Result<Vec<super::rows::Target>, String>>,
+        reply: oneshot::Sender<Result<Vec<crate::commands::links::targets::Target>, String>>,
     },
     /// An authenticated heat pump belongs to the building.
     Connected {
@@ -207,7 +207,7 @@ fn apply(conn: &Connection, run_id: i64, msg: Msg) -> rusqlite::Result<()> {
             after,
             limit,
             reply,
-        } => match super::rows::page(conn, after.as_ref(), limit) {
+        } => match crate::commands::links::targets::page(conn, after.as_ref(), limit) {
             Ok(page) => {
                 let _ = reply.send(Ok(page));
                 Ok(())
@@ -346,7 +346,7 @@ pub fn for_each_live_link(
             cells.push(row.get::<_, Option<String>>(i)?.unwrap_or_default());
         }
         let created: i64 = row.get(7)?;
-        cells.push(super::date::from_days(created.div_euclid(86_400)));
+        cells.push(crate::date::from_days(created.div_euclid(86_400)));
         f(LiveLink { cells });
     }
     Ok(())

@@ -8,7 +8,9 @@
 //! crash *and* power loss. That matters for the POST intent: it is committed before the
 //! request is sent, and the worker waits for the commit.
 
+pub mod links;
 pub mod lock;
+pub mod outcome;
 pub mod query;
 pub mod stage;
 pub mod writer;

@@ -25,9 +25,9 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::{Checkpoint, CheckpointError, sqlite};
+use crate::checkpoint::outcome::Tally;
+use crate::commands::run::plan::{self, Action, PlannedRow, Prior, State, fingerprint, row_key};
 use crate::input::{Invalid, Record, Row};
-use crate::outcome::Tally;
-use crate::plan::{self, Action, PlannedRow, Prior, State, fingerprint, row_key};
 
 /// What staging found.
 #[derive(Clone, Debug, Default)]

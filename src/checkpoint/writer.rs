@@ -12,9 +12,9 @@ use rusqlite::params;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use super::outcome::{RowOutcome, RowResult, Tally};
 use super::{Checkpoint, CheckpointError, now, sqlite};
-use crate::outcome::{RowOutcome, RowResult, Tally};
-use crate::plan::PlannedRow;
+use crate::commands::run::plan::PlannedRow;
 
 /// Most messages applied in one transaction.
 pub const MAX_BATCH: usize = 1024;

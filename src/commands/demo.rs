@@ -9,10 +9,10 @@ use crate::api::{ClientConfig, Credentials, RetryPolicy};
 use crate::checkpoint::Identity;
 use crate::cli::{DemoArgs, LogFormat};
 use crate::config::{Output, RunConfig};
+use crate::engine::Settings;
 use crate::error::AppError;
 use crate::exit_code::ExitCode;
 use crate::input::{DEFAULT_MAX_RECORD_BYTES, InputOptions, Source};
-use crate::pipeline::Settings;
 use crate::sandbox::{self, Faults};
 use crate::secret::Secret;
 use crate::shutdown::Shutdown;
@@ -29,7 +29,7 @@ pub async fn demo(args: DemoArgs, shutdown: Shutdown) -> Result<ExitCode, AppErr
         sandbox.base_url()
     );
     let config = demo_config(&args, &sandbox.base_url(), &checkpoint);
-    let code = crate::run::run(config, shutdown).await?;
+    let code = crate::commands::run::run(config, shutdown).await?;
     let state = sandbox.state();
     let buildings: usize = state.buildings.values().map(Vec::len).sum();
     eprintln!(

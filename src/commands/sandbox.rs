@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use uuid::Uuid;
 
-use super::{
+use crate::sandbox::{
     Builder, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_ORG_ID, Faults, ListBuildings, RateLimit,
 };
 
@@ -156,11 +156,14 @@ impl SandboxArgs {
     }
 }
 
-fn read_tls(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<super::ServerTls> {
+fn read_tls(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<crate::sandbox::ServerTls> {
     let read = |path: &std::path::Path| {
         std::fs::read(path).with_context(|| format!("reading {}", path.display()))
     };
-    super::ServerTls::from_pem(&read(cert)?, &read(key)?).with_context(|| {
+    crate::sandbox::ServerTls::from_pem(&read(cert)?, &read(key)?).with_context(|| {
         format!(
             "--tls-cert {} / --tls-key {}",
             cert.display(),

@@ -8,11 +8,12 @@ use clap::CommandFactory;
 use serde_json::json;
 
 use crate::checkpoint::Checkpoint;
+use crate::checkpoint::links as store;
 use crate::checkpoint::query::RunInfo;
 use crate::cli::{Cli, ExportArgs, ExportFormat, StateFilter, StatusArgs};
+use crate::date;
 use crate::error::AppError;
 use crate::exit_code::ExitCode;
-use crate::links;
 use crate::progress::human_duration;
 use crate::report::csv::{EXPORT_HEADER, Writer};
 
@@ -117,12 +118,12 @@ pub fn print_stdout(text: &str) -> Result<(), AppError> {
 }
 
 /// The onboarding funnel (rows done → links sent → connected), for a checkpoint with links.
-fn links_funnel(checkpoint: &Checkpoint) -> Result<Option<links::store::Funnel>, AppError> {
-    links::store::funnel(checkpoint.conn(), &links::date::today())
+fn links_funnel(checkpoint: &Checkpoint) -> Result<Option<store::Funnel>, AppError> {
+    store::funnel(checkpoint.conn(), &date::today())
         .map_err(|e| crate::checkpoint::sqlite(checkpoint.path(), e).into())
 }
 
-fn render_funnel(out: &mut String, funnel: &links::store::Funnel) {
+fn render_funnel(out: &mut String, funnel: &store::Funnel) {
     out.push_str(&format!(
         "onboarding funnel: {} rows done → {} sent a Connect link ({} live today) → {} connected\n",
         funnel.rows_done, funnel.links_sent, funnel.links_live, funnel.connected
@@ -169,7 +170,7 @@ fn export_links_csv(
     checkpoint: &Checkpoint,
     out: impl Write,
 ) -> Result<std::io::Result<()>, AppError> {
-    let mut writer = match Writer::new(out, &links::store::LIVE_LINK_HEADER) {
+    let mut writer = match Writer::new(out, &store::LIVE_LINK_HEADER) {
         Ok(writer) => writer,
         Err(e) => return Ok(Err(io_error(e))),
     };
@@ -191,7 +192,7 @@ fn export_links_json(
 ) -> Result<std::io::Result<()>, AppError> {
     let mut failed = None;
     for_each_link(checkpoint, |cells| {
-        let object: serde_json::Map<String, serde_json::Value> = links::store::LIVE_LINK_HEADER
+        let object: serde_json::Map<String, serde_json::Value> = store::LIVE_LINK_HEADER
             .iter()
             .zip(cells)
             .map(|(key, value)| (key.to_string(), value.into()))
@@ -207,10 +208,8 @@ fn export_links_json(
 }
 
 fn for_each_link(checkpoint: &Checkpoint, mut f: impl FnMut(Vec<String>)) -> Result<(), AppError> {
-    links::store::for_each_live_link(checkpoint.conn(), &links::date::today(), |link| {
-        f(link.cells)
-    })
-    .map_err(|e| crate::checkpoint::sqlite(checkpoint.path(), e).into())
+    store::for_each_live_link(checkpoint.conn(), &date::today(), |link| f(link.cells))
+        .map_err(|e| crate::checkpoint::sqlite(checkpoint.path(), e).into())
 }
 
 /// Streams the rows as CSV; the outer error is the checkpoint's, the inner one stdout's.
@@ -299,7 +298,7 @@ fn date(unix: i64) -> String {
     let (days, secs) = (unix.div_euclid(86_400), unix.rem_euclid(86_400));
     format!(
         "{} {:02}:{:02}:{:02} UTC",
-        crate::links::date::from_days(days),
+        crate::date::from_days(days),
         secs / 3600,
         secs % 3600 / 60,
         secs % 60

@@ -11,6 +11,8 @@
 //! Workers never touch SQLite: they send intents (and wait for the commit) and return
 //! outcomes. Counters and progress belong to the writer.
 
+pub mod pages;
+
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,11 +23,11 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::api::{CallError, Client};
+use crate::checkpoint::outcome::{RowOutcome, RowResult, Tally};
 use crate::checkpoint::writer::Msg;
-use crate::outcome::{RowOutcome, RowResult, Tally};
-use crate::plan::{self, Action, BuildingStep, PlannedRow};
+use crate::commands::run::plan::{self, Action, BuildingStep, PlannedRow};
+use crate::commands::run::worker::{self, Halt, JobResult};
 use crate::shutdown::Shutdown;
-use crate::worker::{self, Halt, JobResult};
 
 /// Rows fetched from the checkpoint per page.
 pub const PAGE_SIZE: usize = 512;

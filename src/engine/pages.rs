@@ -10,8 +10,8 @@ use std::collections::VecDeque;
 use futures::stream;
 use tokio::sync::{mpsc, oneshot};
 
-use super::rows::{Target, UserJob};
-use super::store::Msg;
+use crate::checkpoint::links::Msg;
+use crate::commands::links::targets::{Target, UserJob};
 
 /// Buildings fetched from the checkpoint per page.
 pub const PAGE_SIZE: usize = 512;

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::outcome::Tally;
+use crate::checkpoint::outcome::Tally;
 
 /// Version of the `--json` summary's shape; bumped only on incompatible changes.
 pub const SUMMARY_VERSION: u32 = 1;

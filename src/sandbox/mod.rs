@@ -40,7 +40,6 @@ mod endpoints;
 mod faults;
 mod route;
 mod service;
-mod standalone;
 mod state;
 mod tls;
 mod validate;
@@ -51,7 +50,6 @@ pub use builder::{Builder, ListBuildings, Sandbox};
 pub use connect::{HeatPump, Session};
 pub use faults::{Faults, RateLimit};
 pub use route::Endpoint;
-pub use standalone::{SandboxArgs, run_standalone};
 pub use state::{Building, Counts, LogEntry, Snapshot, User};
 pub use tls::ServerTls;
 

@@ -118,7 +118,7 @@ impl LinksConfig {
             Some(day) => parse_date(day).ok_or_else(|| {
                 ConfigError(format!("--today {day:?} is not a date: write YYYY-MM-DD"))
             })?,
-            None => super::date::today(),
+            None => crate::date::today(),
         };
         let api = config::Api::new(&args.api, env, args.dry_run)?;
         Ok(LinksConfig {

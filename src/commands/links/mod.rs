@@ -16,11 +16,8 @@
 //! Links are capabilities: logs name the row, never the session or the link.
 
 pub mod config;
-pub mod date;
-pub mod pager;
-pub mod rows;
-pub mod store;
 pub mod summary;
+pub mod targets;
 pub mod worker;
 
 use std::path::Path;
@@ -31,7 +28,10 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 
 use crate::api::Client;
+use crate::checkpoint::links as store;
 use crate::checkpoint::{Checkpoint, Lock};
+use crate::date;
+use crate::engine::pages as pager;
 use crate::error::AppError;
 use crate::exit_code::ExitCode;
 use crate::input;
@@ -40,9 +40,9 @@ use crate::report::Requests;
 use crate::report::csv::Writer;
 use crate::shutdown::Shutdown;
 use config::LinksConfig;
-use rows::Staged;
 use store::Prior;
 use summary::{Counts, Ending, RowFailure, Summary};
+use targets::Staged;
 use worker::{Context, Halt, LinkResult, Outcome};
 
 /// Columns of the `--out` mail-merge file.
@@ -120,7 +120,7 @@ pub async fn links(config: LinksConfig, shutdown: Shutdown) -> Result<ExitCode, 
         eprint!("{}", summary.text());
     }
     if config.json {
-        crate::commands::print_stdout(&summary.json())?;
+        crate::commands::status::print_stdout(&summary.json())?;
     }
     Ok(exit_code_of(summary.exit_code))
 }
@@ -228,7 +228,7 @@ async fn prepare(
 ) -> Result<(Checkpoint, Staged), AppError> {
     let defaults = config.session.clone();
     let (checkpoint, staged) = tokio::task::spawn_blocking(move || {
-        let staged = rows::prepare(reader, checkpoint.conn(), &defaults);
+        let staged = targets::prepare(reader, checkpoint.conn(), &defaults);
         (checkpoint, staged)
     })
     .await
@@ -405,7 +405,7 @@ impl Sink<'_> {
     }
 }
 
-fn out_row(t: &rows::Target, session: &crate::api::connect::Session) -> Vec<String> {
+fn out_row(t: &targets::Target, session: &crate::api::connect::Session) -> Vec<String> {
     vec![
         t.user_id.to_string(),
         t.external_user_id.clone(),

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::rows::Target;
+use super::targets::Target;
 use super::worker::LinkResult;
 use crate::exit_code::ExitCode;
 use crate::report::Requests;

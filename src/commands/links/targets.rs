@@ -19,7 +19,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::config::{self, SessionDefaults};
-use super::store::{self, Prior};
+use crate::checkpoint::links::{self as store, Prior};
 use crate::input::{self, Record, Row};
 
 const CREATE_TEMP: &str = "

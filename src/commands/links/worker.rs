@@ -8,10 +8,10 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::config::SessionDefaults;
-use super::rows::{Target, UserJob};
-use super::store::{Msg, Prior};
+use super::targets::{Target, UserJob};
 use crate::api::connect::{HeatPump, Session};
 use crate::api::{CallError, Client, Failure};
+use crate::checkpoint::links::{Msg, Prior};
 
 /// What became of one building.
 #[derive(Debug)]
@@ -136,7 +136,7 @@ fn unlisted(ctx: &Context<'_>, target: Target, error: &CallError) -> Outcome {
             newly: false,
             assigned: false,
         },
-        Prior::Live(expires) if super::date::still_valid(expires, ctx.today) => {
+        Prior::Live(expires) if crate::date::still_valid(expires, ctx.today) => {
             LinkResult::StillValid
         }
         _ => LinkResult::Failed {
@@ -168,7 +168,7 @@ async fn building(
         return assign(ctx, target, pump.id).await;
     }
     match &target.prior {
-        Prior::Live(expires) if super::date::still_valid(expires, ctx.today) => Ok(Outcome {
+        Prior::Live(expires) if crate::date::still_valid(expires, ctx.today) => Ok(Outcome {
             target,
             result: LinkResult::StillValid,
         }),

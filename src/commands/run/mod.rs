@@ -3,6 +3,10 @@
 //! the credentials, run the pipeline (or the dry-run plan), then summarize and report.
 //! Every phase is a function below, in the order it runs.
 
+pub mod metrics;
+pub mod plan;
+pub mod worker;
+
 use std::path::Path;
 use std::time::Instant;
 
@@ -13,15 +17,14 @@ use crate::checkpoint::stage::Staged;
 use crate::checkpoint::writer::{Msg, WriterHandle};
 use crate::checkpoint::{Checkpoint, Lock};
 use crate::config::RunConfig;
+use crate::engine::{self as pipeline, Ending};
 use crate::error::AppError;
 use crate::exit_code::ExitCode;
 use crate::input;
-use crate::metrics;
-use crate::pipeline::{self, Ending};
-use crate::plan::BuildingStep;
 use crate::progress::{self, Progress};
 use crate::report::{self, Plan, Rates, Requests, RowCounts, Summary};
 use crate::shutdown::Shutdown;
+use plan::BuildingStep;
 
 /// Runs `run` to the end and returns the exit code (errors before any call are `Err`).
 /// With `--metrics-file`, its directory is checked first and the file is written at the
@@ -296,7 +299,7 @@ fn start_progress(
 
 /// The plan a real run would follow: the same job stream (with the same options, e.g.
 /// `--retry-failed`), nothing sent.
-async fn dry_plan(writer: &WriterHandle, options: crate::plan::Options) -> Result<Plan, String> {
+async fn dry_plan(writer: &WriterHandle, options: plan::Options) -> Result<Plan, String> {
     let mut plan = Plan::default();
     let mut jobs = std::pin::pin!(pipeline::jobs(writer.tx.clone(), options));
     while let Some(job) = jobs.next().await {
@@ -327,7 +330,7 @@ struct Summarized<'a> {
     checkpoint: &'a Checkpoint,
     run_id: i64,
     staged: &'a Staged,
-    tally: crate::outcome::Tally,
+    tally: crate::checkpoint::outcome::Tally,
     plan: Option<Result<Plan, String>>,
     client: Option<&'a Client>,
     started: Instant,
@@ -464,7 +467,7 @@ fn finish(
         eprint!("{}", report::text::render(summary));
     }
     if config.json {
-        crate::commands::print_stdout(&json)?;
+        crate::commands::status::print_stdout(&json)?;
     }
     Ok(())
 }

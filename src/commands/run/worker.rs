@@ -17,10 +17,10 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::api::{CallError, Client, Failure, Listing, PostOutcome};
+use crate::checkpoint::outcome::{RowOutcome, RowResult};
 use crate::checkpoint::writer::Msg;
-use crate::outcome::{RowOutcome, RowResult};
-use crate::pipeline::{Settings, UserJob};
-use crate::plan::{self, BuildingStep, PlannedRow};
+use crate::commands::run::plan::{self, BuildingStep, PlannedRow};
+use crate::engine::{Settings, UserJob};
 
 /// The fields of a building PUT (Podero's `BuildingIn`): what a read-modify-write keeps of
 /// the building it read (`id` and any read-only field are left out).
