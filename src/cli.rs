@@ -142,10 +142,6 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = ResolveUnknown::Verify)]
     pub resolve_unknown: ResolveUnknown,
 
-    /// Seconds that calls in flight may take after Ctrl-C/SIGTERM before they are abandoned.
-    #[arg(long, default_value_t = 30)]
-    pub grace: u64,
-
     /// Before a user's first building POST, list the user's buildings and adopt one with
     /// the row's name (created in the Podero app, say) instead of creating a second: one
     /// match is adopted and updated with the row's fields, several are left `unresolved`
@@ -414,4 +410,8 @@ pub struct ApiArgs {
     /// Attempts per request for transient errors (429, 503, network), the first included.
     #[arg(long, default_value_t = 5)]
     pub max_attempts: u32,
+
+    /// Seconds that calls in flight may take after Ctrl-C/SIGTERM before they are abandoned.
+    #[arg(long, default_value_t = 30)]
+    pub grace: u64,
 }

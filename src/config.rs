@@ -1,17 +1,16 @@
-//! Validated settings: what the program uses. Nothing past `lib.rs` sees the clap structs,
-//! and every error here names the flag or variable and what to do (exit code 2).
+//! Validated settings that `run` and `links` share (each command's own are in its folder:
+//! `commands/run/config.rs`, `commands/links/config.rs`). The clap structs of those two
+//! stop at their configs; every error names the flag or variable and what to do (exit
+//! code 2). The small commands read their few flags directly.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use uuid::Uuid;
 
 use crate::api::{ClientConfig, Credentials, RetryPolicy};
 use crate::checkpoint::Identity;
-use crate::cli::{ApiArgs, LogFormat, OutputArgs, ResolveUnknown, RunArgs};
-use crate::commands::run::plan;
-use crate::engine::Settings;
+use crate::cli::{ApiArgs, FormatArgs, LogFormat, OutputArgs};
 use crate::input::{DEFAULT_MAX_RECORD_BYTES, InputOptions, Source};
 use crate::secret::Secret;
 
@@ -19,33 +18,6 @@ use crate::secret::Secret;
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct ConfigError(pub String);
-
-/// Everything `run` needs, validated.
-#[derive(Debug)]
-pub struct RunConfig {
-    /// The CSV.
-    pub input: InputOptions,
-    /// The checkpoint file.
-    pub checkpoint: PathBuf,
-    /// Where the checkpoint belongs.
-    pub identity: Identity,
-    /// The API client (credentials are `None` only for a dry run without them).
-    pub client: Option<ClientConfig>,
-    /// The pipeline.
-    pub settings: Settings,
-    /// `--report`.
-    pub report: Option<PathBuf>,
-    /// `--json`.
-    pub json: bool,
-    /// `--metrics-file`.
-    pub metrics_file: Option<PathBuf>,
-    /// `--dry-run`.
-    pub dry_run: bool,
-    /// `--strict`.
-    pub strict: bool,
-    /// Progress and logs.
-    pub output: Output,
-}
 
 /// How much to say on stderr.
 #[derive(Clone, Debug)]
@@ -71,48 +43,35 @@ impl From<&OutputArgs> for Output {
     }
 }
 
+/// How many jobs run at once, and how long they may finish after a stop request.
+#[derive(Clone, Copy, Debug)]
+pub struct Workers {
+    /// `--concurrency`: users in flight.
+    pub concurrency: usize,
+    /// `--grace`: after SIGINT/SIGTERM, how long calls in flight may take.
+    pub grace: Duration,
+}
+
+/// The CSV to read and how (`INPUT`, `--column`, `--delimiter`, `--encoding`).
+pub fn input_options(
+    input: &str,
+    renames: Vec<(String, String)>,
+    format: &FormatArgs,
+) -> InputOptions {
+    InputOptions {
+        source: Source::parse(input),
+        renames,
+        max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+        format: format.format(),
+    }
+}
+
 /// Reads an environment variable; injectable for tests.
 pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// The process environment, ignoring empty values.
 pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
-impl RunConfig {
-    /// Validates `run`'s arguments and the environment.
-    pub fn new(args: RunArgs, env: Env<'_>) -> Result<Self, ConfigError> {
-        let api = Api::new(&args.api, env, args.dry_run)?;
-        Ok(RunConfig {
-            input: InputOptions {
-                source: Source::parse(&args.input),
-                renames: args.columns,
-                max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
-                format: args.format.format(),
-            },
-            checkpoint: args.checkpoint,
-            identity: api.identity,
-            client: api.client,
-            settings: Settings {
-                concurrency: args.api.concurrency,
-                plan: plan::Options {
-                    retry_failed: args.retry_failed,
-                    only_failed: args.only_failed,
-                },
-                repost_unknown: args.resolve_unknown == ResolveUnknown::Repost,
-                settle: Duration::from_secs(1),
-                max_posts: args.api.max_attempts,
-                grace: Duration::from_secs(args.grace),
-                adopt_existing: args.adopt_existing,
-            },
-            report: args.report,
-            json: args.json,
-            metrics_file: args.metrics_file,
-            dry_run: args.dry_run,
-            strict: args.strict,
-            output: Output::from(&args.output),
-        })
-    }
 }
 
 /// The message for a run without credentials.
@@ -149,6 +108,8 @@ pub struct Api {
     pub identity: Identity,
     /// The HTTP client's settings.
     pub client: Option<ClientConfig>,
+    /// Jobs in flight and the grace period.
+    pub workers: Workers,
 }
 
 impl Api {
@@ -190,6 +151,10 @@ impl Api {
         Ok(Api {
             identity: Identity { org_id, base_url },
             client,
+            workers: Workers {
+                concurrency: args.concurrency,
+                grace: Duration::from_secs(args.grace),
+            },
         })
     }
 }
@@ -242,7 +207,8 @@ pub fn parse_base_url(value: &str) -> Result<String, ConfigError> {
     Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
-fn is_loopback(host: &str) -> bool {
+/// Whether `host` (a URL's host) is this machine.
+pub fn is_loopback(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
         || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())

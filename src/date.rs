@@ -1,5 +1,5 @@
-//! Today's date in UTC as `YYYY-MM-DD`: links are valid while their `expiration_date`
-//! (a plain date) is today or later. ISO dates compare correctly as strings.
+//! Calendar dates in UTC, as `YYYY-MM-DD` (ISO dates compare correctly as strings): today,
+//! from days or seconds since the epoch, and the check of a typed date.
 
 /// Today (UTC).
 pub fn today() -> String {
@@ -23,12 +23,30 @@ pub fn from_days(days: i64) -> String {
     format!("{year:04}-{month:02}-{day:02}")
 }
 
-/// Whether a link expiring on `expiration` (the server's text) still works on `today`.
-/// A value that is not a date counts as expired: renewing costs one extra link, trusting
-/// it could leave a customer with a dead one.
-pub fn still_valid(expiration: &str, today: &str) -> bool {
-    let day = expiration.get(..10).unwrap_or_default();
-    crate::commands::links::config::parse_date(day).is_some_and(|day| day.as_str() >= today)
+/// Unix seconds as `2026-11-26 22:27:10 UTC`.
+pub fn timestamp(unix: i64) -> String {
+    let (days, secs) = (unix.div_euclid(86_400), unix.rem_euclid(86_400));
+    format!(
+        "{} {:02}:{:02}:{:02} UTC",
+        from_days(days),
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// `YYYY-MM-DD` with a plausible month and day, returned as given.
+pub fn parse_date(value: &str) -> Option<String> {
+    let value = value.trim();
+    let bytes = value.as_bytes();
+    let digits = |r: std::ops::Range<usize>| bytes[r].iter().all(u8::is_ascii_digit);
+    let shaped = bytes.len() == 10 && bytes[4] == b'-' && bytes[7] == b'-';
+    if !(shaped && digits(0..4) && digits(5..7) && digits(8..10)) {
+        return None;
+    }
+    let month: u32 = value[5..7].parse().ok()?;
+    let day: u32 = value[8..10].parse().ok()?;
+    ((1..=12).contains(&month) && (1..=31).contains(&day)).then(|| value.to_owned())
 }
 
 #[cfg(test)]
@@ -36,12 +54,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dates_and_validity() {
+    fn days_and_timestamps_are_utc_and_sortable() {
         assert_eq!(from_days(0), "1970-01-01");
         assert_eq!(from_days(11_016), "2000-02-29");
-        assert!(still_valid("2026-11-29", "2026-11-28"));
-        assert!(still_valid("2026-11-28", "2026-11-28"));
-        assert!(!still_valid("2026-11-27", "2026-11-28"));
-        assert!(!still_valid("tomorrow", "2026-11-28"));
+        assert_eq!(timestamp(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(timestamp(1_795_732_030), "2026-11-26 22:27:10 UTC");
+        assert_eq!(timestamp(951_782_400), "2000-02-29 00:00:00 UTC");
+    }
+
+    #[test]
+    fn dates_are_checked() {
+        assert_eq!(parse_date("2026-11-28").as_deref(), Some("2026-11-28"));
+        assert!(parse_date("2026-13-01").is_none());
+        assert!(parse_date("28.11.2026").is_none());
     }
 }

@@ -15,6 +15,14 @@ pub enum AppError {
 }
 
 impl AppError {
+    /// An input with a header and nothing else.
+    pub fn no_data_rows(source: &crate::input::Source) -> Self {
+        AppError::Usage(format!(
+            "{} has a header but no data rows: is the export complete?",
+            source.display_name()
+        ))
+    }
+
     /// The exit code for this error.
     pub fn exit_code(&self) -> ExitCode {
         match self {

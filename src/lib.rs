@@ -11,7 +11,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod date;
-pub mod engine;
+pub(crate) mod engine;
 pub mod error;
 pub mod exit_code;
 pub mod input;
@@ -23,7 +23,7 @@ pub mod secret;
 pub mod shutdown;
 
 use cli::{Cli, Command};
-use commands::{demo, links, run};
+use commands::{completions, demo, export, links, run, status};
 use error::AppError;
 use exit_code::ExitCode;
 
@@ -46,7 +46,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode, AppError> {
                 args.output.quiet,
                 args.output.log_format,
             );
-            let config = config::RunConfig::new(*args, &config::process_env)?;
+            let config = run::RunConfig::new(*args, &config::process_env)?;
             raise_malloc_trim_threshold();
             runtime()?.block_on(async { run::run(config, signals()?).await })
         }
@@ -70,9 +70,9 @@ fn dispatch(cli: Cli) -> Result<ExitCode, AppError> {
                 .map(|()| ExitCode::Success)
                 .map_err(|e| AppError::Fatal(format!("{e:#}")))
         }
-        Command::Status(args) => commands::status::status(&args),
-        Command::Export(args) => commands::status::export(&args),
-        Command::Completions { shell } => Ok(commands::status::completions(shell)),
+        Command::Status(args) => status::status(&args),
+        Command::Export(args) => export::export(&args),
+        Command::Completions { shell } => Ok(completions::completions(shell)),
     }
 }
 

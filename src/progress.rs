@@ -1,17 +1,14 @@
 //! Progress on stderr: an indicatif bar on a terminal, a plain line every
 //! `--progress-interval` otherwise (cron, pipes), nothing with `-q`.
 //!
-//! The display only reads the command's counters (`run`: the writer's [`Tally`]; `links`: its
-//! summary counts, as a [`Reading`]); it never counts anything itself.
+//! The display only reads the command's counters, as a [`Reading`] (`run`: the writer's
+//! tally; `links`: its summary counts); it never counts anything itself.
 
 use std::io::IsTerminal;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::oneshot;
-
-use crate::checkpoint::outcome::Tally;
 
 /// How progress is shown.
 #[derive(Clone, Copy, Debug)]
@@ -54,17 +51,7 @@ pub struct Reading {
     pub unresolved: Option<u64>,
 }
 
-impl From<&Tally> for Reading {
-    fn from(tally: &Tally) -> Self {
-        Reading {
-            processed: tally.processed(),
-            failed: tally.failed(),
-            unresolved: Some(tally.unresolved),
-        }
-    }
-}
-
-/// What the display reads, for any command (`run` builds it from a [`Source`]).
+/// What the display reads, for any command.
 pub struct Readings {
     /// Rows to account for.
     pub total: u64,
@@ -74,35 +61,9 @@ pub struct Readings {
     pub rate: Box<dyn Fn() -> f64 + Send + Sync>,
 }
 
-impl From<Source> for Readings {
-    fn from(source: Source) -> Self {
-        let tally = source.tally;
-        Readings {
-            total: source.total,
-            read: Box::new(move || Reading::from(&*tally.lock().expect("tally lock"))),
-            rate: source.rate,
-        }
-    }
-}
-
-/// What the display reads.
-pub struct Source {
-    /// Rows to account for.
-    pub total: u64,
-    /// The writer's counters.
-    pub tally: Arc<Mutex<Tally>>,
-    /// The effective request rate now.
-    pub rate: Box<dyn Fn() -> f64 + Send + Sync>,
-}
-
 impl Progress {
-    /// Starts the display.
-    pub fn start(mode: Mode, source: Source) -> Progress {
-        Progress::start_readings(mode, source.into())
-    }
-
-    /// Starts the display over any command's counters (`links` uses it).
-    pub fn start_readings(mode: Mode, source: Readings) -> Progress {
+    /// Starts the display over a command's counters.
+    pub fn start(mode: Mode, source: Readings) -> Progress {
         let (stop, stopped) = oneshot::channel();
         let task = match mode {
             Mode::Quiet => None,
@@ -177,11 +138,6 @@ fn status(reading: Reading, rate: f64) -> String {
 
 /// One plain progress line, e.g.
 /// `progress: 1200/5000 rows (24%) · 20.0 rows/s · ETA 3m 10s · 9.8 req/s · 2 failed · 0 unresolved`.
-pub fn line(tally: &Tally, total: u64, elapsed: Duration, rate: f64) -> String {
-    reading_line(Reading::from(tally), total, elapsed, rate)
-}
-
-/// One plain progress line from any command's [`Reading`].
 pub fn reading_line(reading: Reading, total: u64, elapsed: Duration, rate: f64) -> String {
     let done = reading.processed;
     let per_sec = done as f64 / elapsed.as_secs_f64().max(0.001);
@@ -216,13 +172,12 @@ mod tests {
 
     #[test]
     fn progress_line_reads_well() {
-        let tally = Tally {
-            created: 1000,
-            skipped_done: 200,
-            failed_permanent: 2,
-            ..Tally::default()
+        let reading = Reading {
+            processed: 1202,
+            failed: 2,
+            unresolved: Some(0),
         };
-        let text = line(&tally, 5000, Duration::from_secs(60), 9.84);
+        let text = reading_line(reading, 5000, Duration::from_secs(60), 9.84);
         assert_eq!(
             text,
             "progress: 1202/5000 rows (24%) · 20.0 rows/s · ETA 3m 9s · 9.8 req/s · 2 failed · 0 unresolved"

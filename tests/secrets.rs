@@ -19,7 +19,7 @@ use common::{Harness, generated_csv};
 use hostile::{HostileServer, Reply, Request};
 use podero_onboard::api::{ClientConfig, Credentials};
 use podero_onboard::cli::{Cli, Command};
-use podero_onboard::config::RunConfig;
+use podero_onboard::commands::run::RunConfig;
 use podero_onboard::sandbox::{self, Faults};
 use serde_json::json;
 

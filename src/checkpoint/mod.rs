@@ -1,8 +1,12 @@
 //! The SQLite checkpoint: the source of truth for what has been done.
 //!
-//! Layout: `schema.sql` (documented in docs/checkpoint.md), a sidecar lock file so only one run
-//! uses a checkpoint at a time, [`stage`] (this run's input, validated and planned),
-//! and [`writer`] (the single task that writes results, in batched transactions).
+//! The checkpoint owns every SQL statement of the program. Layout: `schema.sql` and
+//! `migrations/` (documented in docs/checkpoint.md), [`lock`] (a sidecar lock file so only
+//! one run uses a checkpoint at a time), [`row`] (a row's identity, state and history) and
+//! [`outcome`] (what a run did to it), [`stage`] (`run`'s input, validated and planned),
+//! [`links`] (`links`' buildings, their link history, the funnel), [`query`] (reports,
+//! `status`, `export`), and [`writer`] (the one thread that writes during a run of either
+//! command, in batched transactions, stopping at its first failure).
 //!
 //! Durability: WAL with `synchronous=FULL`, so a committed transaction survives a process
 //! crash *and* power loss. That matters for the POST intent: it is committed before the
@@ -12,6 +16,7 @@ pub mod links;
 pub mod lock;
 pub mod outcome;
 pub mod query;
+pub mod row;
 pub mod stage;
 pub mod writer;
 

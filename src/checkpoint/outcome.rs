@@ -1,4 +1,5 @@
-//! What workers return for each row, and the counters the single writer keeps.
+//! What became of each row in a run (workers return it, or the plan skipped the row), and
+//! the counters the single writer keeps.
 
 use serde::Serialize;
 use uuid::Uuid;
@@ -14,7 +15,7 @@ pub struct RowOutcome {
     pub property_id: Option<String>,
     /// The row's identity within the user.
     pub row_key: String,
-    /// The checkpoint row it continues (see [`crate::plan::PlannedRow::match_key`]).
+    /// The checkpoint row it continues (see [`super::row::PlannedRow::match_key`]).
     pub match_key: String,
     /// The building payload now applied, when this outcome applied or confirmed one
     /// (`None`: the stored one stays).
@@ -77,6 +78,28 @@ impl RowResult {
     }
 }
 
+/// Why a row costs nothing in this run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Skip {
+    /// Done and unchanged.
+    Done,
+    /// Failed permanently with the same input (`--retry-failed` retries it).
+    Failed,
+    /// Not selected by `--only-failed`.
+    NotSelected,
+}
+
+impl Skip {
+    /// Its name in `input.skip` (a [`Tally`] field).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Skip::Done => "skipped_done",
+            Skip::Failed => "skipped_failed",
+            Skip::NotSelected => "skipped_not_selected",
+        }
+    }
+}
+
 /// Counters for one run; kept by the single writer, read by progress and the summary.
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
 pub struct Tally {
@@ -122,6 +145,22 @@ impl Tally {
             RowResult::Failed { .. } => self.failed_transient += 1,
             RowResult::Unresolved { .. } => self.unresolved += 1,
         }
+    }
+
+    /// Counts one skipped row.
+    pub fn skip(&mut self, skip: Skip) {
+        match skip {
+            Skip::Done => self.skipped_done += 1,
+            Skip::Failed => self.skipped_failed += 1,
+            Skip::NotSelected => self.skipped_not_selected += 1,
+        }
+    }
+
+    /// Adds the skip counts of `skipped`.
+    pub fn add_skips(&mut self, skipped: &Tally) {
+        self.skipped_done += skipped.skipped_done;
+        self.skipped_failed += skipped.skipped_failed;
+        self.skipped_not_selected += skipped.skipped_not_selected;
     }
 
     /// Rows accounted for (skipped or finished).

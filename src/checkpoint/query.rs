@@ -1,5 +1,5 @@
-//! Read-only queries behind the report, `status` and `export`. Rows are streamed to a
-//! callback, never collected, so a million-row report needs no memory.
+//! Read-only queries behind the run's report and summary, `status` and `export`. Rows are
+//! streamed to a callback, never collected, so a million-row report needs no memory.
 
 use std::collections::BTreeMap;
 
@@ -7,7 +7,6 @@ use rusqlite::params;
 use serde::Serialize;
 
 use super::{Checkpoint, CheckpointError, sqlite};
-use crate::report::FailureGroup;
 
 /// A reject's message, worded like `input::Invalid`'s `Display` (without the line).
 const REJECT_MESSAGE: &str = "CASE
@@ -18,6 +17,21 @@ const REJECT_MESSAGE: &str = "CASE
 
 /// Lines kept per failure group.
 const EXAMPLE_LINES: usize = 5;
+
+/// Rows that are not done, by reason.
+#[derive(Clone, Debug, Serialize)]
+pub struct FailureGroup {
+    /// failed | unresolved | invalid | conflict | duplicate.
+    pub state: String,
+    /// The HTTP status, or the column for invalid rows.
+    pub cause: String,
+    /// Rows in the group.
+    pub count: u64,
+    /// The first few lines.
+    pub lines: Vec<u64>,
+    /// The first row's message.
+    pub example: String,
+}
 
 /// One past run, for `status`.
 #[derive(Clone, Debug, Serialize)]
@@ -130,26 +144,6 @@ impl Checkpoint {
         let mut groups: Vec<FailureGroup> = groups.into_values().collect();
         groups.sort_by_key(|group| std::cmp::Reverse(group.count));
         Ok(groups)
-    }
-
-    /// The building ids the checkpoint records for `user` (any row, any state).
-    pub fn claimed_buildings(&self, user: uuid::Uuid) -> Result<Vec<uuid::Uuid>, CheckpointError> {
-        let wrap = |e| sqlite(&self.path, e);
-        let mut statement = self
-            .conn
-            .prepare_cached(
-                "SELECT building_id FROM rows WHERE user_id = ?1 AND building_id IS NOT NULL",
-            )
-            .map_err(wrap)?;
-        let ids: Vec<String> = statement
-            .query_map([user.to_string()], |r| r.get(0))
-            .map_err(wrap)?
-            .collect::<Result<_, _>>()
-            .map_err(wrap)?;
-        Ok(ids
-            .iter()
-            .filter_map(|id| uuid::Uuid::parse_str(id).ok())
-            .collect())
     }
 
     /// Rows per state in the whole checkpoint.

@@ -6,14 +6,17 @@
 //! if any row is invalid. The plan is then paged out of SQLite in key order, so all rows
 //! of one user arrive together and the user is updated once.
 //!
-//! Identity: a row is (user_id, row_key) (see [`crate::plan::row_key`]). `match_key` is the
+//! Identity: a row is (user_id, row_key) (see [`row_key`]). `match_key` is the
 //! checkpoint row it continues: its own key, except on the first run of a file with
 //! `property_id` over rows keyed by name, where it is the `name:` key of the same building
 //! name (`match_property_keys`); a real run then attaches the property keys
 //! ([`Checkpoint::attach_property_keys`]), creating nothing.
 //!
+//! The command says what each row is sent as and which known rows cost nothing, through a
+//! [`Planner`]: staging stores bodies and decisions, it builds and decides neither.
+//!
 //! One pass: a row whose own key is in the checkpoint is decided while it is staged
-//! ([`crate::plan::decide`], the prior looked up on the primary key). A skip is recorded
+//! ([`Planner::skip`], the prior looked up on the primary key). A skip is recorded
 //! in `input.skip` and counted in [`Staged::skipped`], and the plan pages (`plan_page`,
 //! through the partial index `input_work`) contain only the rows left undecided, so a
 //! done re-run pages nothing. Rows without a prior under their own key stay undecided:
@@ -21,13 +24,21 @@
 //! the only rows it re-keys, so a staged decision never goes stale before the run.
 
 use rusqlite::{OptionalExtension, params};
-use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use super::outcome::{Skip, Tally};
+use super::row::{PlannedRow, Prior, State, fingerprint, row_key};
 use super::{Checkpoint, CheckpointError, sqlite};
-use crate::checkpoint::outcome::Tally;
-use crate::commands::run::plan::{self, Action, PlannedRow, Prior, State, fingerprint, row_key};
 use crate::input::{Invalid, Record, Row};
+
+/// What the command decides while its input is staged.
+pub trait Planner {
+    /// The bodies a valid row is sent as: the user PUT and the building POST (empty for a
+    /// user-only row).
+    fn payloads(&self, row: &Row) -> (String, String);
+    /// Whether a row the checkpoint knows (its prior filled in) costs nothing in this run.
+    fn skip(&self, row: &PlannedRow) -> Option<Skip>;
+}
 
 /// What staging found.
 #[derive(Clone, Debug, Default)]
@@ -95,14 +106,13 @@ const CREATE_TEMP: &str = "
     ) WITHOUT ROWID;";
 
 impl Checkpoint {
-    /// Reads every record into the staging table and `rejects`, in one transaction,
-    /// deciding the skips of rows the checkpoint knows under `options` (see the module
-    /// header).
+    /// Reads every record into the staging table and `rejects`, in one transaction, with
+    /// the bodies and skips `planner` decides (see the module header).
     pub fn stage<E>(
         &mut self,
         run: i64,
         records: impl Iterator<Item = Result<Record, E>>,
-        options: plan::Options,
+        planner: impl Planner,
     ) -> Result<Result<Staged, E>, CheckpointError> {
         let path = self.path.clone();
         let tx = self.conn.transaction().map_err(|e| sqlite(&path, e))?;
@@ -118,7 +128,7 @@ impl Checkpoint {
             };
             staged.rows_read += 1;
             match record {
-                Record::Valid(row) => stage_row(&tx, run, &row, options, &mut staged),
+                Record::Valid(row) => stage_row(&tx, run, &row, &planner, &mut staged),
                 Record::Invalid(invalid) => {
                     staged.invalid += 1;
                     insert_reject(&tx, run, &invalid_reject(invalid))
@@ -240,35 +250,16 @@ fn planned_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PlannedRow> {
     })
 }
 
-/// The PUT body: `external_user_id` plus the optional user columns.
-pub fn user_payload(row: &Row) -> String {
-    let mut body: Map<String, Value> = row.user_fields.clone();
-    body.insert(
-        "external_user_id".into(),
-        Value::String(row.external_user_id.clone()),
-    );
-    Value::Object(body).to_string()
-}
-
-/// The POST body: `name` plus the optional building columns; empty for a user-only row.
-pub fn building_payload(row: &Row) -> String {
-    if row.building_name.is_empty() {
-        return String::new();
-    }
-    let mut body: Map<String, Value> = row.building_fields.clone();
-    body.insert("name".into(), Value::String(row.building_name.clone()));
-    Value::Object(body).to_string()
-}
-
 fn stage_row(
     tx: &rusqlite::Transaction<'_>,
     run: i64,
     row: &Row,
-    options: plan::Options,
+    planner: &impl Planner,
     staged: &mut Staged,
 ) -> rusqlite::Result<()> {
     let user_id = row.user_id.to_string();
     let key = row_key(&row.building_name, row.property_id.as_deref());
+    let (user_payload, building_payload) = planner.payloads(row);
     let planned = PlannedRow {
         line: row.line,
         user_id: row.user_id,
@@ -278,12 +269,12 @@ fn stage_row(
         row_key: key,
         external_user_id: row.external_user_id.clone(),
         fingerprint: 0,
-        user_payload: user_payload(row),
-        building_payload: building_payload(row),
+        user_payload,
+        building_payload,
         prior: None,
         user_applied: None,
     };
-    let (planned, skip) = staged_skip(tx, &user_id, planned, options)?;
+    let (planned, skip) = staged_skip(tx, &user_id, planned, planner)?;
     let key = planned.row_key;
     let inserted = tx
         .prepare_cached(
@@ -444,14 +435,13 @@ fn match_property_keys(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<usize
 }
 
 /// The staged decision of a row the checkpoint knows under its own key: the name of the
-/// skip (a [`Tally`] field) when [`plan::decide`] says it costs nothing, else `None` (the
-/// pager decides it from the plan page, exactly as before). Returns the row back, its
-/// fingerprint set.
+/// skip (a [`Tally`] field) when the planner says it costs nothing, else `None` (the
+/// pager decides it from the plan page). Returns the row back, its fingerprint set.
 fn staged_skip(
     tx: &rusqlite::Transaction<'_>,
     user_id: &str,
     mut row: PlannedRow,
-    options: plan::Options,
+    planner: &impl Planner,
 ) -> rusqlite::Result<(PlannedRow, Option<&'static str>)> {
     row.fingerprint = fingerprint(&row.user_payload, &row.building_payload);
     row.prior = tx
@@ -479,12 +469,7 @@ fn staged_skip(
         .query_row([user_id], |r| r.get::<_, Option<String>>(0))
         .optional()?
         .flatten();
-    let skip = match plan::decide(&row, options) {
-        Action::SkipDone => Some("skipped_done"),
-        Action::SkipFailed => Some("skipped_failed"),
-        Action::SkipNotSelected => Some("skipped_not_selected"),
-        Action::Work { .. } => None,
-    };
+    let skip = planner.skip(&row).map(Skip::as_str);
     Ok((row, skip))
 }
 

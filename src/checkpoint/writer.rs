@@ -1,187 +1,387 @@
-//! The single writer: one thread owns the connection and applies everything the workers
-//! report, in batched transactions.
+//! The single writer: one thread owns the connection during a run (of `run` or `links`)
+//! and applies everything the workers report, in batched transactions. Workers talk to it
+//! through a [`Sender`]; they never touch SQLite.
 //!
 //! Batching is group commit: the writer takes one message, then everything already
 //! queued (up to [`MAX_BATCH`]), applies it in one transaction, commits, and only then
-//! acknowledges intents. So a worker's POST waits for a durable intent, yet a hundred
-//! concurrent workers cost one fsync, not a hundred.
+//! answers. So a worker's POST waits for a durable intent, yet a hundred concurrent
+//! workers cost one fsync, not a hundred.
+//!
+//! The first failed write stops the writer: the batch is rolled back, and every request
+//! in it or after it is refused with that error ([`WriteError`]); nothing more is written,
+//! and [`Writer::finish`] returns the error. A worker whose intent is refused never sends
+//! its request, so the checkpoint can never be behind the server.
+//!
+//! Reads go through the writer too (it owns the connection): plan pages, link targets and
+//! claimed buildings are answered after the batch's commit, so a read sees every message
+//! sent before it. A failed read refuses that request only; its requester halts the run.
 
 use std::sync::{Arc, Mutex};
 
-use rusqlite::params;
+use rusqlite::{Connection, params};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use super::links::{self, NewLink, NotCreated, Target};
 use super::outcome::{RowOutcome, RowResult, Tally};
+use super::row::PlannedRow;
 use super::{Checkpoint, CheckpointError, now, sqlite};
-use crate::commands::run::plan::PlannedRow;
 
 /// Most messages applied in one transaction.
 pub const MAX_BATCH: usize = 1024;
 
-/// A message to the writer.
-pub enum Msg {
-    /// About to POST this row's building: record `posting` durably, then acknowledge.
-    Intent {
-        /// The row.
-        row: Box<PlannedRow>,
-        /// Answered after the commit.
-        ack: oneshot::Sender<Result<(), String>>,
-    },
-    /// A user's PUT succeeded with this body.
-    UserApplied {
-        /// The user.
-        user_id: Uuid,
-        /// The body that was applied.
-        payload: String,
-    },
-    /// A row's final outcome in this run.
-    Outcome(RowOutcome),
-    /// Rows the plan skipped, by reason (counted only).
+/// Why the writer could not do what was asked.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The writer is gone: it stopped at an earlier failure, or the run is ending.
+    #[error("the checkpoint writer stopped")]
+    Stopped,
+    /// The checkpoint refused the write (or the read).
+    #[error(transparent)]
+    Failed(Arc<CheckpointError>),
+}
+
+type Reply<T> = oneshot::Sender<Result<T, WriteError>>;
+
+/// A message to the writer thread (sent through [`Sender`]'s methods).
+enum Msg {
+    /// `run`: about to POST this row's building: record `posting`, answer after the commit.
+    Intent(Box<PlannedRow>, Reply<()>),
+    /// `run`: a user's PUT succeeded with this body.
+    UserApplied(Uuid, String),
+    /// `run`: a row's final outcome in this run.
+    Outcome(Box<RowOutcome>),
+    /// `run`: rows the plan skipped, by reason (counted only).
     Skipped(Tally),
+    /// `run`: the buildings the checkpoint records for a user.
+    Claimed(Uuid, Reply<Vec<Uuid>>),
+    /// `run`: the plan page after (user_id, row_key).
+    PlanPage(Option<(String, String)>, usize, Reply<Vec<PlannedRow>>),
+    /// `links`: about to create a session: record `creating`, answer its id after the commit.
+    LinkIntent(Box<Target>, Reply<i64>),
+    /// `links`: the session exists: link row `id` becomes the building's live link.
+    LinkCreated(i64, Uuid, NewLink),
+    /// `links`: the session POST failed, or its outcome is unknown.
+    LinkNotCreated(i64, NotCreated, Option<u16>, String),
+    /// `links`: an authenticated heat pump (and whether this run assigned it).
+    Connected(Box<Target>, Uuid, bool),
+    /// `links`: the staged buildings after (user_id, line).
+    TargetPage(Option<(String, u64)>, usize, Reply<Vec<Target>>),
     /// Answered once every earlier message is applied.
-    Flush(oneshot::Sender<()>),
-    /// The buildings the checkpoint records for a user (`--adopt-existing` must not adopt
-    /// a building another row already owns).
-    Claimed {
-        /// The user.
-        user_id: Uuid,
-        /// Their building ids.
-        reply: oneshot::Sender<Result<Vec<Uuid>, String>>,
-    },
-    /// The next page of the plan.
-    Page {
-        /// Resume after this (user_id, row_key).
-        after: Option<(String, String)>,
-        /// Page size.
-        limit: usize,
-        /// The rows.
-        reply: oneshot::Sender<Result<Vec<PlannedRow>, String>>,
-    },
+    Flush(Reply<()>),
 }
 
-/// The writer's handle: send messages, then [`WriterHandle::finish`] to get the
-/// checkpoint back.
-pub struct WriterHandle {
-    /// Where workers send.
-    pub tx: mpsc::UnboundedSender<Msg>,
-    /// The counters (written only by the writer).
-    pub tally: Arc<Mutex<Tally>>,
-    thread: std::thread::JoinHandle<(Checkpoint, Result<(), CheckpointError>)>,
+/// Where workers send: intents and requests wait for the writer's answer, outcomes do not
+/// (a refused outcome is the writer's error, reported when the run ends).
+#[derive(Clone)]
+pub struct Sender {
+    tx: mpsc::UnboundedSender<Msg>,
 }
 
-impl WriterHandle {
-    /// Starts the writer thread, which owns the checkpoint until [`finish`](Self::finish).
-    pub fn spawn(checkpoint: Checkpoint) -> WriterHandle {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let tally = Arc::new(Mutex::new(Tally::default()));
-        let counters = tally.clone();
-        let thread = std::thread::Builder::new()
-            .name("checkpoint-writer".into())
-            .spawn(move || {
-                let result = run(&checkpoint, rx, &counters);
-                (checkpoint, result)
-            })
-            .expect("spawning the writer thread");
-        WriterHandle { tx, tally, thread }
+impl Sender {
+    /// Records `posting` for the row and waits for the commit: only then may its POST leave.
+    pub async fn intent(&self, row: &PlannedRow) -> Result<(), WriteError> {
+        self.ask(|reply| Msg::Intent(Box::new(row.clone()), reply))
+            .await
     }
 
-    /// Waits for every queued message to be written and returns the checkpoint.
-    /// All other senders must have been dropped.
-    pub fn finish(self) -> (Checkpoint, Result<(), CheckpointError>) {
-        drop(self.tx);
+    /// A user's PUT succeeded with `payload`.
+    pub fn user_applied(&self, user_id: Uuid, payload: String) {
+        self.tell(Msg::UserApplied(user_id, payload));
+    }
+
+    /// A row's final outcome in this run.
+    pub fn outcome(&self, outcome: RowOutcome) {
+        self.tell(Msg::Outcome(Box::new(outcome)));
+    }
+
+    /// Rows that cost nothing, counted by reason.
+    pub fn skipped(&self, skipped: Tally) {
+        self.tell(Msg::Skipped(skipped));
+    }
+
+    /// The building ids the checkpoint records for `user_id` (any row, any state).
+    pub async fn claimed(&self, user_id: Uuid) -> Result<Vec<Uuid>, WriteError> {
+        self.ask(|reply| Msg::Claimed(user_id, reply)).await
+    }
+
+    /// Up to `limit` planned rows after `after` (user_id, row_key), in key order.
+    pub async fn plan_page(
+        &self,
+        after: Option<(String, String)>,
+        limit: usize,
+    ) -> Result<Vec<PlannedRow>, WriteError> {
+        self.ask(|reply| Msg::PlanPage(after, limit, reply)).await
+    }
+
+    /// Records `creating` for the target's building and waits for the commit; answers the
+    /// link row's id.
+    pub async fn link_intent(&self, target: &Target) -> Result<i64, WriteError> {
+        self.ask(|reply| Msg::LinkIntent(Box::new(target.clone()), reply))
+            .await
+    }
+
+    /// The session of link row `id` exists: it becomes `building`'s live link.
+    pub fn link_created(&self, id: i64, building: Uuid, link: NewLink) {
+        self.tell(Msg::LinkCreated(id, building, link));
+    }
+
+    /// The session POST of link row `id` failed, or its outcome is unknown.
+    pub fn link_not_created(&self, id: i64, how: NotCreated, status: Option<u16>, error: String) {
+        self.tell(Msg::LinkNotCreated(id, how, status, error));
+    }
+
+    /// The target's building has the authenticated heat pump `heat_pump`.
+    pub fn connected(&self, target: &Target, heat_pump: Uuid, assigned: bool) {
+        self.tell(Msg::Connected(
+            Box::new(target.clone()),
+            heat_pump,
+            assigned,
+        ));
+    }
+
+    /// Up to `limit` staged link targets after `after` (user_id, line), in key order.
+    pub async fn target_page(
+        &self,
+        after: Option<(String, u64)>,
+        limit: usize,
+    ) -> Result<Vec<Target>, WriteError> {
+        self.ask(|reply| Msg::TargetPage(after, limit, reply)).await
+    }
+
+    /// Waits until every message sent before is applied.
+    pub async fn flush(&self) -> Result<(), WriteError> {
+        self.ask(Msg::Flush).await
+    }
+
+    async fn ask<T>(&self, msg: impl FnOnce(Reply<T>) -> Msg) -> Result<T, WriteError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(msg(reply)).map_err(|_| WriteError::Stopped)?;
+        answer.await.map_err(|_| WriteError::Stopped)?
+    }
+
+    fn tell(&self, msg: Msg) {
+        // A stopped writer already holds the error that ends the run.
+        let _ = self.tx.send(msg);
+    }
+}
+
+/// The writer thread; [`Writer::finish`] returns the checkpoint.
+pub struct Writer {
+    sender: Sender,
+    tally: Arc<Mutex<Tally>>,
+    thread: std::thread::JoinHandle<(Checkpoint, Result<(), WriteError>)>,
+}
+
+impl Writer {
+    /// Starts the thread, which owns the checkpoint until [`finish`](Self::finish).
+    /// `run_id` is the run the links' intents belong to.
+    pub fn spawn(checkpoint: Checkpoint, run_id: i64) -> Writer {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let tally = Arc::new(Mutex::new(Tally::default()));
+        let thread = {
+            let tally = tally.clone();
+            std::thread::Builder::new()
+                .name("checkpoint-writer".into())
+                .spawn(move || {
+                    let thread = Thread {
+                        checkpoint: &checkpoint,
+                        run_id,
+                        tally: &tally,
+                    };
+                    let result = thread.run(rx);
+                    (checkpoint, result)
+                })
+                .expect("spawning the writer thread")
+        };
+        Writer {
+            sender: Sender { tx },
+            tally,
+            thread,
+        }
+    }
+
+    /// A sender for workers and pagers.
+    pub fn sender(&self) -> Sender {
+        self.sender.clone()
+    }
+
+    /// The row counters of `run` (kept by the writer as outcomes commit).
+    pub fn tally(&self) -> Arc<Mutex<Tally>> {
+        self.tally.clone()
+    }
+
+    /// Waits for every queued message to be written and returns the checkpoint, with the
+    /// error that stopped the writer, if any. Every other sender must have been dropped.
+    pub fn finish(self) -> (Checkpoint, Result<(), WriteError>) {
+        drop(self.sender);
         self.thread.join().expect("the writer thread panicked")
     }
 }
 
-fn run(
-    checkpoint: &Checkpoint,
-    mut rx: mpsc::UnboundedReceiver<Msg>,
-    tally: &Mutex<Tally>,
-) -> Result<(), CheckpointError> {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.blocking_recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(msg) => batch.push(msg),
-                Err(_) => break,
-            }
-        }
-        if let Err(error) = apply(checkpoint, &mut batch, tally) {
-            fail_all(&mut batch, &error.to_string());
-            // Refuse everything that follows: a worker must never POST without an intent.
-            rx.close();
-            while let Some(msg) = rx.blocking_recv() {
-                fail_all(&mut vec![msg], &error.to_string());
-            }
-            return Err(error);
-        }
-    }
-    Ok(())
+/// The writer thread's view.
+struct Thread<'a> {
+    checkpoint: &'a Checkpoint,
+    run_id: i64,
+    tally: &'a Mutex<Tally>,
 }
 
-/// Applies one batch in one transaction, then answers intents and pages.
-fn apply(
-    checkpoint: &Checkpoint,
-    batch: &mut Vec<Msg>,
-    tally: &Mutex<Tally>,
-) -> Result<(), CheckpointError> {
-    let conn = checkpoint.conn();
-    let wrap = |e| sqlite(checkpoint.path(), e);
-    conn.execute_batch("BEGIN IMMEDIATE").map_err(wrap)?;
-    let written = batch.iter().try_for_each(|msg| write(conn, msg));
-    let committed = written.and_then(|()| conn.execute_batch("COMMIT"));
-    if let Err(e) = committed {
-        let _ = conn.execute_batch("ROLLBACK");
-        return Err(wrap(e));
+impl Thread<'_> {
+    fn run(&self, mut rx: mpsc::UnboundedReceiver<Msg>) -> Result<(), WriteError> {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while let Some(first) = rx.blocking_recv() {
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(msg) => batch.push(msg),
+                    Err(_) => break,
+                }
+            }
+            if let Err(error) = self.apply(&mut batch) {
+                let error = WriteError::Failed(Arc::new(error));
+                // Refuse everything that follows: a worker must never POST without an intent.
+                rx.close();
+                refuse(batch.drain(..), &error);
+                while let Some(msg) = rx.blocking_recv() {
+                    refuse([msg], &error);
+                }
+                return Err(error);
+            }
+        }
+        Ok(())
     }
-    let mut counts = tally.lock().expect("tally lock");
-    for msg in batch.drain(..) {
+
+    /// Applies one batch in one transaction, then answers (on failure the batch is left
+    /// for the caller to refuse).
+    fn apply(&self, batch: &mut Vec<Msg>) -> Result<(), CheckpointError> {
+        let conn = self.checkpoint.conn();
+        let wrap = |e| sqlite(self.checkpoint.path(), e);
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(wrap)?;
+        let mut ids = Vec::new();
+        let written = batch
+            .iter()
+            .try_for_each(|msg| self.write(conn, msg).map(|id| ids.extend(id)));
+        if let Err(e) = written.and_then(|()| conn.execute_batch("COMMIT")) {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(wrap(e));
+        }
+        let mut ids = ids.into_iter();
+        for msg in batch.drain(..) {
+            self.answer(msg, &mut ids);
+        }
+        Ok(())
+    }
+
+    /// Writes one message; a link intent yields its new row's id.
+    fn write(&self, conn: &Connection, msg: &Msg) -> rusqlite::Result<Option<i64>> {
         match msg {
-            Msg::Intent { ack, .. } => {
-                let _ = ack.send(Ok(()));
+            Msg::Intent(row, _) => write_intent(conn, row).map(|()| None),
+            Msg::UserApplied(user_id, payload) => {
+                write_user(conn, *user_id, payload).map(|()| None)
             }
-            Msg::Outcome(outcome) => counts.add(&outcome.result),
-            Msg::Skipped(skipped) => add_skipped(&mut counts, &skipped),
-            Msg::Page {
-                after,
-                limit,
-                reply,
-            } => {
-                let page = checkpoint.plan_page(after.as_ref(), limit);
-                let _ = reply.send(page.map_err(|e| e.to_string()));
+            Msg::Outcome(outcome) => write_outcome(conn, outcome).map(|()| None),
+            Msg::LinkIntent(target, _) => links::intent(conn, self.run_id, target).map(Some),
+            Msg::LinkCreated(id, building, link) => {
+                links::created(conn, *id, *building, link).map(|()| None)
             }
-            Msg::Flush(reply) => {
-                let _ = reply.send(());
+            Msg::LinkNotCreated(id, how, status, error) => {
+                links::not_created(conn, *id, *how, *status, error).map(|()| None)
             }
-            Msg::Claimed { user_id, reply } => {
-                let ids = checkpoint.claimed_buildings(user_id);
-                let _ = reply.send(ids.map_err(|e| e.to_string()));
+            Msg::Connected(target, pump, assigned) => {
+                links::connected(conn, target, *pump, *assigned).map(|()| None)
             }
-            Msg::UserApplied { .. } => {}
+            Msg::Skipped(_)
+            | Msg::Claimed(..)
+            | Msg::PlanPage(..)
+            | Msg::TargetPage(..)
+            | Msg::Flush(_) => Ok(None),
         }
     }
-    Ok(())
-}
 
-fn write(conn: &rusqlite::Connection, msg: &Msg) -> rusqlite::Result<()> {
-    match msg {
-        Msg::Intent { row, .. } => write_intent(conn, row),
-        Msg::UserApplied { user_id, payload } => conn
-            .prepare_cached(
-                "INSERT INTO users (user_id, payload, applied_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (user_id) DO UPDATE SET payload = excluded.payload,
-                                                     applied_at = excluded.applied_at",
-            )?
-            .execute(params![user_id.to_string(), payload, now()])
-            .map(|_| ()),
-        Msg::Outcome(outcome) => write_outcome(conn, outcome),
-        Msg::Skipped(_) | Msg::Page { .. } | Msg::Flush(_) | Msg::Claimed { .. } => Ok(()),
+    /// After the commit: acknowledges intents, counts, and answers reads.
+    fn answer(&self, msg: Msg, ids: &mut impl Iterator<Item = i64>) {
+        let read = |e| WriteError::Failed(Arc::new(sqlite(self.checkpoint.path(), e)));
+        let conn = self.checkpoint.conn();
+        match msg {
+            Msg::Intent(_, reply) | Msg::Flush(reply) => {
+                let _ = reply.send(Ok(()));
+            }
+            Msg::LinkIntent(_, reply) => {
+                let _ = reply.send(ids.next().ok_or(WriteError::Stopped));
+            }
+            Msg::Outcome(outcome) => self.tally().add(&outcome.result),
+            Msg::Skipped(skipped) => self.tally().add_skips(&skipped),
+            Msg::Claimed(user_id, reply) => {
+                let _ = reply.send(claimed(conn, user_id).map_err(read));
+            }
+            Msg::PlanPage(after, limit, reply) => {
+                let page = self.checkpoint.plan_page(after.as_ref(), limit);
+                let _ = reply.send(page.map_err(|e| WriteError::Failed(Arc::new(e))));
+            }
+            Msg::TargetPage(after, limit, reply) => {
+                let _ = reply.send(links::target_page(conn, after.as_ref(), limit).map_err(read));
+            }
+            Msg::UserApplied(..)
+            | Msg::LinkCreated(..)
+            | Msg::LinkNotCreated(..)
+            | Msg::Connected(..) => {}
+        }
+    }
+
+    fn tally(&self) -> std::sync::MutexGuard<'_, Tally> {
+        self.tally.lock().expect("tally lock")
     }
 }
 
-fn write_intent(conn: &rusqlite::Connection, row: &PlannedRow) -> rusqlite::Result<()> {
+/// Answers every request among `msgs` with `error`.
+fn refuse(msgs: impl IntoIterator<Item = Msg>, error: &WriteError) {
+    for msg in msgs {
+        match msg {
+            Msg::Intent(_, reply) | Msg::Flush(reply) => {
+                let _ = reply.send(Err(error.clone()));
+            }
+            Msg::LinkIntent(_, reply) => {
+                let _ = reply.send(Err(error.clone()));
+            }
+            Msg::Claimed(_, reply) => {
+                let _ = reply.send(Err(error.clone()));
+            }
+            Msg::PlanPage(.., reply) => {
+                let _ = reply.send(Err(error.clone()));
+            }
+            Msg::TargetPage(.., reply) => {
+                let _ = reply.send(Err(error.clone()));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The building ids the checkpoint records for `user` (any row, any state).
+fn claimed(conn: &Connection, user: Uuid) -> rusqlite::Result<Vec<Uuid>> {
+    let ids: Vec<String> = conn
+        .prepare_cached(
+            "SELECT building_id FROM rows WHERE user_id = ?1 AND building_id IS NOT NULL",
+        )?
+        .query_map([user.to_string()], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(ids
+        .iter()
+        .filter_map(|id| Uuid::parse_str(id).ok())
+        .collect())
+}
+
+fn write_user(conn: &Connection, user_id: Uuid, payload: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO users (user_id, payload, applied_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (user_id) DO UPDATE SET payload = excluded.payload,
+                                             applied_at = excluded.applied_at",
+    )?
+    .execute(params![user_id.to_string(), payload, now()])
+    .map(drop)
+}
+
+fn write_intent(conn: &Connection, row: &PlannedRow) -> rusqlite::Result<()> {
     rekey(
         conn,
         row.user_id,
@@ -206,14 +406,14 @@ fn write_intent(conn: &rusqlite::Connection, row: &PlannedRow) -> rusqlite::Resu
         row.fingerprint,
         now()
     ])
-    .map(|_| ())
+    .map(drop)
 }
 
 /// A row that continues a checkpoint row under another key (first run with `property_id`)
 /// takes that row over: same building, new key. Normally done in bulk before the run
 /// (`attach_property_keys`); this keeps the writer right on its own.
 fn rekey(
-    conn: &rusqlite::Connection,
+    conn: &Connection,
     user: Uuid,
     from: &str,
     to: &str,
@@ -226,10 +426,10 @@ fn rekey(
         "UPDATE rows SET row_key = ?3, property_id = ?4 WHERE user_id = ?1 AND row_key = ?2",
     )?
     .execute(params![user.to_string(), from, to, property_id])
-    .map(|_| ())
+    .map(drop)
 }
 
-fn write_outcome(conn: &rusqlite::Connection, outcome: &RowOutcome) -> rusqlite::Result<()> {
+fn write_outcome(conn: &Connection, outcome: &RowOutcome) -> rusqlite::Result<()> {
     let (state, building, status, error, permanent) = match &outcome.result {
         RowResult::Created(id) | RowResult::Adopted(id) | RowResult::AdoptedExisting(id) => {
             ("done", Some(id.to_string()), None, None, false)
@@ -292,28 +492,76 @@ fn write_outcome(conn: &rusqlite::Connection, outcome: &RowOutcome) -> rusqlite:
         outcome.property_id,
         outcome.building_applied,
     ])
-    .map(|_| ())
+    .map(drop)
 }
 
-fn add_skipped(counts: &mut Tally, skipped: &Tally) {
-    counts.skipped_done += skipped.skipped_done;
-    counts.skipped_failed += skipped.skipped_failed;
-    counts.skipped_not_selected += skipped.skipped_not_selected;
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::Identity;
+    use crate::checkpoint::links::LinkHistory;
 
-fn fail_all(batch: &mut Vec<Msg>, error: &str) {
-    for msg in batch.drain(..) {
-        match msg {
-            Msg::Intent { ack, .. } => {
-                let _ = ack.send(Err(error.to_owned()));
-            }
-            Msg::Page { reply, .. } => {
-                let _ = reply.send(Err(error.to_owned()));
-            }
-            Msg::Claimed { reply, .. } => {
-                let _ = reply.send(Err(error.to_owned()));
-            }
-            _ => {}
+    fn target(building: u128) -> Target {
+        Target {
+            line: 2,
+            user_id: Uuid::from_u128(1),
+            building_id: Uuid::from_u128(building),
+            building_name: format!("Home {building}"),
+            external_user_id: "CRM-1".into(),
+            email: String::new(),
+            first_name: String::new(),
+            last_name: String::new(),
+            language: "de".into(),
+            price_zone: "AT".into(),
+            history: LinkHistory::Missing,
         }
+    }
+
+    fn count(checkpoint: &Checkpoint, table: &str) -> i64 {
+        checkpoint
+            .conn()
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// The rule that keeps the checkpoint true, for `links` as for `run`: after a failed
+    /// write nothing more is written, and every later request is refused.
+    #[tokio::test]
+    async fn the_writer_stops_at_a_failed_link_intent_and_applies_nothing_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = Identity {
+            org_id: Uuid::from_u128(7),
+            base_url: "http://127.0.0.1:1".into(),
+        };
+        let checkpoint = Checkpoint::open_for_run(&dir.path().join("c.sqlite"), &identity).unwrap();
+        let run_id = checkpoint.begin_run("links", "test.csv").unwrap();
+        // The disk refuses the first link intent (as a full disk would).
+        checkpoint
+            .conn()
+            .execute_batch(
+                "CREATE TEMP TRIGGER refuse BEFORE INSERT ON main.links
+                 BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
+            )
+            .unwrap();
+        let writer = Writer::spawn(checkpoint, run_id);
+        let sender = writer.sender();
+        let refused = sender.link_intent(&target(10)).await;
+        assert!(
+            matches!(&refused, Err(WriteError::Failed(e)) if e.to_string().contains("refused by the test")),
+            "{refused:?}"
+        );
+        // Messages after the failure: a connection, another intent. Neither may land.
+        sender.connected(&target(11), Uuid::from_u128(99), false);
+        assert!(sender.link_intent(&target(12)).await.is_err());
+        assert!(sender.flush().await.is_err());
+        drop(sender);
+        let (checkpoint, result) = writer.finish();
+        assert!(result.is_err(), "the first error is the writer's result");
+        assert_eq!(
+            count(&checkpoint, "connections"),
+            0,
+            "applied after a failure"
+        );
+        assert_eq!(count(&checkpoint, "links"), 0);
     }
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use crate::api::{ClientConfig, Credentials, RetryPolicy};
 use crate::checkpoint::Identity;
 use crate::cli::{DemoArgs, LogFormat};
-use crate::config::{Output, RunConfig};
-use crate::engine::Settings;
+use crate::commands::run::{RunConfig, config::Settings};
+use crate::config::{Output, Workers};
 use crate::error::AppError;
 use crate::exit_code::ExitCode;
 use crate::input::{DEFAULT_MAX_RECORD_BYTES, InputOptions, Source};
@@ -29,7 +29,7 @@ pub async fn demo(args: DemoArgs, shutdown: Shutdown) -> Result<ExitCode, AppErr
         sandbox.base_url()
     );
     let config = demo_config(&args, &sandbox.base_url(), &checkpoint);
-    let code = crate::commands::run::run(config, shutdown).await?;
+    let code = super::run::run(config, shutdown).await?;
     let state = sandbox.state();
     let buildings: usize = state.buildings.values().map(Vec::len).sum();
     eprintln!(
@@ -129,13 +129,15 @@ fn demo_config(args: &DemoArgs, base_url: &str, checkpoint: &Path) -> RunConfig 
             pool_size: 4,
             ca_certs: Vec::new(),
         }),
-        settings: Settings {
+        workers: Workers {
             concurrency: 4,
+            grace: Duration::from_secs(10),
+        },
+        settings: Settings {
             plan: Default::default(),
             repost_unknown: false,
             settle: Duration::from_millis(200),
             max_posts: 5,
-            grace: Duration::from_secs(10),
             adopt_existing: false,
         },
         report: Some(args.dir.join("report.csv")),

@@ -1,27 +1,51 @@
-//! The staged buildings as a stream of user jobs, paged from the checkpoint's temporary
-//! table through the single writer (which owns the connection), so only a page and the
-//! users in flight are ever in memory.
+//! The paged stream of jobs: a command's checkpoint rows, read a page at a time through
+//! the single writer (which owns the connection), kept when they have work, and grouped
+//! into jobs of adjacent rows with one key (a user). Only a page and the jobs in flight
+//! are ever in memory, whatever the file size.
 //!
-//! Pages are read in (user_id, line) order, so a user's buildings are adjacent: a job is
-//! closed when the next building belongs to another user, even across a page boundary.
+//! Pages come in key order, so a job is closed when the next row has another key, even
+//! across a page boundary. A page may keep no row at all (a done re-run's pages are all
+//! skips): the next one is read until a row has work or the pages end.
 
 use std::collections::VecDeque;
 
-use futures::stream;
-use tokio::sync::{mpsc, oneshot};
+use futures::{Stream, stream};
 
-use crate::checkpoint::links::Msg;
-use crate::commands::links::targets::{Target, UserJob};
+use crate::checkpoint::writer::WriteError;
 
-/// Buildings fetched from the checkpoint per page.
+/// Rows read per page.
 pub const PAGE_SIZE: usize = 512;
 
-/// Every staged building, one job per user, in key order.
-pub fn jobs(
-    writer: mpsc::UnboundedSender<Msg>,
-) -> impl futures::Stream<Item = Result<UserJob, String>> {
+/// A command's rows, as the engine pages them.
+pub trait Pages {
+    /// A row as the checkpoint answers it.
+    type Row;
+    /// A row with work, as the command's worker takes it.
+    type Work;
+    /// Where the next page starts (the key of the last row read).
+    type Cursor;
+    /// What the rows of one job share (adjacent in key order).
+    type Key: PartialEq;
+
+    /// Up to `limit` rows after `after`, in key order.
+    async fn fetch(
+        &mut self,
+        after: Option<Self::Cursor>,
+        limit: usize,
+    ) -> Result<Vec<Self::Row>, WriteError>;
+    /// The cursor after `row`.
+    fn cursor(row: &Self::Row) -> Self::Cursor;
+    /// The rows of a page that have work (the others are the command's to count).
+    fn keep(&mut self, page: Vec<Self::Row>) -> Vec<Self::Work>;
+    /// The job a row belongs to.
+    fn key(work: &Self::Work) -> Self::Key;
+}
+
+/// Every row with work, one job (`Vec` of adjacent rows of one key) at a time. A read error
+/// is reported once, then the stream ends.
+pub fn jobs<P: Pages>(pages: P) -> impl Stream<Item = Result<Vec<P::Work>, WriteError>> {
     let pager = Pager {
-        writer,
+        pages,
         after: None,
         buffer: VecDeque::new(),
         exhausted: false,
@@ -31,7 +55,6 @@ pub fn jobs(
             Ok(Some(job)) => Some((Ok(job), pager)),
             Ok(None) => None,
             Err(error) => {
-                // Report once, then end the stream.
                 pager.exhausted = true;
                 pager.buffer.clear();
                 Some((Err(error), pager))
@@ -40,50 +63,39 @@ pub fn jobs(
     })
 }
 
-struct Pager {
-    writer: mpsc::UnboundedSender<Msg>,
-    after: Option<(String, u64)>,
-    buffer: VecDeque<Target>,
+struct Pager<P: Pages> {
+    pages: P,
+    after: Option<P::Cursor>,
+    buffer: VecDeque<P::Work>,
     exhausted: bool,
 }
 
-impl Pager {
-    /// The next user's buildings (adjacent in key order).
-    async fn next_job(&mut self) -> Result<Option<UserJob>, String> {
-        let mut job: Option<UserJob> = None;
+impl<P: Pages> Pager<P> {
+    /// The next job: the buffered rows of the front row's key.
+    async fn next_job(&mut self) -> Result<Option<Vec<P::Work>>, WriteError> {
+        let mut job: Vec<P::Work> = Vec::new();
         loop {
-            if self.buffer.is_empty() && !self.exhausted {
+            while self.buffer.is_empty() && !self.exhausted {
                 self.fill().await?;
             }
-            let Some(target) = self.buffer.front() else {
-                return Ok(job);
+            let Some(front) = self.buffer.front() else {
+                return Ok((!job.is_empty()).then_some(job));
             };
-            if job.as_ref().is_some_and(|j| j.user_id != target.user_id) {
-                return Ok(job);
+            if job
+                .first()
+                .is_some_and(|first| P::key(first) != P::key(front))
+            {
+                return Ok(Some(job));
             }
-            let target = self.buffer.pop_front().expect("front exists");
-            job.get_or_insert_with(|| UserJob {
-                user_id: target.user_id,
-                targets: Vec::new(),
-            })
-            .targets
-            .push(target);
+            job.extend(self.buffer.pop_front());
         }
     }
 
-    async fn fill(&mut self) -> Result<(), String> {
-        let stopped = || "the checkpoint writer stopped".to_owned();
-        let (reply, answer) = oneshot::channel();
-        let request = Msg::Page {
-            after: self.after.take(),
-            limit: PAGE_SIZE,
-            reply,
-        };
-        self.writer.send(request).map_err(|_| stopped())?;
-        let page = answer.await.map_err(|_| stopped())??;
+    async fn fill(&mut self) -> Result<(), WriteError> {
+        let page = self.pages.fetch(self.after.take(), PAGE_SIZE).await?;
         self.exhausted = page.len() < PAGE_SIZE;
-        self.after = page.last().map(|t| (t.user_id.to_string(), t.line));
-        self.buffer.extend(page);
+        self.after = page.last().map(P::cursor);
+        self.buffer.extend(self.pages.keep(page));
         Ok(())
     }
 }

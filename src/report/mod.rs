@@ -1,16 +1,23 @@
-//! What the operator reads after a run: the summary (text on stderr, `--json` on stdout)
-//! and the per-row CSV report. One file per format, each a pure function of a [`Summary`]
-//! or of rows read from the checkpoint.
+//! What the operator reads: `run`'s summary (text on stderr, `--json` on stdout), the
+//! per-row CSV report, the records `export` prints (CSV or JSON lines), and the owner-only
+//! files and stdout every command writes through. One file per format, each a pure
+//! function of a [`Summary`] or of rows read from the checkpoint. (`links`' smaller
+//! summary lives with the command.)
 
 pub mod csv;
 pub mod json;
+pub mod records;
 pub mod text;
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::api::Client;
 use crate::checkpoint::outcome::Tally;
+use crate::checkpoint::query::FailureGroup;
+use crate::error::AppError;
+use crate::exit_code::ExitCode;
 
 /// Version of the `--json` summary's shape; bumped only on incompatible changes.
 pub const SUMMARY_VERSION: u32 = 1;
@@ -23,7 +30,7 @@ pub struct Summary {
     /// completed | completed_with_failures | interrupted | aborted | dry_run.
     pub outcome: &'static str,
     /// The process exit code.
-    pub exit_code: i32,
+    pub exit_code: ExitCode,
     /// Why the run was aborted, if it was.
     pub abort_reason: Option<String>,
     /// The input file name, or `<stdin>`.
@@ -98,6 +105,16 @@ pub struct Requests {
     pub by_status: BTreeMap<String, u64>,
 }
 
+impl Requests {
+    /// What `client` sent (nothing without a client).
+    pub fn of(client: Option<&Client>) -> Self {
+        client.map_or_else(Requests::default, |c| Requests {
+            total: c.stats().total(),
+            by_status: c.stats().snapshot(),
+        })
+    }
+}
+
 /// Rates in requests per second.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Rates {
@@ -109,21 +126,6 @@ pub struct Rates {
     pub achieved: f64,
 }
 
-/// Rows that are not done, by reason.
-#[derive(Clone, Debug, Serialize)]
-pub struct FailureGroup {
-    /// failed | unresolved | invalid | conflict | duplicate.
-    pub state: String,
-    /// The HTTP status, or the column for invalid rows.
-    pub cause: String,
-    /// Rows in the group.
-    pub count: u64,
-    /// The first few lines.
-    pub lines: Vec<u64>,
-    /// The first row's message.
-    pub example: String,
-}
-
 impl Summary {
     /// Whether every row of the input is done.
     pub fn all_done(&self) -> bool {
@@ -132,9 +134,42 @@ impl Summary {
     }
 }
 
+/// Creates the file of `flag` (`--report`, `--out`) now, owner-only, so an unwritable path
+/// fails in the first second, before any request.
+pub fn create_for(flag: &str, path: &std::path::Path) -> Result<std::fs::File, AppError> {
+    create_private(path).map_err(|e| {
+        AppError::Usage(format!(
+            "cannot write {flag} {}: {e}; choose a writable {flag} path",
+            path.display()
+        ))
+    })
+}
+
+/// Writes to stdout (every command's machine output goes through here); a closed pipe
+/// (`| head`) ends the command quietly, it is not an error of the run.
+pub fn print_stdout(text: &str) -> Result<(), AppError> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    stdout_written(
+        stdout
+            .write_all(text.as_bytes())
+            .and_then(|()| stdout.flush()),
+    )
+}
+
+/// The result of writing to stdout: a closed pipe (`| head`) is the reader's choice, not
+/// an error.
+pub fn stdout_written(written: std::io::Result<()>) -> Result<(), AppError> {
+    match written {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(AppError::Fatal(format!("cannot write to stdout: {e}")))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Creates (truncating) a file for rows of customer data, owner-only: the report and the
-/// links' `--out`. Called before any request, so an unwritable path fails in the first
-/// second.
+/// links' `--out`.
 pub fn create_private(path: &std::path::Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let file = std::fs::OpenOptions::new()

@@ -1,7 +1,6 @@
 //! `links`' validated settings. Every flag is checked before anything is read or sent, so a
 //! bad flag exits 2 having sent nothing; the messages name the flag and the allowed values.
 
-use std::net::IpAddr;
 use std::path::PathBuf;
 
 use serde_json::{Map, Value};
@@ -9,8 +8,9 @@ use serde_json::{Map, Value};
 use crate::api::ClientConfig;
 use crate::checkpoint::Identity;
 use crate::cli::LinksArgs;
-use crate::config::{self, ConfigError, Env, Output};
-use crate::input::{DEFAULT_MAX_RECORD_BYTES, InputOptions, Source};
+use crate::config::{self, ConfigError, Env, Output, Workers};
+use crate::date::parse_date;
+use crate::input::InputOptions;
 
 /// The Connect UI languages the session accepts.
 pub const LANGUAGES: &[&str] = &["sv", "de", "en", "hu", "it", "et", "pl", "ro"];
@@ -64,8 +64,8 @@ pub struct LinksConfig {
     pub client: Option<ClientConfig>,
     /// The session fields every row shares (language and price zone are per row).
     pub session: SessionDefaults,
-    /// Users in flight at once.
-    pub concurrency: usize,
+    /// Users in flight at once and the grace period.
+    pub workers: Workers,
     /// `--out`.
     pub out: Option<PathBuf>,
     /// `--json`.
@@ -122,17 +122,12 @@ impl LinksConfig {
         };
         let api = config::Api::new(&args.api, env, args.dry_run)?;
         Ok(LinksConfig {
-            input: InputOptions {
-                source: Source::parse(&args.input),
-                renames: args.columns,
-                max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
-                format: args.format.format(),
-            },
+            input: config::input_options(&args.input, args.columns, &args.format),
             checkpoint: args.checkpoint,
             identity: api.identity,
             client: api.client,
             session,
-            concurrency: args.api.concurrency,
+            workers: api.workers,
             out: args.out,
             json: args.json,
             dry_run: args.dry_run,
@@ -200,12 +195,7 @@ pub fn url(value: &str) -> Result<String, String> {
     let parsed = reqwest::Url::parse(value).map_err(|_| {
         format!("{value:?} is not a URL: write e.g. https://partner.example/connected")
     })?;
-    let host = parsed.host_str().unwrap_or_default();
-    let loopback = {
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
-        bare.eq_ignore_ascii_case("localhost")
-            || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-    };
+    let loopback = config::is_loopback(parsed.host_str().unwrap_or_default());
     match parsed.scheme() {
         "https" => Ok(value.to_owned()),
         "http" if loopback => Ok(value.to_owned()),
@@ -243,20 +233,6 @@ fn session_fields(pairs: &[String]) -> Result<Map<String, Value>, ConfigError> {
     Ok(fields)
 }
 
-/// `YYYY-MM-DD` with a plausible month and day, returned as given.
-pub fn parse_date(value: &str) -> Option<String> {
-    let value = value.trim();
-    let bytes = value.as_bytes();
-    let digits = |r: std::ops::Range<usize>| bytes[r].iter().all(u8::is_ascii_digit);
-    let shaped = bytes.len() == 10 && bytes[4] == b'-' && bytes[7] == b'-';
-    if !(shaped && digits(0..4) && digits(5..7) && digits(8..10)) {
-        return None;
-    }
-    let month: u32 = value[5..7].parse().ok()?;
-    let day: u32 = value[8..10].parse().ok()?;
-    ((1..=12).contains(&month) && (1..=31).contains(&day)).then(|| value.to_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,12 +265,5 @@ mod tests {
         assert!(fields["o"].is_object());
         assert!(session_fields(&["user_id=x".into()]).is_err());
         assert!(session_fields(&["novalue".into()]).is_err());
-    }
-
-    #[test]
-    fn dates_are_checked() {
-        assert_eq!(parse_date("2026-11-28").as_deref(), Some("2026-11-28"));
-        assert!(parse_date("2026-13-01").is_none());
-        assert!(parse_date("28.11.2026").is_none());
     }
 }

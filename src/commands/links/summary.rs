@@ -4,8 +4,11 @@
 
 use serde::Serialize;
 
-use super::targets::Target;
+use super::config::LinksConfig;
+use super::targets::TargetCounts;
 use super::worker::LinkResult;
+use crate::checkpoint::links::Target;
+use crate::engine::Ending;
 use crate::exit_code::ExitCode;
 use crate::report::Requests;
 
@@ -105,7 +108,7 @@ impl RowFailure {
 
 /// The `--json` summary of `links` (documented in docs/connect-links.md).
 #[derive(Clone, Debug, Serialize)]
-pub struct Summary {
+pub struct LinksSummary {
     /// [`SUMMARY_VERSION`].
     pub summary_version: u32,
     /// Always `links`.
@@ -113,7 +116,7 @@ pub struct Summary {
     /// `completed`, `completed_with_failures`, `dry_run`, `interrupted` or `aborted`.
     pub outcome: &'static str,
     /// The process exit code.
-    pub exit_code: i32,
+    pub exit_code: ExitCode,
     /// Why the run stopped early, if it did.
     pub abort_reason: Option<String>,
     /// The CSV.
@@ -134,33 +137,40 @@ pub struct Summary {
     pub failures: Vec<RowFailure>,
 }
 
-/// How the run ended, before the counts are looked at.
-#[derive(Debug)]
-pub enum Ending {
-    /// Every user was processed.
-    Completed,
-    /// SIGINT/SIGTERM.
-    Interrupted,
-    /// Credentials, 403, API down, checkpoint.
-    Aborted(String),
-}
+impl LinksSummary {
+    /// The summary of a run that has staged its input; its outcome comes at the end.
+    pub fn new(config: &LinksConfig, run_id: i64, staged: &TargetCounts) -> Self {
+        LinksSummary {
+            summary_version: SUMMARY_VERSION,
+            command: "links",
+            outcome: "completed",
+            exit_code: ExitCode::Success,
+            abort_reason: None,
+            input: config.input.source.display_name(),
+            checkpoint: config.checkpoint.display().to_string(),
+            run_id,
+            today: config.today.clone(),
+            duration_secs: 0.0,
+            links: Counts {
+                rows_read: staged.rows_read,
+                invalid: staged.invalid,
+                duplicates: staged.duplicates,
+                not_onboarded: staged.not_onboarded,
+                no_building: staged.no_building,
+                ..Counts::default()
+            },
+            requests: Requests::default(),
+            failures: Vec::new(),
+        }
+    }
 
-impl Summary {
     /// Sets `outcome`, `abort_reason` and `exit_code` from the ending and the counts.
     pub fn conclude(&mut self, ending: Ending, dry_run: bool) {
         let troubled = self.links.failed > 0 || self.links.invalid > 0;
-        let (outcome, code) = match ending {
-            Ending::Aborted(reason) => {
-                self.abort_reason = Some(reason);
-                ("aborted", ExitCode::Fatal)
-            }
-            Ending::Interrupted => ("interrupted", ExitCode::Interrupted),
-            Ending::Completed if dry_run => ("dry_run", code_of(troubled)),
-            Ending::Completed if troubled => ("completed_with_failures", ExitCode::RowsFailed),
-            Ending::Completed => ("completed", ExitCode::Success),
-        };
-        self.outcome = outcome;
-        self.exit_code = code as i32;
+        let conclusion = ending.conclude(dry_run, troubled);
+        self.outcome = conclusion.outcome;
+        self.abort_reason = conclusion.abort_reason;
+        self.exit_code = conclusion.exit_code;
     }
 
     /// Keeps a failure for the summary (bounded).
@@ -238,13 +248,5 @@ impl Summary {
             self.requests.total, self.duration_secs, self.exit_code
         ));
         out
-    }
-}
-
-fn code_of(troubled: bool) -> ExitCode {
-    if troubled {
-        ExitCode::RowsFailed
-    } else {
-        ExitCode::Success
     }
 }

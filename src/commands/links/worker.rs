@@ -1,17 +1,35 @@
 //! One user's links: list the heat pumps once, then per building: connected (nothing to
 //! send, ever), assign an unassigned connected heat pump, keep a still valid link, or
-//! record the intent and create a session. Workers never touch SQLite: they send
-//! [`Msg`]s to the writer (waiting for the intent's commit) and return outcomes.
+//! record the intent and create a session. Workers never touch SQLite: they tell the
+//! writer (waiting for the intent's commit) and return outcomes to the engine.
 
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::config::SessionDefaults;
-use super::targets::{Target, UserJob};
-use crate::api::connect::{HeatPump, Session};
+use crate::api::connect::{HeatPump, Session, redact_links};
 use crate::api::{CallError, Client, Failure};
-use crate::checkpoint::links::{Msg, Prior};
+use crate::checkpoint::links::{LinkHistory, NewLink, NotCreated, Target};
+use crate::checkpoint::writer::Sender;
+use crate::engine::{Halt, JobResult};
+
+/// All of one user's buildings in the file (adjacent in the staged pages).
+#[derive(Debug)]
+pub struct LinkJob {
+    /// The user.
+    pub user_id: Uuid,
+    /// The buildings.
+    pub targets: Vec<Target>,
+}
+
+impl From<Vec<Target>> for LinkJob {
+    fn from(targets: Vec<Target>) -> Self {
+        LinkJob {
+            user_id: targets[0].user_id,
+            targets,
+        }
+    }
+}
 
 /// What became of one building.
 #[derive(Debug)]
@@ -50,30 +68,12 @@ pub struct Outcome {
     pub result: LinkResult,
 }
 
-/// Why the run must stop.
-#[derive(Debug)]
-pub enum Halt {
-    /// Credentials refused, 403, redirect.
-    Fatal(CallError),
-    /// The checkpoint could not record an intent.
-    Checkpoint(String),
-}
-
-/// A job's outcomes, and a stop request if any.
-#[derive(Debug, Default)]
-pub struct JobResult {
-    /// Outcomes of the buildings handled (the rest keep their state).
-    pub outcomes: Vec<Outcome>,
-    /// Set when the run must stop.
-    pub halt: Option<Halt>,
-}
-
 /// What every worker shares.
 pub struct Context<'a> {
     /// The API client.
     pub client: &'a Client,
     /// The writer.
-    pub writer: &'a mpsc::UnboundedSender<Msg>,
+    pub writer: &'a Sender,
     /// The shared session fields.
     pub defaults: &'a SessionDefaults,
     /// `YYYY-MM-DD` (UTC).
@@ -81,9 +81,13 @@ pub struct Context<'a> {
 }
 
 /// Processes one user's buildings.
-pub async fn process(ctx: &Context<'_>, job: UserJob) -> JobResult {
+pub async fn process(ctx: &Context<'_>, job: LinkJob) -> JobResult<Outcome> {
     let mut result = JobResult::default();
-    if job.targets.iter().all(|t| t.prior == Prior::Connected) {
+    if job
+        .targets
+        .iter()
+        .all(|t| t.history == LinkHistory::Connected)
+    {
         result.outcomes = job
             .targets
             .into_iter()
@@ -94,10 +98,7 @@ pub async fn process(ctx: &Context<'_>, job: UserJob) -> JobResult {
     let pumps = match ctx.client.list_heat_pumps(job.user_id).await {
         Ok(pumps) => pumps,
         Err(error) if error.failure == Failure::Fatal => {
-            return JobResult {
-                outcomes: Vec::new(),
-                halt: Some(Halt::Fatal(error)),
-            };
+            return JobResult::halted(Halt::Fatal(error));
         }
         Err(error) => {
             result.outcomes = job
@@ -131,14 +132,12 @@ fn connected(target: Target, newly: bool, assigned: bool) -> Outcome {
 /// The heat pumps could not be listed: a valid link stays valid, nothing new is created
 /// (the customer may have connected already).
 fn unlisted(ctx: &Context<'_>, target: Target, error: &CallError) -> Outcome {
-    let result = match &target.prior {
-        Prior::Connected => LinkResult::Connected {
+    let result = match &target.history {
+        LinkHistory::Connected => LinkResult::Connected {
             newly: false,
             assigned: false,
         },
-        Prior::Live(expires) if crate::date::still_valid(expires, ctx.today) => {
-            LinkResult::StillValid
-        }
+        LinkHistory::Live(expires) if still_valid(expires, ctx.today) => LinkResult::StillValid,
         _ => LinkResult::Failed {
             status: error.status,
             message: format!(
@@ -156,7 +155,7 @@ async fn building(
     pumps: &[HeatPump],
     single: bool,
 ) -> Result<Outcome, Halt> {
-    if target.prior == Prior::Connected {
+    if target.history == LinkHistory::Connected {
         return Ok(connected(target, false, false));
     }
     let authenticated = || pumps.iter().filter(|p| p.is_authenticated);
@@ -167,23 +166,18 @@ async fn building(
     if single && let Some(pump) = authenticated().find(|p| p.building.is_none()) {
         return assign(ctx, target, pump.id).await;
     }
-    match &target.prior {
-        Prior::Live(expires) if crate::date::still_valid(expires, ctx.today) => Ok(Outcome {
+    match &target.history {
+        LinkHistory::Live(expires) if still_valid(expires, ctx.today) => Ok(Outcome {
             target,
             result: LinkResult::StillValid,
         }),
-        Prior::Live(_) => create(ctx, target, true).await,
+        LinkHistory::Live(_) => create(ctx, target, true).await,
         _ => create(ctx, target, false).await,
     }
 }
 
 fn record_connected(ctx: &Context<'_>, target: &Target, heat_pump: Uuid, assigned: bool) {
-    let _ = ctx.writer.send(Msg::Connected {
-        user: target.user_id,
-        building: target.building_id,
-        heat_pump,
-        assigned,
-    });
+    ctx.writer.connected(target, heat_pump, assigned);
 }
 
 /// The user's only building gets the user's connected, unassigned heat pump.
@@ -213,18 +207,19 @@ async fn assign(ctx: &Context<'_>, target: Target, pump: Uuid) -> Result<Outcome
 
 /// Intent (committed), then the session POST, then its outcome to the writer.
 async fn create(ctx: &Context<'_>, target: Target, renewed: bool) -> Result<Outcome, Halt> {
-    let id = intent(ctx, &target).await?;
+    let id = ctx.writer.link_intent(&target).await?;
     match ctx
         .client
         .create_session(&body(ctx.defaults, &target))
         .await
     {
         Ok(session) => {
-            let _ = ctx.writer.send(Msg::Created {
-                id,
-                building: target.building_id,
-                session: session.clone(),
-            });
+            let link = NewLink {
+                session_id: session.id,
+                link: session.authentication_url.clone(),
+                expiration_date: session.expiration_date.clone(),
+            };
+            ctx.writer.link_created(id, target.building_id, link);
             Ok(Outcome {
                 target,
                 result: LinkResult::Created { session, renewed },
@@ -232,18 +227,14 @@ async fn create(ctx: &Context<'_>, target: Target, renewed: bool) -> Result<Outc
         }
         Err(error) if error.failure == Failure::Fatal => Err(Halt::Fatal(error)),
         Err(error) => {
-            let state = if error.failure == Failure::Ambiguous {
-                "unknown"
+            let how = if error.failure == Failure::Ambiguous {
+                NotCreated::Unknown
             } else {
-                "failed"
+                NotCreated::Failed
             };
             let message = redact_links(&format!("creating the Connect link: {error}"));
-            let _ = ctx.writer.send(Msg::NotCreated {
-                id,
-                state,
-                status: error.status,
-                error: message.clone(),
-            });
+            ctx.writer
+                .link_not_created(id, how, error.status, message.clone());
             Ok(Outcome {
                 target,
                 result: LinkResult::Failed {
@@ -255,26 +246,13 @@ async fn create(ctx: &Context<'_>, target: Target, renewed: bool) -> Result<Outc
     }
 }
 
-async fn intent(ctx: &Context<'_>, target: &Target) -> Result<i64, Halt> {
-    let (reply, committed) = oneshot::channel();
-    let stopped = || Halt::Checkpoint("the checkpoint writer stopped".into());
-    ctx.writer
-        .send(Msg::Intent {
-            user: target.user_id,
-            building: target.building_id,
-            building_name: target.building_name.clone(),
-            reply,
-        })
-        .map_err(|_| stopped())?;
-    committed
-        .await
-        .map_err(|_| stopped())?
-        .map_err(Halt::Checkpoint)
+/// Whether a link expiring on `expiration` (the server's text) still works on `today`.
+/// A value that is not a date counts as expired: renewing costs one extra link, trusting
+/// it could leave a customer with a dead one.
+pub fn still_valid(expiration: &str, today: &str) -> bool {
+    let day = expiration.get(..10).unwrap_or_default();
+    crate::date::parse_date(day).is_some_and(|day| day.as_str() >= today)
 }
-
-/// Links and session references cut out of an error text (see
-/// [`crate::api::connect::redact_links`]; every error body the client reads is redacted).
-pub use crate::api::connect::redact_links;
 
 /// The session body: the documented fields, then `--session-field`s.
 pub fn body(defaults: &SessionDefaults, target: &Target) -> Value {
@@ -302,6 +280,14 @@ pub fn body(defaults: &SessionDefaults, target: &Target) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_link_is_valid_through_its_expiration_date() {
+        assert!(still_valid("2026-11-29", "2026-11-28"));
+        assert!(still_valid("2026-11-28", "2026-11-28"));
+        assert!(!still_valid("2026-11-27", "2026-11-28"));
+        assert!(!still_valid("tomorrow", "2026-11-28"));
+    }
 
     #[test]
     fn links_in_error_bodies_are_removed() {

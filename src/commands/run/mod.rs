@@ -1,30 +1,34 @@
-//! The `run` command as a short recipe: fail early (lock, checkpoint, report path, input
-//! header), stage the input (so every file problem is found before any request), check
-//! the credentials, run the pipeline (or the dry-run plan), then summarize and report.
+//! `run`: onboard the rows of a CSV, as a short recipe: fail early (lock, checkpoint,
+//! report path, input header), stage the input (so every file problem is found before any
+//! request), connect (the credentials are checked), drive the per-user jobs on the shared
+//! [`engine`](crate::engine) (or print the dry-run plan), then summarize and report.
 //! Every phase is a function below, in the order it runs.
+//!
+//! The pieces: [`config`] (the validated flags), [`plan`] (each row's decision and the
+//! bodies it is sent as), [`jobs`] (the plan pages as per-user jobs), [`worker`] (one
+//! user's requests), [`summary`] and [`metrics`] (what the run reports).
 
+pub mod config;
+pub mod jobs;
 pub mod metrics;
 pub mod plan;
+pub mod summary;
 pub mod worker;
 
 use std::path::Path;
 use std::time::Instant;
 
-use futures::StreamExt;
-
-use crate::api::Client;
 use crate::checkpoint::stage::Staged;
-use crate::checkpoint::writer::{Msg, WriterHandle};
+use crate::checkpoint::writer::Writer;
 use crate::checkpoint::{Checkpoint, Lock};
-use crate::config::RunConfig;
-use crate::engine::{self as pipeline, Ending};
+use crate::engine::{self, Drive, Ending};
 use crate::error::AppError;
 use crate::exit_code::ExitCode;
 use crate::input;
-use crate::progress::{self, Progress};
-use crate::report::{self, Plan, Rates, Requests, RowCounts, Summary};
+use crate::report::{self, Summary};
 use crate::shutdown::Shutdown;
-use plan::BuildingStep;
+pub use config::RunConfig;
+use summary::Summarized;
 
 /// Runs `run` to the end and returns the exit code (errors before any call are `Err`).
 /// With `--metrics-file`, its directory is checked first and the file is written at the
@@ -54,7 +58,11 @@ async fn run_job(
     let _lock = Lock::acquire(&config.checkpoint)?;
     let checkpoint = Checkpoint::open_for_run(&config.checkpoint, &config.identity)?;
     warn_if_unfinished(&checkpoint)?;
-    let report_file = config.report.as_deref().map(create_report).transpose()?;
+    let report_file = config
+        .report
+        .as_deref()
+        .map(|path| report::create_for("--report", path))
+        .transpose()?;
     let reader = input::open(&config.input).map_err(|e| AppError::Usage(e.to_string()))?;
     warn_ignored_columns(&reader);
     let command = if config.dry_run { "dry-run" } else { "run" };
@@ -62,30 +70,38 @@ async fn run_job(
     // The whole input is read before the first request (the token's included), so a
     // file problem that needs no server (no data rows, an oversized record) sends nothing.
     let (checkpoint, staged) = stage(checkpoint, reader, run_id, config).await?;
-    let client = connect(config)
+    let client = engine::connect(config.client.as_ref().filter(|_| !config.dry_run))
         .await
         .inspect_err(|error| end_aborted_run(&checkpoint, run_id, error))?;
     let blocked = config.strict && staged.invalid > 0;
-    let writer = WriterHandle::spawn(checkpoint);
+    let writer = Writer::spawn(checkpoint, run_id);
     // Rows decided to cost nothing while staging never reach the plan pages: count them.
-    let _ = writer.tx.send(Msg::Skipped(staged.skipped.clone()));
-    let progress = start_progress(config, &staged, &writer, client.as_ref());
+    writer.sender().skipped(staged.skipped.clone());
+    let tally = writer.tally();
+    let progress = engine::show_progress(&config.output, client.as_ref(), staged.valid, {
+        let tally = tally.clone();
+        move || summary::reading(&tally.lock().expect("tally lock"))
+    });
     let (ending, plan) = match &client {
-        Some(client) if !config.dry_run && !blocked => {
-            let ending = pipeline::execute(client, &writer.tx, &config.settings, &shutdown).await;
-            (ending, None)
+        Some(client) if !blocked => {
+            let drive = Drive {
+                client,
+                shutdown: &shutdown,
+                concurrency: config.workers.concurrency,
+                grace: config.workers.grace,
+            };
+            (jobs::drive(&drive, &writer, &config.settings).await, None)
         }
-        _ => (
-            Ending::Completed,
-            Some(dry_plan(&writer, config.settings.plan).await),
-        ),
+        _ => {
+            let plan = jobs::dry_plan(&writer, config.settings.plan).await;
+            (Ending::Completed, Some(plan))
+        }
     };
     progress.finish().await;
-    let counters = writer.tally.clone();
     let (checkpoint, written) = writer.finish();
-    let tally = counters.lock().expect("tally lock").clone();
+    let tally = tally.lock().expect("tally lock").clone();
     let ending = match written {
-        Err(error) => Ending::Checkpoint(error.to_string()),
+        Err(error) => Ending::Aborted(error.to_string()),
         Ok(()) => ending,
     };
     let summary = Summarized {
@@ -99,12 +115,12 @@ async fn run_job(
         started,
         blocked,
     }
-    .summary(&ending)?;
+    .summary(ending)?;
     finish(config, &checkpoint, report_file, &summary)?;
     if let Some(path) = &config.metrics_file {
         write_metrics(path, &metrics::from_summary(&summary, &checkpoint, path));
     }
-    Ok(exit_code_of(summary.exit_code))
+    Ok(summary.exit_code)
 }
 
 /// Writes the metrics file; a failure is reported but does not change the run's outcome
@@ -146,59 +162,8 @@ fn warn_ignored_columns(reader: &input::Reader) {
     }
 }
 
-/// Creates the report file now, owner-only, so an unwritable path fails in the first second.
-fn create_report(path: &Path) -> Result<std::fs::File, AppError> {
-    report::create_private(path).map_err(|e| {
-        AppError::Usage(format!(
-            "cannot write the report {}: {e}; choose a writable --report path",
-            path.display()
-        ))
-    })
-}
-
-/// Builds the client and obtains the first token: bad credentials stop here, before
-/// any API call. A dry run sends nothing.
-async fn connect(config: &RunConfig) -> Result<Option<Client>, AppError> {
-    let Some(client_config) = config.client.clone().filter(|_| !config.dry_run) else {
-        return Ok(None);
-    };
-    let client = Client::new(client_config)
-        .map_err(|e| AppError::Fatal(format!("cannot set up HTTPS: {e}")))?;
-    client.authenticate().await.map_err(|e| {
-        let message = e.to_string();
-        let hint = crate::api::tls::untrusted_certificate_hint(&message)
-            .map(str::to_owned)
-            .or_else(|| proxy_hint(&message, &config.identity.base_url));
-        match hint {
-            Some(hint) => AppError::Fatal(format!("{message}\n{hint}")),
-            None => AppError::Fatal(message),
-        }
-    })?;
-    Ok(Some(client))
-}
-
-/// When a connection failed and a proxy variable applies, says which variable (never its
-/// value: it may hold the proxy's password), so the operator looks at the proxy.
-fn proxy_hint(message: &str, base_url: &str) -> Option<String> {
-    if !message.contains("could not connect") {
-        return None;
-    }
-    let names: &[&str] = if base_url.starts_with("https://") {
-        &["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
-    } else {
-        &["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
-    };
-    let name = names
-        .iter()
-        .find(|name| crate::config::process_env(name).is_some())?;
-    Some(format!(
-        "requests go through the proxy set in {name} (unless NO_PROXY matches the host): \
-         check that the proxy is reachable and accepts the credentials in its URL"
-    ))
-}
-
-/// Records a run that stopped before its pipeline (e.g. refused credentials), so the
-/// next run does not report it as interrupted and its exit code is on record.
+/// Records a run that stopped before its jobs (e.g. refused credentials), so the next
+/// run does not report it as interrupted and its exit code is on record.
 fn end_aborted_run(checkpoint: &Checkpoint, run_id: i64, error: &AppError) {
     let code = error.exit_code() as i32;
     let summary = serde_json::json!({
@@ -228,10 +193,7 @@ async fn stage(
     .expect("staging panicked");
     let staged = staged?.map_err(|e| AppError::Usage(e.to_string()))?;
     if staged.rows_read == 0 {
-        return Err(AppError::Usage(format!(
-            "{} has a header but no data rows: is the export complete?",
-            source.display_name()
-        )));
+        return Err(AppError::no_data_rows(&source));
     }
     let sha256 = match &source {
         input::Source::Path(path) => Some(file_sha256(path)?),
@@ -274,181 +236,6 @@ fn file_sha256(path: &Path) -> Result<String, AppError> {
         .collect())
 }
 
-fn start_progress(
-    config: &RunConfig,
-    staged: &Staged,
-    writer: &WriterHandle,
-    client: Option<&Client>,
-) -> Progress {
-    let mode = match client {
-        Some(_) if !config.dry_run => {
-            progress::Mode::detect(config.output.quiet, config.output.progress_interval)
-        }
-        _ => progress::Mode::Quiet,
-    };
-    let rate_client = client.cloned();
-    progress::Progress::start(
-        mode,
-        progress::Source {
-            total: staged.valid,
-            tally: writer.tally.clone(),
-            rate: Box::new(move || rate_client.as_ref().map_or(0.0, Client::effective_rate)),
-        },
-    )
-}
-
-/// The plan a real run would follow: the same job stream (with the same options, e.g.
-/// `--retry-failed`), nothing sent.
-async fn dry_plan(writer: &WriterHandle, options: plan::Options) -> Result<Plan, String> {
-    let mut plan = Plan::default();
-    let mut jobs = std::pin::pin!(pipeline::jobs(writer.tx.clone(), options));
-    while let Some(job) = jobs.next().await {
-        for (row, step) in job?.rows {
-            match (step, &row.prior) {
-                (BuildingStep::NoBuilding, _) => plan.user_only += 1,
-                (BuildingStep::Update, _) => plan.update_building += 1,
-                (BuildingStep::Create, None) => plan.onboard += 1,
-                (BuildingStep::Create, Some(_)) => plan.retry += 1,
-                (BuildingStep::Keep, _) => plan.update += 1,
-                (BuildingStep::Resolve, _) => plan.verify += 1,
-            }
-        }
-    }
-    // Skips were counted by the writer; wait until it has applied every message.
-    let (reply, flushed) = tokio::sync::oneshot::channel();
-    let _ = writer.tx.send(Msg::Flush(reply));
-    let _ = flushed.await;
-    let tally = writer.tally.lock().expect("tally lock");
-    plan.skip_done = tally.skipped_done;
-    plan.skip_failed = tally.skipped_failed;
-    Ok(plan)
-}
-
-/// What the summary is built from.
-struct Summarized<'a> {
-    config: &'a RunConfig,
-    checkpoint: &'a Checkpoint,
-    run_id: i64,
-    staged: &'a Staged,
-    tally: crate::checkpoint::outcome::Tally,
-    plan: Option<Result<Plan, String>>,
-    client: Option<&'a Client>,
-    started: Instant,
-    blocked: bool,
-}
-
-impl Summarized<'_> {
-    fn summary(mut self, ending: &Ending) -> Result<Summary, AppError> {
-        let duration = self.started.elapsed().as_secs_f64();
-        let (mut outcome, mut abort_reason) = ending_outcome(ending);
-        let plan = match self.plan.take() {
-            Some(Ok(plan)) => Some(plan),
-            Some(Err(error)) => {
-                (outcome, abort_reason) = ("aborted", Some(error));
-                None
-            }
-            None => None,
-        };
-        if self.blocked {
-            abort_reason = Some(format!(
-                "--strict: {} invalid rows, so nothing was sent; fix them (see the report) and run again",
-                self.staged.invalid
-            ));
-        }
-        let requests = self.client.map_or_else(Requests::default, |c| Requests {
-            total: c.stats().total(),
-            by_status: c.stats().snapshot(),
-        });
-        let mut summary = Summary {
-            summary_version: report::SUMMARY_VERSION,
-            outcome,
-            exit_code: 0,
-            abort_reason,
-            input: self.config.input.source.display_name(),
-            checkpoint: self.config.checkpoint.display().to_string(),
-            run_id: self.run_id,
-            duration_secs: duration,
-            rows: self.row_counts(plan.is_some())?,
-            plan,
-            rate: Rates {
-                limit: self.config.client.as_ref().map_or(0.0, |c| c.rate),
-                effective: self.client.map_or(0.0, Client::effective_rate),
-                achieved: requests.total as f64 / duration.max(0.001),
-            },
-            requests,
-            failures: self.checkpoint.failure_groups()?,
-        };
-        summary.exit_code = exit_code(&summary, ending, self.blocked) as i32;
-        summary.outcome = match summary.outcome {
-            "completed" if summary.plan.is_some() => "dry_run",
-            "completed" if summary.exit_code != 0 => "completed_with_failures",
-            other => other,
-        };
-        Ok(summary)
-    }
-
-    fn row_counts(&self, dry_run: bool) -> Result<RowCounts, AppError> {
-        let processed = self.tally.processed();
-        Ok(RowCounts {
-            read: self.staged.rows_read,
-            valid: self.staged.valid,
-            invalid: self.staged.invalid,
-            duplicates: self.staged.duplicates,
-            failed: self.tally.failed(),
-            not_processed: if dry_run {
-                0
-            } else {
-                self.staged.valid.saturating_sub(processed)
-            },
-            vanished: self.checkpoint.vanished()?,
-            tally: self.tally.clone(),
-        })
-    }
-}
-
-/// The summary's `outcome` and `abort_reason` for how the pipeline ended.
-fn ending_outcome(ending: &Ending) -> (&'static str, Option<String>) {
-    match ending {
-        Ending::Completed => ("completed", None),
-        Ending::Interrupted => ("interrupted", None),
-        Ending::Breaker(reason) | Ending::Checkpoint(reason) => ("aborted", Some(reason.clone())),
-        Ending::Fatal(error) if error.status == Some(403) => (
-            "aborted",
-            Some(format!(
-                "the API refused access ({error}): check that --org-id is your organization \
-                 and that the credentials belong to it and to this environment"
-            )),
-        ),
-        Ending::Fatal(error) => ("aborted", Some(error.to_string())),
-    }
-}
-
-fn exit_code(summary: &Summary, ending: &Ending, blocked: bool) -> ExitCode {
-    match ending {
-        _ if summary.outcome == "aborted" && !blocked => ExitCode::Fatal,
-        Ending::Interrupted => ExitCode::Interrupted,
-        Ending::Completed if summary.plan.is_some() && !blocked => {
-            if summary.rows.invalid == 0 {
-                ExitCode::Success
-            } else {
-                ExitCode::RowsFailed
-            }
-        }
-        Ending::Completed if summary.all_done() && !blocked => ExitCode::Success,
-        _ => ExitCode::RowsFailed,
-    }
-}
-
-fn exit_code_of(code: i32) -> ExitCode {
-    match code {
-        0 => ExitCode::Success,
-        1 => ExitCode::RowsFailed,
-        2 => ExitCode::Usage,
-        130 => ExitCode::Interrupted,
-        _ => ExitCode::Fatal,
-    }
-}
-
 /// Report file, run record, summary on stderr, JSON on stdout.
 fn finish(
     config: &RunConfig,
@@ -457,17 +244,17 @@ fn finish(
     summary: &Summary,
 ) -> Result<(), AppError> {
     let json = report::json::render(summary);
-    checkpoint.end_run(summary.run_id, summary.exit_code, &json)?;
+    checkpoint.end_run(summary.run_id, summary.exit_code as i32, &json)?;
     if let (Some(file), Some(path)) = (report_file, &config.report) {
         write_report(checkpoint, std::io::BufWriter::new(file)).map_err(|e| {
             AppError::Fatal(format!("cannot write the report {}: {e}", path.display()))
         })?;
     }
-    if !config.output.quiet || summary.exit_code != 0 {
+    if !config.output.quiet || summary.exit_code != ExitCode::Success {
         eprint!("{}", report::text::render(summary));
     }
     if config.json {
-        crate::commands::status::print_stdout(&json)?;
+        report::print_stdout(&json)?;
     }
     Ok(())
 }

@@ -7,94 +7,16 @@
 //! (`users.payload`) or its building payload differs from the one applied
 //! (`rows.building_payload`, see [`applied_building`]); both are in the plan row, so the
 //! skip path needs no query of its own.
+//!
+//! The bodies a row is sent as are built here too ([`user_payload`], [`building_payload`]):
+//! staging stores them (see [`Planner`]), so the checkpoint never builds an API body.
 
-use uuid::Uuid;
+use serde_json::{Map, Value};
 
-/// A row's state in the checkpoint (`rows.state`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum State {
-    /// Known, not finished; will be attempted (after a transient failure too).
-    Pending,
-    /// A building POST was (maybe) sent and its outcome is not recorded yet.
-    Posting,
-    /// The building exists (its id is recorded) and the user update was applied.
-    Done,
-    /// The last attempt failed; `permanent` says whether retrying the same data can help.
-    Failed,
-    /// The POST's outcome is unknown and could not be verified: needs a human or
-    /// `--resolve-unknown=repost`.
-    Unresolved,
-}
-
-impl State {
-    /// The name stored in SQLite and shown to users.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Pending => "pending",
-            State::Posting => "posting",
-            State::Done => "done",
-            State::Failed => "failed",
-            State::Unresolved => "unresolved",
-        }
-    }
-
-    /// Parses a stored name.
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "pending" => State::Pending,
-            "posting" => State::Posting,
-            "done" => State::Done,
-            "failed" => State::Failed,
-            "unresolved" => State::Unresolved,
-            _ => return None,
-        })
-    }
-}
-
-/// What the checkpoint remembers of a row.
-#[derive(Clone, Debug)]
-pub struct Prior {
-    /// Its state.
-    pub state: State,
-    /// The building, once known.
-    pub building_id: Option<Uuid>,
-    /// For failed rows: whether the failure was permanent (404, 422...).
-    pub permanent: bool,
-    /// Fingerprint of the input when the row was last worked on.
-    pub fingerprint: i64,
-    /// The building payload last applied (POST or PUT); `None` for rows written by schema 1.
-    pub building_payload: Option<String>,
-}
-
-/// One valid input row, joined with its history.
-#[derive(Clone, Debug)]
-pub struct PlannedRow {
-    /// Line in this run's input.
-    pub line: u64,
-    /// The Podero user.
-    pub user_id: Uuid,
-    /// The building name; empty for a user-only row.
-    pub building_name: String,
-    /// The CRM's property id, when the file has that column.
-    pub property_id: Option<String>,
-    /// The row's identity within the user (see [`row_key`]).
-    pub row_key: String,
-    /// The key of the checkpoint row it continues: `row_key`, or on the first run with
-    /// `property_id` over an older checkpoint, the `name:` key of the same building name.
-    pub match_key: String,
-    /// The CRM id.
-    pub external_user_id: String,
-    /// The PUT body, canonical JSON.
-    pub user_payload: String,
-    /// The POST body (and the fields a PUT overlays), canonical JSON; empty for a user-only row.
-    pub building_payload: String,
-    /// Fingerprint of both payloads.
-    pub fingerprint: i64,
-    /// The checkpoint's record of this row, if any.
-    pub prior: Option<Prior>,
-    /// The user payload last applied successfully, if any.
-    pub user_applied: Option<String>,
-}
+use crate::checkpoint::outcome::Skip;
+use crate::checkpoint::row::{PlannedRow, State, fingerprint};
+use crate::checkpoint::stage::Planner;
+use crate::input::Row;
 
 /// Operator choices that change the plan.
 #[derive(Clone, Copy, Debug, Default)]
@@ -105,14 +27,37 @@ pub struct Options {
     pub only_failed: bool,
 }
 
-/// A row's identity within its user: `''` for a user-only row, `property:<id>` when the
-/// file has `property_id`, else `name:<building name>` (the identity of schema 1).
-pub fn row_key(building_name: &str, property_id: Option<&str>) -> String {
-    match property_id {
-        _ if building_name.is_empty() => String::new(),
-        Some(id) => format!("property:{id}"),
-        None => format!("name:{building_name}"),
+impl Planner for Options {
+    fn payloads(&self, row: &Row) -> (String, String) {
+        (user_payload(row), building_payload(row))
     }
+
+    fn skip(&self, row: &PlannedRow) -> Option<Skip> {
+        match decide(row, *self) {
+            Action::Skip(skip) => Some(skip),
+            Action::Work { .. } => None,
+        }
+    }
+}
+
+/// The PUT body: `external_user_id` plus the optional user columns.
+pub fn user_payload(row: &Row) -> String {
+    let mut body: Map<String, Value> = row.user_fields.clone();
+    body.insert(
+        "external_user_id".into(),
+        Value::String(row.external_user_id.clone()),
+    );
+    Value::Object(body).to_string()
+}
+
+/// The POST body: `name` plus the optional building columns; empty for a user-only row.
+pub fn building_payload(row: &Row) -> String {
+    if row.building_name.is_empty() {
+        return String::new();
+    }
+    let mut body: Map<String, Value> = row.building_fields.clone();
+    body.insert("name".into(), Value::String(row.building_name.clone()));
+    Value::Object(body).to_string()
 }
 
 /// The building payload last applied to the row's building, if known. Schema 1 did not
@@ -149,13 +94,8 @@ pub enum BuildingStep {
 /// The decision for one row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// Done and unchanged: no call.
-    SkipDone,
-    /// Failed permanently with the same input: no call until the data changes or
-    /// `--retry-failed`.
-    SkipFailed,
-    /// Not selected by `--only-failed`.
-    SkipNotSelected,
+    /// No call in this run, for this reason.
+    Skip(Skip),
     /// Worked on: `put` when the user payload differs from the one applied.
     Work {
         /// PUT the user first.
@@ -170,7 +110,7 @@ pub fn decide(row: &PlannedRow, options: Options) -> Action {
     let put = row.user_applied.as_deref() != Some(row.user_payload.as_str());
     let Some(prior) = &row.prior else {
         return if options.only_failed {
-            Action::SkipNotSelected
+            Action::Skip(Skip::NotSelected)
         } else if row.building_name.is_empty() {
             Action::Work {
                 put,
@@ -185,7 +125,7 @@ pub fn decide(row: &PlannedRow, options: Options) -> Action {
     };
     let troubled = matches!(prior.state, State::Failed | State::Unresolved);
     if options.only_failed && !troubled {
-        return Action::SkipNotSelected;
+        return Action::Skip(Skip::NotSelected);
     }
     let building = match (prior.state, prior.building_id) {
         _ if row.building_name.is_empty() => BuildingStep::NoBuilding,
@@ -199,33 +139,20 @@ pub fn decide(row: &PlannedRow, options: Options) -> Action {
     let retry_requested = options.retry_failed || options.only_failed;
     let changed = prior.fingerprint != row.fingerprint;
     if prior.state == State::Failed && prior.permanent && !changed && !retry_requested {
-        return Action::SkipFailed;
+        return Action::Skip(Skip::Failed);
     }
     let user_only_done = building == BuildingStep::NoBuilding && prior.state == State::Done;
     if (building == BuildingStep::Keep || user_only_done) && !put {
-        return Action::SkipDone;
+        return Action::Skip(Skip::Done);
     }
     Action::Work { put, building }
-}
-
-/// FNV-1a, 64 bits: a fingerprint that is stable across versions and platforms (std's
-/// hasher is not), stored to notice changed input.
-pub fn fingerprint(user_payload: &str, building_payload: &str) -> i64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in user_payload
-        .bytes()
-        .chain([0])
-        .chain(building_payload.bytes())
-    {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash as i64
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checkpoint::row::Prior;
+    use uuid::Uuid;
 
     fn row(prior: Option<Prior>, applied: Option<&str>) -> PlannedRow {
         PlannedRow {
@@ -275,7 +202,10 @@ mod tests {
     #[test]
     fn done_rows_cost_nothing_unless_the_user_changed() {
         let done = prior(State::Done, true, false, 7);
-        assert_eq!(decide(&row(done.clone(), APPLIED), NONE), Action::SkipDone);
+        assert_eq!(
+            decide(&row(done.clone(), APPLIED), NONE),
+            Action::Skip(Skip::Done)
+        );
         let changed = decide(&row(done, Some(r#"{"external_user_id":"old"}"#)), NONE);
         assert_eq!(
             changed,
@@ -303,7 +233,10 @@ mod tests {
     #[test]
     fn permanent_failures_wait_for_changed_input_or_retry_failed() {
         let failed = prior(State::Failed, false, true, 7);
-        assert_eq!(decide(&row(failed.clone(), None), NONE), Action::SkipFailed);
+        assert_eq!(
+            decide(&row(failed.clone(), None), NONE),
+            Action::Skip(Skip::Failed)
+        );
         let retry = Options {
             retry_failed: true,
             only_failed: false,
@@ -330,21 +263,20 @@ mod tests {
             retry_failed: false,
             only_failed: true,
         };
-        assert_eq!(decide(&row(None, None), only), Action::SkipNotSelected);
+        assert_eq!(
+            decide(&row(None, None), only),
+            Action::Skip(Skip::NotSelected)
+        );
         let done = prior(State::Done, true, false, 7);
-        assert_eq!(decide(&row(done, None), only), Action::SkipNotSelected);
+        assert_eq!(
+            decide(&row(done, None), only),
+            Action::Skip(Skip::NotSelected)
+        );
         let failed = prior(State::Failed, false, true, 7);
         assert!(matches!(
             decide(&row(failed, None), only),
             Action::Work { .. }
         ));
-    }
-
-    #[test]
-    fn fingerprint_is_stable_and_sensitive() {
-        assert_eq!(fingerprint("a", "b"), fingerprint("a", "b"));
-        assert_ne!(fingerprint("a", "b"), fingerprint("ab", ""));
-        assert_eq!(fingerprint("", ""), 0xaf63_bd4c_8601_b7df_u64 as i64);
     }
 
     #[test]
@@ -359,7 +291,7 @@ mod tests {
             }
         );
         let same = row(prior(State::Done, true, false, 7), APPLIED);
-        assert_eq!(decide(&same, NONE), Action::SkipDone);
+        assert_eq!(decide(&same, NONE), Action::Skip(Skip::Done));
     }
 
     #[test]
@@ -375,7 +307,7 @@ mod tests {
         };
         let home = r#"{"name":"Home"}"#;
         let unchanged = legacy(fingerprint(r#"{"external_user_id":"c1"}"#, home), home);
-        assert_eq!(decide(&unchanged, NONE), Action::SkipDone);
+        assert_eq!(decide(&unchanged, NONE), Action::Skip(Skip::Done));
         let changed = legacy(
             fingerprint(r#"{"external_user_id":"c1"}"#, home),
             r#"{"name":"Home","num_occupants":3}"#,
@@ -403,14 +335,6 @@ mod tests {
         );
         let mut done = row(prior(State::Done, false, false, 7), APPLIED);
         done.building_name = String::new();
-        assert_eq!(decide(&done, NONE), Action::SkipDone);
-    }
-
-    #[test]
-    fn row_keys_name_the_identity() {
-        assert_eq!(row_key("", None), "");
-        assert_eq!(row_key("", Some("P1")), "");
-        assert_eq!(row_key("Home", None), "name:Home");
-        assert_eq!(row_key("Home", Some("P1")), "property:P1");
+        assert_eq!(decide(&done, NONE), Action::Skip(Skip::Done));
     }
 }

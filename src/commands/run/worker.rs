@@ -13,14 +13,28 @@
 //! user's buildings are listed before anything is written for the user, and a building of
 //! the row's name is adopted instead of POSTing a second one.
 
-use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use super::config::Settings;
+use super::plan::{self, BuildingStep};
 use crate::api::{CallError, Client, Failure, Listing, PostOutcome};
 use crate::checkpoint::outcome::{RowOutcome, RowResult};
-use crate::checkpoint::writer::Msg;
-use crate::commands::run::plan::{self, BuildingStep, PlannedRow};
-use crate::engine::{Settings, UserJob};
+use crate::checkpoint::row::PlannedRow;
+use crate::checkpoint::writer::Sender;
+use crate::engine::{Halt, JobResult};
+
+/// All rows of one user that need work: the user is updated once, then each building.
+#[derive(Clone, Debug)]
+pub struct UserJob {
+    /// The user.
+    pub user_id: Uuid,
+    /// The PUT body.
+    pub user_payload: String,
+    /// Whether the PUT is needed (the payload differs from the one applied).
+    pub put: bool,
+    /// The rows and what to do about each one's building.
+    pub rows: Vec<(PlannedRow, BuildingStep)>,
+}
 
 /// The fields of a building PUT (Podero's `BuildingIn`): what a read-modify-write keeps of
 /// the building it read (`id` and any read-only field are left out).
@@ -67,47 +81,21 @@ enum Adoption {
     Failed(CallError),
 }
 
-/// Why the whole run must stop.
-#[derive(Debug)]
-pub enum Halt {
-    /// Credentials rejected, 403, redirect.
-    Fatal(CallError),
-    /// The checkpoint could not record an intent.
-    Checkpoint(String),
-}
-
-/// What a worker hands back to the single consumer.
-#[derive(Debug, Default)]
-pub struct JobResult {
-    /// Final outcomes of the job's rows (rows left without one stay as they were).
-    pub outcomes: Vec<RowOutcome>,
-    /// Set when the run must stop.
-    pub halt: Option<Halt>,
-}
-
-impl JobResult {
-    /// A result that only stops the run.
-    pub fn halted(halt: Halt) -> Self {
-        JobResult {
-            outcomes: Vec::new(),
-            halt: Some(halt),
-        }
-    }
-}
-
-/// Processes one user's rows.
+/// Processes one user's rows, phase by phase: with `--adopt-existing`, list the user's
+/// buildings (before anything is written for the user: a server without the list stops
+/// the run first); PUT the user if its fields changed; then each row's building. A failed
+/// phase ends the job with its rows' outcomes; a [`Halt`] ends the run.
 pub async fn process(
     client: &Client,
-    writer: &mpsc::UnboundedSender<Msg>,
+    writer: &Sender,
     settings: &Settings,
     job: UserJob,
-) -> JobResult {
+) -> JobResult<RowOutcome> {
     let worker = Worker {
         client,
         writer,
         settings,
     };
-    // Listed before the user PUT: a server without the list stops the run before any write.
     let mut adoption = match worker.adoption(&job).await {
         Ok(adoption) => adoption,
         Err(halt) => return JobResult::halted(halt),
@@ -117,22 +105,12 @@ pub async fn process(
     {
         return worker.put_failed(job, error);
     }
-    let mut result = JobResult::default();
-    for (row, step) in job.rows {
-        match worker.building(&row, step, &mut adoption).await {
-            Ok(outcome) => result.outcomes.push(outcome_of(&row, outcome)),
-            Err(halt) => {
-                result.halt = Some(halt);
-                break;
-            }
-        }
-    }
-    result
+    worker.buildings(job.rows, &mut adoption).await
 }
 
 struct Worker<'a> {
     client: &'a Client,
-    writer: &'a mpsc::UnboundedSender<Msg>,
+    writer: &'a Sender,
     settings: &'a Settings,
 }
 
@@ -141,16 +119,33 @@ impl Worker<'_> {
         let body: serde_json::Value =
             serde_json::from_str(&job.user_payload).expect("staged payloads are JSON");
         self.client.put_user(job.user_id, &body).await?;
-        let _ = self.writer.send(Msg::UserApplied {
-            user_id: job.user_id,
-            payload: job.user_payload.clone(),
-        });
+        self.writer
+            .user_applied(job.user_id, job.user_payload.clone());
         Ok(())
+    }
+
+    /// Each row's building, in order, until one halts the run.
+    async fn buildings(
+        &self,
+        rows: Vec<(PlannedRow, BuildingStep)>,
+        adoption: &mut Adoption,
+    ) -> JobResult<RowOutcome> {
+        let mut result = JobResult::default();
+        for (row, step) in rows {
+            match self.building(&row, step, adoption).await {
+                Ok(outcome) => result.outcomes.push(outcome_of(&row, outcome)),
+                Err(halt) => {
+                    result.halt = Some(halt);
+                    break;
+                }
+            }
+        }
+        result
     }
 
     /// A failed PUT fails the user's rows, except that a row with an unknown POST keeps
     /// that status: it must be verified, never re-posted because of an unrelated error.
-    fn put_failed(&self, job: UserJob, error: CallError) -> JobResult {
+    fn put_failed(&self, job: UserJob, error: CallError) -> JobResult<RowOutcome> {
         if error.failure == Failure::Fatal {
             return JobResult::halted(Halt::Fatal(error));
         }
@@ -228,15 +223,7 @@ impl Worker<'_> {
         user_id: Uuid,
         mut buildings: Vec<(Uuid, String)>,
     ) -> Result<Vec<(Uuid, String)>, Halt> {
-        let (reply, answer) = oneshot::channel();
-        let stopped = || Halt::Checkpoint("the checkpoint writer stopped".into());
-        self.writer
-            .send(Msg::Claimed { user_id, reply })
-            .map_err(|_| stopped())?;
-        let claimed = answer
-            .await
-            .map_err(|_| stopped())?
-            .map_err(Halt::Checkpoint)?;
+        let claimed = self.writer.claimed(user_id).await?;
         buildings.retain(|(id, _)| !claimed.contains(id));
         Ok(buildings)
     }
@@ -350,17 +337,7 @@ impl Worker<'_> {
 
     /// Records `posting` and waits for the commit: only then may the POST leave.
     async fn intent(&self, row: &PlannedRow) -> Result<(), Halt> {
-        let (ack, committed) = oneshot::channel();
-        let msg = Msg::Intent {
-            row: Box::new(row.clone()),
-            ack,
-        };
-        let stopped = || Halt::Checkpoint("the checkpoint writer stopped".into());
-        self.writer.send(msg).map_err(|_| stopped())?;
-        committed
-            .await
-            .map_err(|_| stopped())?
-            .map_err(Halt::Checkpoint)
+        Ok(self.writer.intent(row).await?)
     }
 
     /// POSTs (the intent is already durable), resolving an unknown outcome before any re-send.

@@ -1,0 +1,136 @@
+//! A checkpoint row as a run sees it: its identity within the user ([`row_key`]), its state,
+//! what the checkpoint remembers of it ([`Prior`]) and this run's input joined with that
+//! history ([`PlannedRow`]). The fingerprint of the input payloads notices changed rows.
+
+use uuid::Uuid;
+
+/// A row's state in the checkpoint (`rows.state`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Known, not finished; will be attempted (after a transient failure too).
+    Pending,
+    /// A building POST was (maybe) sent and its outcome is not recorded yet.
+    Posting,
+    /// The building exists (its id is recorded) and the user update was applied.
+    Done,
+    /// The last attempt failed; `permanent` says whether retrying the same data can help.
+    Failed,
+    /// The POST's outcome is unknown and could not be verified: needs a human or
+    /// `--resolve-unknown=repost`.
+    Unresolved,
+}
+
+impl State {
+    /// The name stored in SQLite and shown to users.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Posting => "posting",
+            State::Done => "done",
+            State::Failed => "failed",
+            State::Unresolved => "unresolved",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => State::Pending,
+            "posting" => State::Posting,
+            "done" => State::Done,
+            "failed" => State::Failed,
+            "unresolved" => State::Unresolved,
+            _ => return None,
+        })
+    }
+}
+
+/// What the checkpoint remembers of a row.
+#[derive(Clone, Debug)]
+pub struct Prior {
+    /// Its state.
+    pub state: State,
+    /// The building, once known.
+    pub building_id: Option<Uuid>,
+    /// For failed rows: whether the failure was permanent (404, 422...).
+    pub permanent: bool,
+    /// Fingerprint of the input when the row was last worked on.
+    pub fingerprint: i64,
+    /// The building payload last applied (POST or PUT); `None` for rows written by schema 1.
+    pub building_payload: Option<String>,
+}
+
+/// One valid input row, joined with its history.
+#[derive(Clone, Debug)]
+pub struct PlannedRow {
+    /// Line in this run's input.
+    pub line: u64,
+    /// The Podero user.
+    pub user_id: Uuid,
+    /// The building name; empty for a user-only row.
+    pub building_name: String,
+    /// The CRM's property id, when the file has that column.
+    pub property_id: Option<String>,
+    /// The row's identity within the user (see [`row_key`]).
+    pub row_key: String,
+    /// The key of the checkpoint row it continues: `row_key`, or on the first run with
+    /// `property_id` over an older checkpoint, the `name:` key of the same building name.
+    pub match_key: String,
+    /// The CRM id.
+    pub external_user_id: String,
+    /// The PUT body, canonical JSON.
+    pub user_payload: String,
+    /// The POST body (and the fields a PUT overlays), canonical JSON; empty for a user-only row.
+    pub building_payload: String,
+    /// Fingerprint of both payloads.
+    pub fingerprint: i64,
+    /// The checkpoint's record of this row, if any.
+    pub prior: Option<Prior>,
+    /// The user payload last applied successfully, if any.
+    pub user_applied: Option<String>,
+}
+
+/// A row's identity within its user: `''` for a user-only row, `property:<id>` when the
+/// file has `property_id`, else `name:<building name>` (the identity of schema 1).
+pub fn row_key(building_name: &str, property_id: Option<&str>) -> String {
+    match property_id {
+        _ if building_name.is_empty() => String::new(),
+        Some(id) => format!("property:{id}"),
+        None => format!("name:{building_name}"),
+    }
+}
+
+/// FNV-1a, 64 bits: a fingerprint that is stable across versions and platforms (std's
+/// hasher is not), stored to notice changed input.
+pub fn fingerprint(user_payload: &str, building_payload: &str) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in user_payload
+        .bytes()
+        .chain([0])
+        .chain(building_payload.bytes())
+    {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_is_stable_and_sensitive() {
+        assert_eq!(fingerprint("a", "b"), fingerprint("a", "b"));
+        assert_ne!(fingerprint("a", "b"), fingerprint("ab", ""));
+        assert_eq!(fingerprint("", ""), 0xaf63_bd4c_8601_b7df_u64 as i64);
+    }
+
+    #[test]
+    fn row_keys_name_the_identity() {
+        assert_eq!(row_key("", None), "");
+        assert_eq!(row_key("", Some("P1")), "");
+        assert_eq!(row_key("Home", None), "name:Home");
+        assert_eq!(row_key("Home", Some("P1")), "property:P1");
+    }
+}

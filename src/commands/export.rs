@@ -1,0 +1,69 @@
+//! `export`: the checkpoint's user → building map (or the failed rows), or with `--links`
+//! the live Connect links, as CSV or JSON lines on stdout. Streamed: a million rows need
+//! no memory.
+
+use crate::checkpoint::links::LIVE_LINK_HEADER;
+use crate::checkpoint::{Checkpoint, CheckpointError};
+use crate::cli::{ExportArgs, ExportFormat, StateFilter};
+use crate::date;
+use crate::error::AppError;
+use crate::exit_code::ExitCode;
+use crate::report::csv::EXPORT_HEADER;
+use crate::report::records::Records;
+use crate::report::stdout_written;
+
+/// `export`: the rows (or `--links`: the live links, capabilities: stdout only, never
+/// logged) in the chosen format.
+pub fn export(args: &ExportArgs) -> Result<ExitCode, AppError> {
+    let checkpoint = Checkpoint::open_read_only(&args.checkpoint)?;
+    if args.links {
+        // The links' JSON keeps an empty cell a string; the rows' JSON makes it null.
+        let today = date::today();
+        return print(args.format, &LIVE_LINK_HEADER, false, |each| {
+            checkpoint.for_each_live_link(&today, each)
+        });
+    }
+    let state = args.state.map(state_name);
+    print(args.format, &EXPORT_HEADER, true, |each| {
+        checkpoint.for_each_export_row(state, each)
+    })
+}
+
+/// Streams the records `rows` produces to stdout; a checkpoint error ends the command, a
+/// closed pipe ends it quietly.
+fn print(
+    format: ExportFormat,
+    header: &'static [&'static str],
+    empty_is_null: bool,
+    rows: impl FnOnce(&mut dyn FnMut(Vec<String>)) -> Result<(), CheckpointError>,
+) -> Result<ExitCode, AppError> {
+    let out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut records = match format {
+        ExportFormat::Csv => match Records::csv(out, header) {
+            Ok(records) => records,
+            Err(e) => return stdout_written(Err(e)).map(|()| ExitCode::Success),
+        },
+        ExportFormat::Json => Records::json(out, header, empty_is_null),
+    };
+    let mut failed = None;
+    rows(&mut |cells| {
+        if failed.is_none() {
+            failed = records.write(cells).err();
+        }
+    })?;
+    let written = match failed {
+        Some(error) => Err(error),
+        None => records.finish(),
+    };
+    stdout_written(written).map(|()| ExitCode::Success)
+}
+
+fn state_name(state: StateFilter) -> &'static str {
+    match state {
+        StateFilter::Done => "done",
+        StateFilter::Failed => "failed",
+        StateFilter::Unresolved => "unresolved",
+        StateFilter::Pending => "pending",
+        StateFilter::Posting => "posting",
+    }
+}
