@@ -1,112 +1,14 @@
-//! The simulator as a separate process (`podero-onboard sandbox ...`): flags
-//! mirror [`Builder`]; it prints what a user needs to point the job at it,
-//! then serves until Ctrl-C.
+//! `sandbox`: the simulator as a separate process. Its flags ([`SandboxArgs`], in the CLI)
+//! mirror [`Builder`]; it prints what a user needs to point the job at it, then serves
+//! until Ctrl-C.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
-use uuid::Uuid;
 
-use crate::sandbox::{
-    Builder, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_ORG_ID, Faults, ListBuildings, RateLimit,
-};
-
-/// Flags of the standalone simulator. It is a test server: the credentials
-/// default to the public demo ones.
-#[derive(clap::Args, Debug, Clone)]
-pub struct SandboxArgs {
-    /// Port to listen on (0: any free port).
-    #[arg(long, default_value_t = 8080)]
-    pub port: u16,
-    /// Address to bind.
-    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
-    pub bind: IpAddr,
-    /// CSV whose `user_id` column lists the users that exist.
-    #[arg(long, value_name = "CSV")]
-    pub users: Option<PathBuf>,
-    /// Also create N users with generated ids (5eed0000-0000-4000-8000-000000000000 upwards).
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub generate_users: usize,
-    /// The organization id to serve.
-    #[arg(long, default_value_t = DEMO_ORG_ID)]
-    pub org_id: Uuid,
-    /// Client id the token endpoint accepts.
-    #[arg(long, default_value = DEMO_CLIENT_ID)]
-    pub client_id: String,
-    /// Client secret the token endpoint accepts.
-    #[arg(long, env = "PODERO_SANDBOX_CLIENT_SECRET", default_value = DEMO_CLIENT_SECRET, hide_env_values = true)]
-    pub client_secret: String,
-    /// Token lifetime in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 36_000)]
-    pub token_lifetime: u64,
-    /// Status of a successful building creation (200 or 201).
-    #[arg(long, default_value_t = 201, value_parser = clap::value_parser!(u16).range(200..=201))]
-    pub create_status: u16,
-    /// How the undocumented list-buildings endpoint behaves.
-    #[arg(long, value_enum, default_value_t = ListBuildings::Enabled)]
-    pub list_buildings: ListBuildings,
-    /// Rate limit in requests per second (token bucket over all requests).
-    #[arg(long, value_name = "RPS")]
-    pub rate_limit: Option<f64>,
-    /// Burst size of the rate limit.
-    #[arg(long, value_name = "N", default_value_t = 10)]
-    pub burst: u32,
-    /// Probability of a random 429 per API request.
-    #[arg(long, value_name = "P", default_value_t = 0.0)]
-    pub random_429: f64,
-    /// Probability of a random 500/502/503 per API request.
-    #[arg(long, value_name = "P", default_value_t = 0.0)]
-    pub random_5xx: f64,
-    /// Latency added to every request, in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 0)]
-    pub latency_ms: u64,
-    /// Up to this many more milliseconds, at random.
-    #[arg(long, value_name = "MS", default_value_t = 0)]
-    pub jitter_ms: u64,
-    /// Probability that a created building's connection is dropped unanswered.
-    #[arg(long, value_name = "P", default_value_t = 0.0)]
-    pub commit_then_drop: f64,
-    /// Probability that a created building's response stalls.
-    #[arg(long, value_name = "P", default_value_t = 0.0)]
-    pub commit_then_stall: f64,
-    /// How long a stalled response waits, in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 120)]
-    pub stall_secs: u64,
-    /// Probability that a created building is answered with a 500.
-    #[arg(long, value_name = "P", default_value_t = 0.0)]
-    pub fail_5xx_after_commit: f64,
-    /// Seed of the fault generator.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Do not keep a per-request log (counters still work).
-    #[arg(long)]
-    pub no_request_log: bool,
-    /// A building a user already has, as if created in the Podero app:
-    /// `USER_ID=NAME`. Repeatable (twice for two same-named buildings); to try
-    /// `run --adopt-existing`.
-    #[arg(long, value_name = "USER_ID=NAME", value_parser = parse_existing_building)]
-    pub existing_building: Vec<(Uuid, String)>,
-    /// Serve HTTPS with this PEM certificate chain (leaf first; needs --tls-key).
-    #[arg(long, value_name = "PEM", requires = "tls_key")]
-    pub tls_cert: Option<PathBuf>,
-    /// The PEM private key of --tls-cert.
-    #[arg(long, value_name = "PEM", requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
-}
-
-/// Parses `USER_ID=NAME` for `--existing-building`.
-fn parse_existing_building(s: &str) -> Result<(Uuid, String), String> {
-    let (user, name) = s.split_once('=').ok_or_else(|| {
-        format!("expected USER_ID=NAME, e.g. {DEMO_ORG_ID}=Main House; got {s:?}")
-    })?;
-    let user = Uuid::parse_str(user.trim()).map_err(|e| format!("{user:?} is not a UUID: {e}"))?;
-    if name.trim().is_empty() {
-        return Err("no building name after USER_ID=".into());
-    }
-    Ok((user, name.trim().to_owned()))
-}
+use crate::cli::SandboxArgs;
+use crate::sandbox::{Builder, Faults, RateLimit};
 
 impl SandboxArgs {
     /// The faults these flags ask for.
@@ -204,21 +106,4 @@ pub async fn run_standalone(args: SandboxArgs) -> anyhow::Result<()> {
         state.anomalies.len()
     );
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn existing_building_flag_takes_user_id_equals_name() {
-        let user = DEMO_ORG_ID;
-        assert_eq!(
-            parse_existing_building(&format!("{user}=Main House")),
-            Ok((user, "Main House".to_owned()))
-        );
-        assert!(parse_existing_building("Main House").is_err());
-        assert!(parse_existing_building("nope=Main House").is_err());
-        assert!(parse_existing_building(&format!("{user}= ")).is_err());
-    }
 }

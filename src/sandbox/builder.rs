@@ -13,29 +13,17 @@ use std::time::{Duration, Instant};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 use uuid::Uuid;
 
+use super::call::{Config, ListBuildings, Shared};
+use super::clock;
 use super::faults::{FaultState, Faults};
-use super::service::{self, Config, Shared};
+use super::service;
 use super::state::{Snapshot, State};
 use super::tls::ServerTls;
 use super::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_ORG_ID, generated_user_id};
-
-/// How the undocumented `GET .../users/{user_id}/buildings` behaves.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum ListBuildings {
-    /// It exists: 200 with a bare JSON array of the user's buildings.
-    #[default]
-    Enabled,
-    /// It does not exist: 404 `{"detail": "Not Found"}`.
-    NotFound,
-    /// Only POST exists on that path: 405 with `Allow: POST`.
-    MethodNotAllowed,
-}
 
 /// Configures and starts a [`Sandbox`].
 #[derive(Clone, Debug)]
@@ -391,13 +379,13 @@ impl Sandbox {
     /// The simulator's today, `YYYY-MM-DD` (UTC plus the offset of [`Sandbox::advance_days`]).
     pub fn today(&self) -> String {
         let offset = self.shared.state().day_offset;
-        super::connect::date_string(super::connect::today_days(offset))
+        clock::date_string(clock::today_days(offset))
     }
 
     /// Marks `user` as connected: adds an authenticated heat pump assigned to `building`
     /// (`None`: connected but not assigned to a building yet); returns its id.
     pub fn connect_heat_pump(&self, user: Uuid, building: Option<Uuid>) -> Uuid {
-        let pump = super::connect::HeatPump {
+        let pump = super::state::HeatPump {
             id: Uuid::new_v4(),
             building,
             is_authenticated: true,

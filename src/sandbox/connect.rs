@@ -5,25 +5,22 @@
 //!   documented enums strictly (the guides' `"fr"` and `"DE"` are 422s), requires the
 //!   building to be the user's, and answers a session whose `expiration_date` is the
 //!   simulator's today + 1 ("valid until the end of the next day"). Unknown body
-//!   fields are *accepted* and kept in [`Session::extra`]: the device-type field's name
+//!   fields are *accepted* and kept in [`super::Session::extra`]: the device-type field's name
 //!   is not published, so a client must be able to send fields nobody documented.
 //! * The simulator's calendar is the real UTC date plus `day_offset`, which tests move
 //!   ([`super::Sandbox::advance_days`]) to make links expire without waiting.
 //! * Heat pumps appear only when a test says a customer connected
 //!   ([`super::Sandbox::connect_heat_pump`]): there is no Connect UI here.
 
-use hyper::Method;
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use super::endpoints::{json_body, not_found, parse_uuid};
-use super::route::{Endpoint, Params, Route};
-use super::service::{Answer, Call, Shared};
+use super::call::{Answer, Call, Shared, json_body, not_found, parse_uuid};
+use super::clock::{date_string, today_days};
+use super::route::{Endpoint, Params};
+use super::state::{HeatPump, Session};
 use super::validate::{self, Problem};
 
-/// The session path (it has no `/org/{org_id}`).
-const SESSION_PATH: &str = "/api/partners/v2.0/device-onboarding";
 /// Languages the session accepts.
 pub const LANGUAGES: &[&str] = &["sv", "de", "en", "hu", "it", "et", "pl", "ro"];
 /// Price zones the session accepts.
@@ -52,73 +49,6 @@ pub const PRICE_ZONES: &[&str] = &[
 ];
 /// Longest URL accepted.
 const MAX_URL_CHARS: usize = 8000;
-
-/// One device onboarding session, as created.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct Session {
-    /// The session id (the capability in the link).
-    pub id: Uuid,
-    /// The user it belongs to.
-    pub user: Uuid,
-    /// The building it links the device to, if given.
-    pub building: Option<Uuid>,
-    /// `language`.
-    pub language: String,
-    /// `price_zone_default`.
-    pub price_zone_default: String,
-    /// `is_smart_optimization_active_default`, if sent.
-    pub smart_optimization: Option<bool>,
-    /// `expiration_date` (`YYYY-MM-DD`).
-    pub expiration_date: String,
-    /// Body fields the docs do not name (kept, not rejected).
-    pub extra: Map<String, Value>,
-}
-
-/// A user's heat pump.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct HeatPump {
-    /// Its id.
-    pub id: Uuid,
-    /// The building it is assigned to.
-    pub building: Option<Uuid>,
-    /// Whether the customer completed the connection.
-    pub is_authenticated: bool,
-}
-
-/// Routes the device-onboarding paths (`None`: not one of them).
-pub(crate) fn route_session<'a>(method: &Method, path: &'a str) -> Option<Route<'a>> {
-    let rest = path.strip_prefix(SESSION_PATH)?;
-    let (endpoint, allow, device) = match rest {
-        "" => (Endpoint::CreateSession, "POST", None),
-        "/" => {
-            return Some(Route::NotFound {
-                trailing_slash: true,
-            });
-        }
-        _ => {
-            let id = rest.strip_prefix('/')?;
-            if id.is_empty() || id.contains('/') {
-                return Some(Route::NotFound {
-                    trailing_slash: id.ends_with('/'),
-                });
-            }
-            (Endpoint::GetSession, "GET", Some(id))
-        }
-    };
-    let wanted = if endpoint == Endpoint::CreateSession {
-        Method::POST
-    } else {
-        Method::GET
-    };
-    if *method != wanted {
-        return Some(Route::MethodNotAllowed { allow });
-    }
-    let params = Params {
-        device,
-        ..Params::default()
-    };
-    Some(Route::Api { endpoint, params })
-}
 
 /// The session endpoints (already authenticated).
 pub(crate) fn session(shared: &Shared, call: &Call, endpoint: Endpoint, params: &Params) -> Answer {
@@ -398,37 +328,9 @@ pub(crate) fn admin_connect(shared: &Shared, call: &Call) -> Answer {
     Answer::json(200, &answer)
 }
 
-/// Days since 1970-01-01 of the simulator's today (real UTC date + offset).
-pub(crate) fn today_days(offset: i64) -> i64 {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    secs.div_euclid(86_400) + offset
-}
-
-/// Days since 1970-01-01 → `YYYY-MM-DD` (Howard Hinnant's `civil_from_days`).
-pub(crate) fn date_string(days: i64) -> String {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dates_are_civil() {
-        assert_eq!(date_string(0), "1970-01-01");
-        assert_eq!(date_string(11_016), "2000-02-29");
-    }
 
     #[test]
     fn sessions_reject_the_guides_examples_and_keep_unknown_fields() {
@@ -443,27 +345,5 @@ mod tests {
         let session = check_session(&body).unwrap();
         assert_eq!(session.extra.get("device_type"), Some(&json!("hp")));
         assert_eq!(session.user, user);
-    }
-
-    #[test]
-    fn session_paths_route_without_an_org() {
-        let post = route_session(&Method::POST, SESSION_PATH);
-        assert!(matches!(
-            post,
-            Some(Route::Api {
-                endpoint: Endpoint::CreateSession,
-                ..
-            })
-        ));
-        let path = format!("{SESSION_PATH}/abc");
-        let get = route_session(&Method::GET, &path);
-        assert!(matches!(
-            get,
-            Some(Route::Api {
-                endpoint: Endpoint::GetSession,
-                ..
-            })
-        ));
-        assert!(route_session(&Method::GET, "/api/partners/v2.0/org/x").is_none());
     }
 }

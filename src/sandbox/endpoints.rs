@@ -12,10 +12,11 @@ use base64::Engine;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use super::builder::ListBuildings;
+use super::call::{
+    Answer, Call, ListBuildings, Shared, json_body, media_type_is, not_found, parse_uuid,
+};
 use super::faults::AfterCommit;
 use super::route::{Endpoint, Params};
-use super::service::{Answer, Call, Shared};
 use super::state::{Building, State, User};
 use super::validate::{self, Problem};
 
@@ -190,26 +191,6 @@ fn check_org(shared: &Shared, call: &Call, raw: &str) -> Result<(), Answer> {
     }
 }
 
-/// A UUID path parameter, or 422 (and an anomaly: the client built a bad path).
-pub(crate) fn parse_uuid(
-    shared: &Shared,
-    call: &Call,
-    raw: &str,
-    name: &str,
-) -> Result<Uuid, Answer> {
-    Uuid::parse_str(raw).map_err(|_| {
-        shared.anomaly(
-            call,
-            &format!("path parameter {name} is not a UUID: {raw:?}"),
-        );
-        let msg = "Input should be a valid UUID";
-        Answer::json(
-            422,
-            &validate::detail(&[Problem::path("uuid_parsing", name, msg)]),
-        )
-    })
-}
-
 fn path_user(shared: &Shared, call: &Call, params: &Params) -> Result<Uuid, Answer> {
     parse_uuid(shared, call, params.user.unwrap_or(""), "user_id")
 }
@@ -218,21 +199,6 @@ fn path_building(shared: &Shared, call: &Call, params: &Params) -> Result<(Uuid,
     let user = path_user(shared, call, params)?;
     let building = parse_uuid(shared, call, params.building.unwrap_or(""), "building_id")?;
     Ok((user, building))
-}
-
-/// A JSON request body, or the 400 for one that is not JSON (both anomalies
-/// when the `Content-Type` is not `application/json`).
-pub(crate) fn json_body(shared: &Shared, call: &Call) -> Result<Value, Answer> {
-    if !media_type_is(
-        call.content_type.as_deref().unwrap_or(""),
-        "application/json",
-    ) {
-        shared.anomaly(call, "JSON body without Content-Type: application/json");
-    }
-    serde_json::from_slice(&call.body).map_err(|e| {
-        shared.anomaly(call, &format!("body is not JSON: {e}"));
-        Answer::detail(400, "Cannot parse request body")
-    })
 }
 
 /// Validates a body with `rule`; 422 (an anomaly too when the shape is wrong).
@@ -251,10 +217,6 @@ fn validated(
         }
         Answer::json(422, &validate::detail(&problems))
     })
-}
-
-pub(crate) fn not_found() -> Answer {
-    Answer::detail(404, "Not Found")
 }
 
 fn list_users(shared: &Shared) -> Answer {
@@ -422,14 +384,6 @@ fn building_json(building: &Building) -> Value {
     }
     out.insert("id".into(), json!(building.id));
     Value::Object(out)
-}
-
-/// Whether a `Content-Type` value names `media_type` (parameters ignored).
-fn media_type_is(content_type: &str, media_type: &str) -> bool {
-    content_type
-        .split(';')
-        .next()
-        .is_some_and(|t| t.trim().eq_ignore_ascii_case(media_type))
 }
 
 /// Decodes `%XX` escapes; invalid escapes are kept as they are.

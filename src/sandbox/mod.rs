@@ -35,6 +35,8 @@
 //! is checked, and trailing slashes on API paths are 404s.
 
 mod builder;
+mod call;
+mod clock;
 mod connect;
 mod endpoints;
 mod faults;
@@ -46,11 +48,11 @@ mod validate;
 
 use uuid::Uuid;
 
-pub use builder::{Builder, ListBuildings, Sandbox};
-pub use connect::{HeatPump, Session};
+pub use builder::{Builder, Sandbox};
+pub use call::ListBuildings;
 pub use faults::{Faults, RateLimit};
 pub use route::Endpoint;
-pub use state::{Building, Counts, LogEntry, Snapshot, User};
+pub use state::{Building, Counts, HeatPump, LogEntry, Session, Snapshot, User};
 pub use tls::ServerTls;
 
 /// The organization id a default [`Builder`] serves.

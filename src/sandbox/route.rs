@@ -6,6 +6,8 @@ use hyper::Method;
 
 /// The API prefix every partner path starts with.
 const API_PREFIX: &str = "/api/partners/v2.0/org/";
+/// The session path (it has no `/org/{org_id}`).
+const SESSION_PATH: &str = "/api/partners/v2.0/device-onboarding";
 
 /// Every endpoint the simulator knows, named as in [`super::Snapshot::requests`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,7 +116,7 @@ pub(crate) fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
         }
         _ => {}
     }
-    if let Some(route) = super::connect::route_session(method, path) {
+    if let Some(route) = route_session(method, path) {
         return route;
     }
     let Some(rest) = path.strip_prefix(API_PREFIX) else {
@@ -234,6 +236,41 @@ fn by_method<'a>(method: &Method, table: &[(Method, Route<'a>)], allow: &'static
         .map_or(Route::MethodNotAllowed { allow }, |(_, r)| r.clone())
 }
 
+/// Routes the device-onboarding paths (`None`: not one of them).
+fn route_session<'a>(method: &Method, path: &'a str) -> Option<Route<'a>> {
+    let rest = path.strip_prefix(SESSION_PATH)?;
+    let (endpoint, allow, device) = match rest {
+        "" => (Endpoint::CreateSession, "POST", None),
+        "/" => {
+            return Some(Route::NotFound {
+                trailing_slash: true,
+            });
+        }
+        _ => {
+            let id = rest.strip_prefix('/')?;
+            if id.is_empty() || id.contains('/') {
+                return Some(Route::NotFound {
+                    trailing_slash: id.ends_with('/'),
+                });
+            }
+            (Endpoint::GetSession, "GET", Some(id))
+        }
+    };
+    let wanted = if endpoint == Endpoint::CreateSession {
+        Method::POST
+    } else {
+        Method::GET
+    };
+    if *method != wanted {
+        return Some(Route::MethodNotAllowed { allow });
+    }
+    let params = Params {
+        device,
+        ..Params::default()
+    };
+    Some(Route::Api { endpoint, params })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,5 +328,27 @@ mod tests {
                 trailing_slash: false
             }
         );
+    }
+
+    #[test]
+    fn session_paths_route_without_an_org() {
+        let post = route_session(&Method::POST, SESSION_PATH);
+        assert!(matches!(
+            post,
+            Some(Route::Api {
+                endpoint: Endpoint::CreateSession,
+                ..
+            })
+        ));
+        let path = format!("{SESSION_PATH}/abc");
+        let get = route_session(&Method::GET, &path);
+        assert!(matches!(
+            get,
+            Some(Route::Api {
+                endpoint: Endpoint::GetSession,
+                ..
+            })
+        ));
+        assert!(route_session(&Method::GET, "/api/partners/v2.0/org/x").is_none());
     }
 }

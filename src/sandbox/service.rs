@@ -1,152 +1,24 @@
 //! One request from start to end: read it, route it, pass it through the fault
 //! gate, run the endpoint, record the outcome, then answer, stall or drop.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Request, Response};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::builder::ListBuildings;
+use super::call::{Answer, Call, Shared};
 use super::endpoints;
-use super::faults::{AfterCommit, FaultState, FaultsJson, Gate};
+use super::faults::{AfterCommit, FaultsJson, Gate};
 use super::route::{Endpoint, Route, route};
-use super::state::{LogEntry, State};
+use super::state::LogEntry;
 
 /// Request bodies larger than this are refused (413).
 const MAX_BODY: usize = 1 << 20;
-
-/// The fixed configuration of a running simulator.
-#[derive(Clone, Debug)]
-pub(crate) struct Config {
-    pub org_id: Uuid,
-    pub client_id: String,
-    pub client_secret: String,
-    pub token_lifetime: Duration,
-    pub create_status: u16,
-    pub list_buildings: ListBuildings,
-}
-
-/// Everything the connection tasks share.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub config: Config,
-    pub state: Mutex<State>,
-    pub faults: Mutex<FaultState>,
-    pub started: Instant,
-}
-
-impl Shared {
-    /// Milliseconds since the server started.
-    pub fn now_ms(&self) -> u64 {
-        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
-    /// The state, even if a panicking thread poisoned the lock.
-    pub fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The fault state, even if poisoned.
-    pub fn faults(&self) -> MutexGuard<'_, FaultState> {
-        self.faults.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Records a client mistake.
-    pub fn anomaly(&self, call: &Call, what: &str) {
-        let text = format!("{} {}: {what}", call.method, call.path);
-        self.state().anomaly(text);
-    }
-}
-
-/// The parts of a request the endpoints look at.
-#[derive(Debug)]
-pub(crate) struct Call {
-    pub method: Method,
-    pub path: String,
-    /// The query string, if any (only the admin state endpoint reads it).
-    pub query: Option<String>,
-    pub authorization: Option<String>,
-    pub content_type: Option<String>,
-    pub body: Bytes,
-    pub at_ms: u64,
-}
-
-/// The answer an endpoint decided on, and what to do with it.
-#[derive(Debug)]
-pub(crate) struct Answer {
-    pub status: u16,
-    pub content_type: &'static str,
-    pub body: Bytes,
-    pub headers: Vec<(header::HeaderName, String)>,
-    pub after: AfterCommit,
-}
-
-impl Answer {
-    /// A JSON answer.
-    pub fn json(status: u16, value: &Value) -> Self {
-        let body = Bytes::from(serde_json::to_vec(value).unwrap_or_default());
-        Answer {
-            status,
-            content_type: "application/json",
-            body,
-            headers: Vec::new(),
-            after: AfterCommit::Respond,
-        }
-    }
-
-    /// `{"detail": msg}`, django-ninja's error shape.
-    pub fn detail(status: u16, msg: &str) -> Self {
-        Answer::json(status, &json!({ "detail": msg }))
-    }
-
-    /// An HTML error page, as a reverse proxy sends.
-    pub fn html(status: u16) -> Self {
-        let reason = StatusCode::from_u16(status)
-            .ok()
-            .and_then(|s| s.canonical_reason())
-            .unwrap_or("Error");
-        let page = format!(
-            "<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n\
-             <center><h1>{status} {reason}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
-        );
-        Answer {
-            status,
-            content_type: "text/html",
-            body: Bytes::from(page),
-            headers: Vec::new(),
-            after: AfterCommit::Respond,
-        }
-    }
-
-    /// Adds a header.
-    pub fn with_header(mut self, name: header::HeaderName, value: impl Into<String>) -> Self {
-        self.headers.push((name, value.into()));
-        self
-    }
-
-    fn into_response(self) -> Response<Full<Bytes>> {
-        let mut response = Response::new(Full::new(self.body));
-        *response.status_mut() =
-            StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(self.content_type),
-        );
-        for (name, value) in self.headers {
-            if let Ok(value) = HeaderValue::from_str(&value) {
-                headers.insert(name, value);
-            }
-        }
-        response
-    }
-}
 
 /// The service error that makes hyper close the connection without a response.
 #[derive(Debug, thiserror::Error)]

@@ -14,6 +14,38 @@ use uuid::Uuid;
 /// At most this many anomalies are kept; one more line says how many were dropped.
 const MAX_ANOMALIES: usize = 1000;
 
+/// One device onboarding session, as created.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Session {
+    /// The session id (the capability in the link).
+    pub id: Uuid,
+    /// The user it belongs to.
+    pub user: Uuid,
+    /// The building it links the device to, if given.
+    pub building: Option<Uuid>,
+    /// `language`.
+    pub language: String,
+    /// `price_zone_default`.
+    pub price_zone_default: String,
+    /// `is_smart_optimization_active_default`, if sent.
+    pub smart_optimization: Option<bool>,
+    /// `expiration_date` (`YYYY-MM-DD`).
+    pub expiration_date: String,
+    /// Body fields the docs do not name (kept, not rejected).
+    pub extra: Map<String, Value>,
+}
+
+/// A user's heat pump.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct HeatPump {
+    /// Its id.
+    pub id: Uuid,
+    /// The building it is assigned to.
+    pub building: Option<Uuid>,
+    /// Whether the customer completed the connection.
+    pub is_authenticated: bool,
+}
+
 /// A user of the organization.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct User {
@@ -101,10 +133,10 @@ pub struct Snapshot {
     pub tokens_issued: u64,
     /// Device onboarding sessions (Connect links), in creation order.
     #[serde(default)]
-    pub sessions: Vec<super::connect::Session>,
+    pub sessions: Vec<Session>,
     /// Heat pumps per user id (users without heat pumps are absent).
     #[serde(default)]
-    pub heat_pumps: BTreeMap<Uuid, Vec<super::connect::HeatPump>>,
+    pub heat_pumps: BTreeMap<Uuid, Vec<HeatPump>>,
 }
 
 impl Snapshot {

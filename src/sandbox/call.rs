@@ -1,0 +1,207 @@
+//! What every endpoint works with: a request as the endpoints see it ([`Call`]), the
+//! [`Answer`] they decide on, what every connection shares ([`Shared`]: the fixed
+//! [`Config`], the state and the faults), and the small helpers every endpoint uses.
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Response, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::faults::{AfterCommit, FaultState};
+use super::state::State;
+use super::validate::{self, Problem};
+
+/// How the undocumented `GET .../users/{user_id}/buildings` behaves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ListBuildings {
+    /// It exists: 200 with a bare JSON array of the user's buildings.
+    #[default]
+    Enabled,
+    /// It does not exist: 404 `{"detail": "Not Found"}`.
+    NotFound,
+    /// Only POST exists on that path: 405 with `Allow: POST`.
+    MethodNotAllowed,
+}
+
+/// The fixed configuration of a running simulator.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub org_id: Uuid,
+    pub client_id: String,
+    pub client_secret: String,
+    pub token_lifetime: Duration,
+    pub create_status: u16,
+    pub list_buildings: ListBuildings,
+}
+
+/// Everything the connection tasks share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub config: Config,
+    pub state: Mutex<State>,
+    pub faults: Mutex<FaultState>,
+    pub started: Instant,
+}
+
+impl Shared {
+    /// Milliseconds since the server started.
+    pub fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The state, even if a panicking thread poisoned the lock.
+    pub fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The fault state, even if poisoned.
+    pub fn faults(&self) -> MutexGuard<'_, FaultState> {
+        self.faults.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records a client mistake.
+    pub fn anomaly(&self, call: &Call, what: &str) {
+        let text = format!("{} {}: {what}", call.method, call.path);
+        self.state().anomaly(text);
+    }
+}
+
+/// The parts of a request the endpoints look at.
+#[derive(Debug)]
+pub(crate) struct Call {
+    pub method: Method,
+    pub path: String,
+    /// The query string, if any (only the admin state endpoint reads it).
+    pub query: Option<String>,
+    pub authorization: Option<String>,
+    pub content_type: Option<String>,
+    pub body: Bytes,
+    pub at_ms: u64,
+}
+
+/// The answer an endpoint decided on, and what to do with it.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Bytes,
+    pub headers: Vec<(header::HeaderName, String)>,
+    pub after: AfterCommit,
+}
+
+impl Answer {
+    /// A JSON answer.
+    pub fn json(status: u16, value: &Value) -> Self {
+        let body = Bytes::from(serde_json::to_vec(value).unwrap_or_default());
+        Answer {
+            status,
+            content_type: "application/json",
+            body,
+            headers: Vec::new(),
+            after: AfterCommit::Respond,
+        }
+    }
+
+    /// `{"detail": msg}`, django-ninja's error shape.
+    pub fn detail(status: u16, msg: &str) -> Self {
+        Answer::json(status, &json!({ "detail": msg }))
+    }
+
+    /// An HTML error page, as a reverse proxy sends.
+    pub fn html(status: u16) -> Self {
+        let reason = StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("Error");
+        let page = format!(
+            "<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n\
+             <center><h1>{status} {reason}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+        );
+        Answer {
+            status,
+            content_type: "text/html",
+            body: Bytes::from(page),
+            headers: Vec::new(),
+            after: AfterCommit::Respond,
+        }
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: header::HeaderName, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// The HTTP response.
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        let mut response = Response::new(Full::new(self.body));
+        *response.status_mut() =
+            StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(self.content_type),
+        );
+        for (name, value) in self.headers {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert(name, value);
+            }
+        }
+        response
+    }
+}
+
+/// A UUID path parameter, or 422 (and an anomaly: the client built a bad path).
+pub(crate) fn parse_uuid(
+    shared: &Shared,
+    call: &Call,
+    raw: &str,
+    name: &str,
+) -> Result<Uuid, Answer> {
+    Uuid::parse_str(raw).map_err(|_| {
+        shared.anomaly(
+            call,
+            &format!("path parameter {name} is not a UUID: {raw:?}"),
+        );
+        let msg = "Input should be a valid UUID";
+        Answer::json(
+            422,
+            &validate::detail(&[Problem::path("uuid_parsing", name, msg)]),
+        )
+    })
+}
+
+/// A JSON request body, or the 400 for one that is not JSON (both anomalies
+/// when the `Content-Type` is not `application/json`).
+pub(crate) fn json_body(shared: &Shared, call: &Call) -> Result<Value, Answer> {
+    if !media_type_is(
+        call.content_type.as_deref().unwrap_or(""),
+        "application/json",
+    ) {
+        shared.anomaly(call, "JSON body without Content-Type: application/json");
+    }
+    serde_json::from_slice(&call.body).map_err(|e| {
+        shared.anomaly(call, &format!("body is not JSON: {e}"));
+        Answer::detail(400, "Cannot parse request body")
+    })
+}
+
+/// The 404 of an unknown path or object.
+pub(crate) fn not_found() -> Answer {
+    Answer::detail(404, "Not Found")
+}
+
+/// Whether a `Content-Type` value names `media_type` (parameters ignored).
+pub(crate) fn media_type_is(content_type: &str, media_type: &str) -> bool {
+    content_type
+        .split(';')
+        .next()
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case(media_type))
+}
