@@ -12,13 +12,13 @@
 //! crash *and* power loss. That matters for the POST intent: it is committed before the
 //! request is sent, and the worker waits for the commit.
 
-pub mod links;
+pub(crate) mod links;
 pub mod lock;
 pub mod outcome;
-pub mod query;
+pub(crate) mod query;
 pub mod row;
 pub mod stage;
-pub mod writer;
+pub(crate) mod writer;
 
 use std::path::{Path, PathBuf};
 
@@ -29,7 +29,7 @@ pub use lock::Lock;
 
 /// The schema version this build writes (`PRAGMA user_version`): version 1 is
 /// `schema.sql`, each migration adds one.
-pub const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;
+pub(crate) const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;
 /// Schema migrations, in order: `MIGRATIONS[i]` takes a checkpoint from version `i + 1` to
 /// `i + 2`. Append only: a released migration is never edited, since partners' nightly
 /// checkpoints were written by it. Each runs inside the transaction that bumps the version.
@@ -38,7 +38,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/003_links.sql"),
 ];
 /// `PRAGMA application_id`: "PDOB", marks a file as a podero-onboard checkpoint.
-pub const APPLICATION_ID: i64 = 0x5044_4f42;
+pub(crate) const APPLICATION_ID: i64 = 0x5044_4f42;
 const SCHEMA: &str = include_str!("schema.sql");
 
 /// A problem with the checkpoint file. Each names the file and what to do.
@@ -177,7 +177,7 @@ impl Checkpoint {
     }
 
     /// Opens an existing checkpoint read-only (status, export).
-    pub fn open_read_only(path: &Path) -> Result<Self, CheckpointError> {
+    pub(crate) fn open_read_only(path: &Path) -> Result<Self, CheckpointError> {
         if !path.exists() {
             return Err(CheckpointError::Missing {
                 path: path.to_owned(),
@@ -210,12 +210,12 @@ impl Checkpoint {
     }
 
     /// The file.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// The connection, for the modules of this folder and for reports.
-    pub fn conn(&self) -> &Connection {
+    pub(crate) fn conn(&self) -> &Connection {
         &self.conn
     }
 
@@ -347,7 +347,7 @@ impl Checkpoint {
     }
 
     /// A `meta` value.
-    pub fn meta(&self, key: &str) -> Result<Option<String>, CheckpointError> {
+    pub(crate) fn meta(&self, key: &str) -> Result<Option<String>, CheckpointError> {
         self.conn
             .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
             .optional()
@@ -366,7 +366,7 @@ impl Checkpoint {
     }
 
     /// The last run that never recorded its end (a crash), as `(id, pid, started_at)`.
-    pub fn unfinished_run(&self) -> Result<Option<(i64, i64, i64)>, CheckpointError> {
+    pub(crate) fn unfinished_run(&self) -> Result<Option<(i64, i64, i64)>, CheckpointError> {
         self.conn
             .query_row(
                 "SELECT id, pid, started_at FROM runs WHERE ended_at IS NULL ORDER BY id DESC LIMIT 1",
@@ -395,7 +395,7 @@ impl Checkpoint {
     }
 
     /// Records what the run read.
-    pub fn record_input(
+    pub(crate) fn record_input(
         &self,
         run: i64,
         sha256: Option<&str>,
@@ -411,7 +411,12 @@ impl Checkpoint {
     }
 
     /// Records how the run ended.
-    pub fn end_run(&self, run: i64, exit_code: i32, summary: &str) -> Result<(), CheckpointError> {
+    pub(crate) fn end_run(
+        &self,
+        run: i64,
+        exit_code: i32,
+        summary: &str,
+    ) -> Result<(), CheckpointError> {
         self.conn
             .execute(
                 "UPDATE runs SET ended_at = ?2, exit_code = ?3, summary = ?4 WHERE id = ?1",
@@ -439,7 +444,7 @@ fn create_private(path: &Path) -> Result<(), CheckpointError> {
 }
 
 /// Wraps an SQLite error with the file name.
-pub fn sqlite(path: &Path, source: rusqlite::Error) -> CheckpointError {
+pub(crate) fn sqlite(path: &Path, source: rusqlite::Error) -> CheckpointError {
     if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
         return CheckpointError::DiskFull {
             path: path.to_owned(),
@@ -452,7 +457,7 @@ pub fn sqlite(path: &Path, source: rusqlite::Error) -> CheckpointError {
 }
 
 /// Unix seconds now.
-pub fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 /// The final word on one row in this run.
 #[derive(Clone, Debug)]
-pub struct RowOutcome {
+pub(crate) struct RowOutcome {
     /// The row's user.
     pub user_id: Uuid,
     /// The row's building name (empty for a user-only row).
@@ -32,7 +32,7 @@ pub struct RowOutcome {
 
 /// What happened to one row.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RowResult {
+pub(crate) enum RowResult {
     /// The building was created; its id.
     Created(Uuid),
     /// An earlier unknown outcome was resolved: the building existed; its id.
@@ -64,7 +64,7 @@ pub enum RowResult {
 
 impl RowResult {
     /// The outcome's name in the `--report` (`outcome` column).
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             RowResult::Created(_) => "created",
             RowResult::Adopted(_) => "verified_existing",
@@ -131,7 +131,7 @@ pub struct Tally {
 
 impl Tally {
     /// Counts one outcome.
-    pub fn add(&mut self, result: &RowResult) {
+    pub(crate) fn add(&mut self, result: &RowResult) {
         match result {
             RowResult::Created(_) => self.created += 1,
             RowResult::Adopted(_) => self.adopted += 1,
@@ -148,7 +148,7 @@ impl Tally {
     }
 
     /// Counts one skipped row.
-    pub fn skip(&mut self, skip: Skip) {
+    pub(crate) fn skip(&mut self, skip: Skip) {
         match skip {
             Skip::Done => self.skipped_done += 1,
             Skip::Failed => self.skipped_failed += 1,
@@ -157,14 +157,14 @@ impl Tally {
     }
 
     /// Adds the skip counts of `skipped`.
-    pub fn add_skips(&mut self, skipped: &Tally) {
+    pub(crate) fn add_skips(&mut self, skipped: &Tally) {
         self.skipped_done += skipped.skipped_done;
         self.skipped_failed += skipped.skipped_failed;
         self.skipped_not_selected += skipped.skipped_not_selected;
     }
 
     /// Rows accounted for (skipped or finished).
-    pub fn processed(&self) -> u64 {
+    pub(crate) fn processed(&self) -> u64 {
         self.created
             + self.adopted
             + self.updated
@@ -180,7 +180,7 @@ impl Tally {
     }
 
     /// Rows that failed in this run, permanently or not.
-    pub fn failed(&self) -> u64 {
+    pub(crate) fn failed(&self) -> u64 {
         self.failed_permanent + self.failed_transient
     }
 }

@@ -21,19 +21,8 @@ pub enum State {
 }
 
 impl State {
-    /// The name stored in SQLite and shown to users.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Pending => "pending",
-            State::Posting => "posting",
-            State::Done => "done",
-            State::Failed => "failed",
-            State::Unresolved => "unresolved",
-        }
-    }
-
     /// Parses a stored name.
-    pub fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "pending" => State::Pending,
             "posting" => State::Posting,
@@ -92,7 +81,7 @@ pub struct PlannedRow {
 
 /// A row's identity within its user: `''` for a user-only row, `property:<id>` when the
 /// file has `property_id`, else `name:<building name>` (the identity of schema 1).
-pub fn row_key(building_name: &str, property_id: Option<&str>) -> String {
+pub(crate) fn row_key(building_name: &str, property_id: Option<&str>) -> String {
     match property_id {
         _ if building_name.is_empty() => String::new(),
         Some(id) => format!("property:{id}"),
@@ -102,7 +91,7 @@ pub fn row_key(building_name: &str, property_id: Option<&str>) -> String {
 
 /// FNV-1a, 64 bits: a fingerprint that is stable across versions and platforms (std's
 /// hasher is not), stored to notice changed input.
-pub fn fingerprint(user_payload: &str, building_payload: &str) -> i64 {
+pub(crate) fn fingerprint(user_payload: &str, building_payload: &str) -> i64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in user_payload
         .bytes()

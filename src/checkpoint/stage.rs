@@ -61,7 +61,7 @@ pub struct Staged {
 
 /// A rejected row, as stored in `rejects`.
 #[derive(Clone, Debug)]
-pub struct Reject {
+pub(crate) struct Reject {
     /// Its line.
     pub line: u64,
     /// invalid | duplicate | conflict.
@@ -150,7 +150,7 @@ impl Checkpoint {
     /// row of this input under another key take that key (first run with `property_id`: the
     /// property key, so a later rename finds them). Returns how many. Not done by a dry run,
     /// which changes nothing.
-    pub fn attach_property_keys(&self) -> Result<usize, CheckpointError> {
+    pub(crate) fn attach_property_keys(&self) -> Result<usize, CheckpointError> {
         let wrap = |e| sqlite(&self.path, e);
         let attached = self
             .conn
@@ -201,7 +201,7 @@ impl Checkpoint {
 
     /// Rows the checkpoint knows that this run's input no longer has (never deleted on
     /// the server; only counted and reported).
-    pub fn vanished(&self) -> Result<u64, CheckpointError> {
+    pub(crate) fn vanished(&self) -> Result<u64, CheckpointError> {
         self.conn
             .query_row(
                 "SELECT count(*) FROM rows r WHERE NOT EXISTS (

@@ -2,10 +2,10 @@
 //! They share the [`engine`](crate::engine) (`run`, `links`), the
 //! [`checkpoint`](crate::checkpoint) and the [`report`](crate::report) formats.
 
-pub mod completions;
-pub mod demo;
-pub mod export;
-pub mod links;
+pub(crate) mod completions;
+pub(crate) mod demo;
+pub(crate) mod export;
+pub(crate) mod links;
 pub mod run;
-pub mod sandbox;
-pub mod status;
+pub(crate) mod sandbox;
+pub(crate) mod status;

@@ -43,16 +43,16 @@ pub fn escape_formula(cell: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// Streams records (in header order) as CSV with escaped cells.
-pub struct Writer<W: Write> {
+pub struct CsvWriter<W: Write> {
     inner: csv::Writer<W>,
 }
 
-impl<W: Write> Writer<W> {
+impl<W: Write> CsvWriter<W> {
     /// Starts the output with its header.
     pub fn new(out: W, header: &[&str]) -> csv::Result<Self> {
         let mut inner = csv::Writer::from_writer(out);
         inner.write_record(header)?;
-        Ok(Writer { inner })
+        Ok(CsvWriter { inner })
     }
 
     /// Writes one record.
@@ -85,7 +85,7 @@ mod tests {
     #[test]
     fn records_are_quoted_and_escaped() {
         let mut out = Vec::new();
-        let mut writer = Writer::new(&mut out, &["x", "y"]).unwrap();
+        let mut writer = CsvWriter::new(&mut out, &["x", "y"]).unwrap();
         writer
             .write(&["=1+1".to_string(), "a,b".to_string()])
             .unwrap();

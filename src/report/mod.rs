@@ -16,17 +16,22 @@ use serde::Serialize;
 use crate::api::Client;
 use crate::checkpoint::outcome::Tally;
 use crate::checkpoint::query::FailureGroup;
+use crate::engine::Conclusion;
 use crate::error::AppError;
 use crate::exit_code::ExitCode;
 
 /// Version of the `--json` summary's shape; bumped only on incompatible changes.
 pub const SUMMARY_VERSION: u32 = 1;
 
-/// Everything a run reports. Field names are stable: scripts read `--json`.
+/// What every command's `--json` summary starts with (`run`'s and `links`'): which run,
+/// on what, and its verdict. Field names are stable: scripts read `--json`.
 #[derive(Clone, Debug, Serialize)]
-pub struct Summary {
-    /// [`SUMMARY_VERSION`].
+pub struct SummaryHeader {
+    /// The version of the command's summary shape.
     pub summary_version: u32,
+    /// The command, in every summary but `run`'s (which predates the field).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<&'static str>,
     /// completed | completed_with_failures | interrupted | aborted | dry_run.
     pub outcome: &'static str,
     /// The process exit code.
@@ -39,6 +44,43 @@ pub struct Summary {
     pub checkpoint: String,
     /// The run's id in the checkpoint's `runs` table.
     pub run_id: i64,
+}
+
+impl SummaryHeader {
+    /// A header whose verdict ([`conclude`](Self::conclude)) comes at the end.
+    pub fn new(
+        summary_version: u32,
+        command: Option<&'static str>,
+        input: &crate::input::Source,
+        checkpoint: &std::path::Path,
+        run_id: i64,
+    ) -> Self {
+        SummaryHeader {
+            summary_version,
+            command,
+            outcome: "completed",
+            exit_code: ExitCode::Success,
+            abort_reason: None,
+            input: input.display_name(),
+            checkpoint: checkpoint.display().to_string(),
+            run_id,
+        }
+    }
+
+    /// Takes the engine's verdict.
+    pub fn conclude(&mut self, conclusion: Conclusion) {
+        self.outcome = conclusion.outcome;
+        self.exit_code = conclusion.exit_code;
+        self.abort_reason = conclusion.abort_reason;
+    }
+}
+
+/// Everything a run reports.
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    /// Which run, and its verdict.
+    #[serde(flatten)]
+    pub header: SummaryHeader,
     /// Wall time, seconds.
     pub duration_secs: f64,
     /// Row counts.

@@ -3,12 +3,12 @@
 
 use std::io::Write;
 
-use super::csv::Writer;
+use super::csv::CsvWriter;
 
 /// Where records go, in either format.
 pub enum Records<W: Write> {
     /// CSV with a header line (boxed: the csv writer holds its buffer inline).
-    Csv(Box<Writer<W>>),
+    Csv(Box<CsvWriter<W>>),
     /// One JSON object per line, keyed by the header.
     Json {
         /// The output.
@@ -23,7 +23,7 @@ pub enum Records<W: Write> {
 impl<W: Write> Records<W> {
     /// CSV, starting with the header.
     pub fn csv(out: W, header: &'static [&'static str]) -> std::io::Result<Self> {
-        Writer::new(out, header)
+        CsvWriter::new(out, header)
             .map(|writer| Records::Csv(Box::new(writer)))
             .map_err(io_error)
     }

@@ -20,7 +20,7 @@ pub fn render(summary: &Summary) -> String {
         out,
         "{} {rows} {verb} from {} in {}",
         r.read,
-        summary.input,
+        summary.header.input,
         human_duration(std::time::Duration::from_secs_f64(summary.duration_secs))
     );
     if let Some(plan) = &summary.plan {
@@ -30,13 +30,13 @@ pub fn render(summary: &Summary) -> String {
     }
     render_failures(&mut out, summary);
     render_requests(&mut out, summary);
-    if let Some(reason) = &summary.abort_reason {
+    if let Some(reason) = &summary.header.abort_reason {
         let _ = writeln!(out, "aborted: {reason}");
     }
     let _ = writeln!(
         out,
         "checkpoint: {} · exit code {}",
-        summary.checkpoint, summary.exit_code
+        summary.header.checkpoint, summary.header.exit_code
     );
     out
 }

@@ -36,11 +36,11 @@ use crate::error::AppError;
 use crate::exit_code::ExitCode;
 use crate::input;
 use crate::progress::Reading;
-use crate::report::csv::Writer as CsvWriter;
+use crate::report::csv::CsvWriter;
 use crate::report::{self, Requests};
 use crate::shutdown::Shutdown;
 use config::LinksConfig;
-use summary::{Counts, LinksSummary, RowFailure};
+use summary::{LinkCounts, LinksSummary, RowFailure};
 use targets::TargetCounts;
 use worker::{Context, LinkJob, LinkResult, Outcome};
 
@@ -115,14 +115,14 @@ pub async fn links(config: LinksConfig, shutdown: Shutdown) -> Result<ExitCode, 
     summary.duration_secs = started.elapsed().as_secs_f64();
     summary.requests = Requests::of(client.as_ref());
     summary.conclude(ending, config.dry_run);
-    checkpoint.end_run(run_id, summary.exit_code as i32, &summary.json())?;
-    if !config.output.quiet || summary.exit_code != ExitCode::Success {
+    checkpoint.end_run(run_id, summary.header.exit_code as i32, &summary.json())?;
+    if !config.output.quiet || summary.header.exit_code != ExitCode::Success {
         eprint!("{}", summary.text());
     }
     if config.json {
         report::print_stdout(&summary.json())?;
     }
-    Ok(summary.exit_code)
+    Ok(summary.header.exit_code)
 }
 
 /// Reads, joins and stages the input on a blocking thread.
@@ -235,7 +235,7 @@ async fn dry_plan(
     config: &LinksConfig,
     writer: Sender,
     out: Option<std::fs::File>,
-    counts: &mut Counts,
+    counts: &mut LinkCounts,
 ) -> Ending {
     if let Some(file) = out
         && let Err(e) = CsvWriter::new(file, &OUT_HEADER).and_then(CsvWriter::finish)

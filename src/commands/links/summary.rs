@@ -9,8 +9,7 @@ use super::targets::TargetCounts;
 use super::worker::LinkResult;
 use crate::checkpoint::links::Target;
 use crate::engine::Ending;
-use crate::exit_code::ExitCode;
-use crate::report::Requests;
+use crate::report::{Requests, SummaryHeader};
 
 /// Version of the `--json` summary's shape.
 pub const SUMMARY_VERSION: u32 = 1;
@@ -19,7 +18,7 @@ const MAX_LISTED_FAILURES: usize = 100;
 
 /// The counts of one links run.
 #[derive(Clone, Debug, Default, Serialize)]
-pub struct Counts {
+pub struct LinkCounts {
     /// Data rows read.
     pub rows_read: u64,
     /// Rows with an invalid cell (no link; reported with line and column).
@@ -46,7 +45,7 @@ pub struct Counts {
     pub failed: u64,
 }
 
-impl Counts {
+impl LinkCounts {
     /// Counts one building's outcome.
     pub fn add(&mut self, result: &LinkResult) {
         match result {
@@ -109,28 +108,15 @@ impl RowFailure {
 /// The `--json` summary of `links` (documented in docs/connect-links.md).
 #[derive(Clone, Debug, Serialize)]
 pub struct LinksSummary {
-    /// [`SUMMARY_VERSION`].
-    pub summary_version: u32,
-    /// Always `links`.
-    pub command: &'static str,
-    /// `completed`, `completed_with_failures`, `dry_run`, `interrupted` or `aborted`.
-    pub outcome: &'static str,
-    /// The process exit code.
-    pub exit_code: ExitCode,
-    /// Why the run stopped early, if it did.
-    pub abort_reason: Option<String>,
-    /// The CSV.
-    pub input: String,
-    /// The checkpoint.
-    pub checkpoint: String,
-    /// The run's id in the checkpoint's `runs` table.
-    pub run_id: i64,
+    /// Which run (`command` is `links`), and its verdict.
+    #[serde(flatten)]
+    pub header: SummaryHeader,
     /// The date links were checked against (UTC).
     pub today: String,
     /// Seconds.
     pub duration_secs: f64,
     /// The counts (for a dry run: what would happen; new connections are not known).
-    pub links: Counts,
+    pub links: LinkCounts,
     /// Requests sent.
     pub requests: Requests,
     /// Buildings without a link because of an error (at most 100 listed).
@@ -141,23 +127,22 @@ impl LinksSummary {
     /// The summary of a run that has staged its input; its outcome comes at the end.
     pub fn new(config: &LinksConfig, run_id: i64, staged: &TargetCounts) -> Self {
         LinksSummary {
-            summary_version: SUMMARY_VERSION,
-            command: "links",
-            outcome: "completed",
-            exit_code: ExitCode::Success,
-            abort_reason: None,
-            input: config.input.source.display_name(),
-            checkpoint: config.checkpoint.display().to_string(),
-            run_id,
+            header: SummaryHeader::new(
+                SUMMARY_VERSION,
+                Some("links"),
+                &config.input.source,
+                &config.checkpoint,
+                run_id,
+            ),
             today: config.today.clone(),
             duration_secs: 0.0,
-            links: Counts {
+            links: LinkCounts {
                 rows_read: staged.rows_read,
                 invalid: staged.invalid,
                 duplicates: staged.duplicates,
                 not_onboarded: staged.not_onboarded,
                 no_building: staged.no_building,
-                ..Counts::default()
+                ..LinkCounts::default()
             },
             requests: Requests::default(),
             failures: Vec::new(),
@@ -167,10 +152,7 @@ impl LinksSummary {
     /// Sets `outcome`, `abort_reason` and `exit_code` from the ending and the counts.
     pub fn conclude(&mut self, ending: Ending, dry_run: bool) {
         let troubled = self.links.failed > 0 || self.links.invalid > 0;
-        let conclusion = ending.conclude(dry_run, troubled);
-        self.outcome = conclusion.outcome;
-        self.abort_reason = conclusion.abort_reason;
-        self.exit_code = conclusion.exit_code;
+        self.header.conclude(ending.conclude(dry_run, troubled));
     }
 
     /// Keeps a failure for the summary (bounded).
@@ -190,16 +172,17 @@ impl LinksSummary {
     /// The human summary for stderr.
     pub fn text(&self) -> String {
         let c = &self.links;
-        let would = if self.outcome == "dry_run" {
+        let h = &self.header;
+        let would = if h.outcome == "dry_run" {
             "would be "
         } else {
             ""
         };
         let mut out = format!(
             "links {} · {} rows read from {} · today is {} (UTC)\n",
-            self.outcome.replace('_', " "),
+            h.outcome.replace('_', " "),
             c.rows_read,
-            self.input,
+            h.input,
             self.today
         );
         let lines = [
@@ -240,12 +223,12 @@ impl LinksSummary {
                 f.line, f.user_id, f.building_name, f.error
             ));
         }
-        if let Some(reason) = &self.abort_reason {
+        if let Some(reason) = &h.abort_reason {
             out.push_str(&format!("stopped: {reason}\n"));
         }
         out.push_str(&format!(
             "{} requests in {:.1}s · exit code {}\n",
-            self.requests.total, self.duration_secs, self.exit_code
+            self.requests.total, self.duration_secs, h.exit_code
         ));
         out
     }

@@ -81,7 +81,7 @@ pub fn from_summary(summary: &Summary, checkpoint: &Checkpoint, previous: &Path)
         ("not_processed", rows.not_processed),
     ]);
     RunFigures {
-        exit_code: summary.exit_code as i32,
+        exit_code: summary.header.exit_code as i32,
         duration_secs: summary.duration_secs,
         ended_at: crate::checkpoint::now(),
         last_success: last_success(Some(checkpoint), previous),

@@ -9,11 +9,11 @@
 //! user's requests), [`summary`] and [`metrics`] (what the run reports).
 
 pub mod config;
-pub mod jobs;
-pub mod metrics;
+pub(crate) mod jobs;
+pub(crate) mod metrics;
 pub mod plan;
-pub mod summary;
-pub mod worker;
+pub(crate) mod summary;
+pub(crate) mod worker;
 
 use std::path::Path;
 use std::time::Instant;
@@ -33,7 +33,7 @@ use summary::Summarized;
 /// Runs `run` to the end and returns the exit code (errors before any call are `Err`).
 /// With `--metrics-file`, its directory is checked first and the file is written at the
 /// end, whatever the outcome.
-pub async fn run(config: RunConfig, shutdown: Shutdown) -> Result<ExitCode, AppError> {
+pub(crate) async fn run(config: RunConfig, shutdown: Shutdown) -> Result<ExitCode, AppError> {
     let started = Instant::now();
     if let Some(path) = &config.metrics_file {
         metrics::check_writable(path)?;
@@ -120,7 +120,7 @@ async fn run_job(
     if let Some(path) = &config.metrics_file {
         write_metrics(path, &metrics::from_summary(&summary, &checkpoint, path));
     }
-    Ok(summary.exit_code)
+    Ok(summary.header.exit_code)
 }
 
 /// Writes the metrics file; a failure is reported but does not change the run's outcome
@@ -244,13 +244,17 @@ fn finish(
     summary: &Summary,
 ) -> Result<(), AppError> {
     let json = report::json::render(summary);
-    checkpoint.end_run(summary.run_id, summary.exit_code as i32, &json)?;
+    checkpoint.end_run(
+        summary.header.run_id,
+        summary.header.exit_code as i32,
+        &json,
+    )?;
     if let (Some(file), Some(path)) = (report_file, &config.report) {
         write_report(checkpoint, std::io::BufWriter::new(file)).map_err(|e| {
             AppError::Fatal(format!("cannot write the report {}: {e}", path.display()))
         })?;
     }
-    if !config.output.quiet || summary.exit_code != ExitCode::Success {
+    if !config.output.quiet || summary.header.exit_code != ExitCode::Success {
         eprint!("{}", report::text::render(summary));
     }
     if config.json {
@@ -261,7 +265,7 @@ fn finish(
 
 fn write_report(checkpoint: &Checkpoint, out: impl std::io::Write) -> Result<(), String> {
     let mut writer =
-        report::csv::Writer::new(out, &report::csv::REPORT_HEADER).map_err(|e| e.to_string())?;
+        report::csv::CsvWriter::new(out, &report::csv::REPORT_HEADER).map_err(|e| e.to_string())?;
     let mut failed = None;
     checkpoint
         .for_each_report_row(|record| {

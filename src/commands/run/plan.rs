@@ -41,7 +41,7 @@ impl Planner for Options {
 }
 
 /// The PUT body: `external_user_id` plus the optional user columns.
-pub fn user_payload(row: &Row) -> String {
+pub(crate) fn user_payload(row: &Row) -> String {
     let mut body: Map<String, Value> = row.user_fields.clone();
     body.insert(
         "external_user_id".into(),
@@ -51,7 +51,7 @@ pub fn user_payload(row: &Row) -> String {
 }
 
 /// The POST body: `name` plus the optional building columns; empty for a user-only row.
-pub fn building_payload(row: &Row) -> String {
+pub(crate) fn building_payload(row: &Row) -> String {
     if row.building_name.is_empty() {
         return String::new();
     }
@@ -65,7 +65,7 @@ pub fn building_payload(row: &Row) -> String {
 /// fingerprint of (the applied user payload, or this run's) with this run's building
 /// payload, the building input did not change since, so this run's payload counts as
 /// applied (see `migrations/002_sync.sql`).
-pub fn applied_building(row: &PlannedRow) -> Option<String> {
+pub(crate) fn applied_building(row: &PlannedRow) -> Option<String> {
     let prior = row.prior.as_ref()?;
     if let Some(applied) = &prior.building_payload {
         return Some(applied.clone());
@@ -78,7 +78,7 @@ pub fn applied_building(row: &PlannedRow) -> Option<String> {
 
 /// What happens to a building for a row that is worked on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BuildingStep {
+pub(crate) enum BuildingStep {
     /// The building exists already.
     Keep,
     /// POST it.
@@ -93,7 +93,7 @@ pub enum BuildingStep {
 
 /// The decision for one row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     /// No call in this run, for this reason.
     Skip(Skip),
     /// Worked on: `put` when the user payload differs from the one applied.
@@ -106,7 +106,7 @@ pub enum Action {
 }
 
 /// Decides one row.
-pub fn decide(row: &PlannedRow, options: Options) -> Action {
+pub(crate) fn decide(row: &PlannedRow, options: Options) -> Action {
     let put = row.user_applied.as_deref() != Some(row.user_payload.as_str());
     let Some(prior) = &row.prior else {
         return if options.only_failed {

@@ -12,7 +12,7 @@ use crate::checkpoint::writer::WriteError;
 use crate::engine::Ending;
 use crate::error::AppError;
 use crate::progress::Reading;
-use crate::report::{self, Plan, Rates, Requests, RowCounts, Summary};
+use crate::report::{self, Plan, Rates, Requests, RowCounts, Summary, SummaryHeader};
 
 /// What the progress display shows of `run`'s counters.
 pub fn reading(tally: &Tally) -> Reading {
@@ -55,14 +55,15 @@ impl Summarized<'_> {
             None => (None, ending),
         };
         let requests = Requests::of(self.client);
+        let header = SummaryHeader::new(
+            report::SUMMARY_VERSION,
+            None,
+            &self.config.input.source,
+            &self.config.checkpoint,
+            self.run_id,
+        );
         let mut summary = Summary {
-            summary_version: report::SUMMARY_VERSION,
-            outcome: "",
-            exit_code: crate::exit_code::ExitCode::Success,
-            abort_reason: None,
-            input: self.config.input.source.display_name(),
-            checkpoint: self.config.checkpoint.display().to_string(),
-            run_id: self.run_id,
+            header,
             duration_secs: duration,
             rows: self.row_counts(plan.is_some())?,
             plan,
@@ -81,18 +82,15 @@ impl Summarized<'_> {
             } else {
                 !summary.all_done()
             };
-        let conclusion = ending.conclude(dry_run, troubled);
-        summary.outcome = conclusion.outcome;
-        summary.exit_code = conclusion.exit_code;
-        summary.abort_reason = conclusion.abort_reason.or_else(|| {
-            self.blocked.then(|| {
-                format!(
-                    "--strict: {} invalid rows, so nothing was sent; fix them (see the report) \
-                     and run again",
-                    self.staged.invalid
-                )
-            })
-        });
+        let mut conclusion = ending.conclude(dry_run, troubled);
+        if self.blocked && conclusion.abort_reason.is_none() {
+            conclusion.abort_reason = Some(format!(
+                "--strict: {} invalid rows, so nothing was sent; fix them (see the report) and \
+                 run again",
+                self.staged.invalid
+            ));
+        }
+        summary.header.conclude(conclusion);
         Ok(summary)
     }
 
