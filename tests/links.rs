@@ -787,3 +787,90 @@ async fn sigterm_stops_links_with_130_recording_every_link_in_flight() {
     assert_eq!(live_links(&h).len(), users);
     assert_eq!(h.state().sessions.len(), users, "nothing doubled");
 }
+
+/// Issue 18: `links` runs on `run`'s engine, so `--grace` bounds how long a stop waits for
+/// calls in flight (it was a fixed 30 s). Every request stalls for a minute once links are
+/// under way; with `--grace 1` a SIGTERM ends the run within seconds, exit 130, and the
+/// next run leaves one live link per building.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_grace_bounds_how_long_a_stop_waits_for_stalled_calls() {
+    let users = 20;
+    let h = Harness::with_users(users).await;
+    let csv = h.write("users.csv", generated_csv(users, 1));
+    onboard(&h, &csv).await;
+    h.sandbox.set_faults(Faults {
+        latency: Duration::from_millis(40),
+        ..Faults::default()
+    });
+    let mut args = links_args(&h, &csv, &["--grace", "1"]);
+    set_flag(&mut args, "--concurrency", "2");
+    set_flag(&mut args, "--timeout", "60");
+    let strs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let child = h.command(&strs).spawn().expect("spawn links");
+    let pid = child.id().expect("pid");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while h.state().sessions.len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "no progress");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    h.sandbox.set_faults(Faults {
+        latency: Duration::from_secs(60),
+        ..Faults::default()
+    });
+    // Let both workers reach a stalled request.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let signalled = tokio::time::Instant::now();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let output = tokio::time::timeout(Duration::from_secs(25), child.wait_with_output())
+        .await
+        .expect("stops within 25 s")
+        .expect("wait");
+    let took = signalled.elapsed();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(
+        took < Duration::from_secs(10),
+        "took {took:?} with --grace 1"
+    );
+    assert!(stderr.contains("grace period over"), "{stderr}");
+    assert!(
+        h.state().sessions.len() < users,
+        "stopped too late to test anything"
+    );
+
+    h.sandbox.set_faults(Faults::default());
+    let again = links(&h, &csv, &["--json"]).await;
+    h.expect_code(&again, 0);
+    assert_eq!(live_links(&h).len(), users, "{:?}", link_states(&h));
+    assert_eq!(link_states(&h).get("creating"), None);
+}
+
+/// Issue 18: `links` connects like `run`, so an untrusted server certificate stops it
+/// with the same hint (`--ca-cert`), exit 3, before anything is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_certificate_stops_links_with_the_ca_cert_hint_before_anything_is_sent() {
+    let pki = common::pki::TestPki::new();
+    let h = Harness::new(
+        sandbox::Builder::new()
+            .generated_users(5)
+            .tls(pki.server_tls()),
+    )
+    .await;
+    let csv = h.write("users.csv", generated_csv(5, 1));
+    let ca = h.write("company-ca.pem", &pki.ca_pem);
+    h.expect_code(&h.run(&csv, &["--ca-cert", ca.to_str().unwrap()]).await, 0);
+    let tokens = h.state().tokens_issued;
+    let out = links(&h, &csv, &[]).await;
+    h.expect_code(&out, 3);
+    assert!(
+        out.stderr.contains("certificate") && out.stderr.contains("--ca-cert"),
+        "names the certificate problem and the fix:\n{}",
+        out.stderr
+    );
+    assert_eq!(h.state().tokens_issued, tokens, "{}", h.describe_state());
+    assert!(h.state().sessions.is_empty(), "{}", h.describe_state());
+}
