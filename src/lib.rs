@@ -1,9 +1,14 @@
 //! podero-onboard: onboard an existing customer base into the Podero platform.
 //!
-//! The recipe (see [`run::run`]): validated [`config`] → [`input`] staged into the
-//! [`checkpoint`] → [`pipeline`] (the [`plan`] per row, [`worker`]s calling the [`api`]
-//! through one gate, one checkpoint writer) → [`report`]. The [`sandbox`] is a Podero
-//! simulator that shares no code with [`api`], so tests against it catch client mistakes.
+//! Where things are: every command in [`commands`] (one module or folder each; `run`'s
+//! recipe is `commands/run/mod.rs`). `run` and `links` share the `engine` (paged
+//! per-user jobs, the drive loop, connecting, exit codes) and the [`checkpoint`] (all SQL
+//! and the one writer thread). Underneath: [`cli`] (what the user typed) and `config`
+//! (what `run` and `links` share, validated), [`input`] (CSV → validated rows), [`api`]
+//! (the Podero client: one gate, retries, breaker), `report` (summaries, CSV, JSON
+//! lines), `progress`, `shutdown`, `secret`, `logging`, `error`, [`exit_code`].
+//! The [`sandbox`] is a Podero simulator that shares no code with [`api`], so tests
+//! against it catch client mistakes.
 
 pub mod api;
 pub mod checkpoint;

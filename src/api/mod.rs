@@ -1,10 +1,11 @@
-//! The Podero Partner API client: the three calls the job makes, each passing the shared
-//! [`gate::Gate`], retried by class, and counted.
+//! The Podero Partner API client: every call the commands make (the token; the user PUT;
+//! the building POST, GET, PUT and list; in [`connect`] the session POST and the heat
+//! pumps), each passing the shared [`gate::Gate`], retried by class, and counted.
 //!
 //! Retries live here, one loop for all calls ([`Client::call`]): transient failures of
 //! idempotent calls (PUT, GET) are retried with full-jitter exponential backoff; a building
 //! POST is re-sent only after a failure that proves it was not processed. Everything else
-//! is returned to the pipeline, which owns the unknown-outcome rules.
+//! is returned to the command's worker, which owns the unknown-outcome rules.
 //!
 //! Every request, token requests included, is admitted and reported through one
 //! [`Traffic`]: it waits in the gate, then takes the current token (taken after the wait,

@@ -101,7 +101,7 @@ pub struct TargetStaging<'a> {
 
 impl Checkpoint {
     /// Starts staging a links run's buildings (replacing an earlier staging).
-    pub fn stage_targets(&self) -> Result<TargetStaging<'_>, CheckpointError> {
+    pub(crate) fn stage_targets(&self) -> Result<TargetStaging<'_>, CheckpointError> {
         let wrap = |e| sqlite(&self.path, e);
         let tx = self.conn.unchecked_transaction().map_err(wrap)?;
         tx.execute_batch(CREATE_TEMP).map_err(wrap)?;
@@ -115,7 +115,7 @@ impl Checkpoint {
 impl TargetStaging<'_> {
     /// Joins one valid row with the checkpoint and stages its building, with the session's
     /// language and price zone.
-    pub fn add(
+    pub(crate) fn add(
         &mut self,
         row: &Row,
         language: &str,
@@ -126,7 +126,7 @@ impl TargetStaging<'_> {
     }
 
     /// Commits the staged buildings.
-    pub fn commit(self) -> Result<(), CheckpointError> {
+    pub(crate) fn commit(self) -> Result<(), CheckpointError> {
         self.tx
             .commit()
             .map_err(|e| sqlite(&self.checkpoint.path, e))
@@ -426,7 +426,7 @@ impl Checkpoint {
     /// Calls `each` with every live link that has not expired on `today` (oldest first), as
     /// cells in [`LIVE_LINK_HEADER`] order. Buildings that connected since are left out:
     /// their link has done its job.
-    pub fn for_each_live_link(
+    pub(crate) fn for_each_live_link(
         &self,
         today: &str,
         mut each: impl FnMut(Vec<String>),
@@ -464,7 +464,7 @@ impl Checkpoint {
     }
 
     /// Counts the funnel; `None` for a checkpoint `links` never worked on.
-    pub fn funnel(&self, today: &str) -> Result<Option<Funnel>, CheckpointError> {
+    pub(crate) fn funnel(&self, today: &str) -> Result<Option<Funnel>, CheckpointError> {
         funnel(&self.conn, today).map_err(|e| sqlite(&self.path, e))
     }
 }

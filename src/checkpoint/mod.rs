@@ -4,8 +4,8 @@
 //! `migrations/` (documented in docs/checkpoint.md), [`lock`] (a sidecar lock file so only
 //! one run uses a checkpoint at a time), [`row`] (a row's identity, state and history) and
 //! [`outcome`] (what a run did to it), [`stage`] (`run`'s input, validated and planned),
-//! [`links`] (`links`' buildings, their link history, the funnel), [`query`] (reports,
-//! `status`, `export`), and [`writer`] (the one thread that writes during a run of either
+//! `links` (`links`' buildings, their link history, the funnel), `query` (reports,
+//! `status`, `export`), and `writer` (the one thread that writes during a run of either
 //! command, in batched transactions, stopping at its first failure).
 //!
 //! Durability: WAL with `synchronous=FULL`, so a committed transaction survives a process

@@ -55,7 +55,7 @@ pub struct RunInfo {
 impl Checkpoint {
     /// This run's rows (valid and rejected) in line order, as report records
     /// ([`crate::report::csv::REPORT_HEADER`]).
-    pub fn for_each_report_row(
+    pub(crate) fn for_each_report_row(
         &self,
         mut each: impl FnMut(Vec<String>),
     ) -> Result<(), CheckpointError> {
@@ -81,7 +81,7 @@ impl Checkpoint {
 
     /// Rows of the checkpoint for `export` ([`crate::report::csv::EXPORT_HEADER`]),
     /// optionally only those in `state`.
-    pub fn for_each_export_row(
+    pub(crate) fn for_each_export_row(
         &self,
         state: Option<&str>,
         mut each: impl FnMut(Vec<String>),
@@ -113,7 +113,7 @@ impl Checkpoint {
     }
 
     /// This run's rows that are not done, grouped by state and cause, largest first.
-    pub fn failure_groups(&self) -> Result<Vec<FailureGroup>, CheckpointError> {
+    pub(crate) fn failure_groups(&self) -> Result<Vec<FailureGroup>, CheckpointError> {
         let mut groups: BTreeMap<(String, String), FailureGroup> = BTreeMap::new();
         let failed = "
             SELECT r.state, coalesce('HTTP ' || r.http_status, 'no HTTP status'), i.line, r.error
@@ -147,7 +147,7 @@ impl Checkpoint {
     }
 
     /// Rows per state in the whole checkpoint.
-    pub fn state_counts(&self) -> Result<BTreeMap<String, u64>, CheckpointError> {
+    pub(crate) fn state_counts(&self) -> Result<BTreeMap<String, u64>, CheckpointError> {
         let wrap = |e| sqlite(&self.path, e);
         let mut statement = self
             .conn
@@ -162,7 +162,7 @@ impl Checkpoint {
     }
 
     /// When the last `run` (not a dry run) that exited 0 ended, in unix seconds.
-    pub fn last_success(&self) -> Result<Option<i64>, CheckpointError> {
+    pub(crate) fn last_success(&self) -> Result<Option<i64>, CheckpointError> {
         self.conn
             .query_row(
                 "SELECT max(ended_at) FROM runs WHERE command = 'run' AND exit_code = 0",
@@ -173,7 +173,7 @@ impl Checkpoint {
     }
 
     /// The most recent runs, newest first.
-    pub fn recent_runs(&self, limit: usize) -> Result<Vec<RunInfo>, CheckpointError> {
+    pub(crate) fn recent_runs(&self, limit: usize) -> Result<Vec<RunInfo>, CheckpointError> {
         let wrap = |e| sqlite(&self.path, e);
         let mut statement = self
             .conn
@@ -201,7 +201,7 @@ impl Checkpoint {
     }
 
     /// Rows rejected by the last run.
-    pub fn reject_count(&self) -> Result<u64, CheckpointError> {
+    pub(crate) fn reject_count(&self) -> Result<u64, CheckpointError> {
         self.conn
             .query_row(
                 "SELECT count(*) FROM rejects WHERE kind != 'duplicate'",

@@ -1,4 +1,4 @@
-//! A checkpoint row as a run sees it: its identity within the user ([`row_key`]), its state,
+//! A checkpoint row as a run sees it: its identity within the user (`row_key`), its state,
 //! what the checkpoint remembers of it ([`Prior`]) and this run's input joined with that
 //! history ([`PlannedRow`]). The fingerprint of the input payloads notices changed rows.
 
@@ -60,7 +60,7 @@ pub struct PlannedRow {
     pub building_name: String,
     /// The CRM's property id, when the file has that column.
     pub property_id: Option<String>,
-    /// The row's identity within the user (see [`row_key`]).
+    /// The row's identity within the user (see `row_key`).
     pub row_key: String,
     /// The key of the checkpoint row it continues: `row_key`, or on the first run with
     /// `property_id` over an older checkpoint, the `name:` key of the same building name.

@@ -6,11 +6,11 @@
 //! if any row is invalid. The plan is then paged out of SQLite in key order, so all rows
 //! of one user arrive together and the user is updated once.
 //!
-//! Identity: a row is (user_id, row_key) (see [`row_key`]). `match_key` is the
+//! Identity: a row is (user_id, row_key) (see `row_key`). `match_key` is the
 //! checkpoint row it continues: its own key, except on the first run of a file with
 //! `property_id` over rows keyed by name, where it is the `name:` key of the same building
 //! name (`match_property_keys`); a real run then attaches the property keys
-//! ([`Checkpoint::attach_property_keys`]), creating nothing.
+//! (`Checkpoint::attach_property_keys`), creating nothing.
 //!
 //! The command says what each row is sent as and which known rows cost nothing, through a
 //! [`Planner`]: staging stores bodies and decisions, it builds and decides neither.
@@ -55,7 +55,7 @@ pub struct Staged {
     /// never appear in the plan pages.
     pub skipped: Tally,
     /// Rows matched to a checkpoint row under the other kind of key (`match_property_keys`);
-    /// when 0, [`Checkpoint::attach_property_keys`] has nothing to do and is not run.
+    /// when 0, `Checkpoint::attach_property_keys` has nothing to do and is not run.
     pub rematched: usize,
 }
 

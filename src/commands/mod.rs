@@ -1,6 +1,6 @@
 //! Every command, one module (or folder) each: where command X lives is `commands/X`.
-//! They share the [`engine`](crate::engine) (`run`, `links`), the
-//! [`checkpoint`](crate::checkpoint) and the [`report`](crate::report) formats.
+//! They share the `engine` (`run`, `links`), the
+//! [`checkpoint`](crate::checkpoint) and the `report` formats.
 
 pub(crate) mod completions;
 pub(crate) mod demo;

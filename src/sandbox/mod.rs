@@ -17,15 +17,22 @@
 //!   authenticate, call the endpoint, record the outcome, answer (or drop the
 //!   connection: in hyper 1 a service error closes the connection without a
 //!   response, which is exactly the "commit then drop" fault).
-//! * `route` — a hand-written router: method + path segments → [`Endpoint`].
+//! * `call` — what every endpoint works with: the request (`Call`), the
+//!   answer, the shared state and configuration, and the small helpers.
+//! * `route` — a hand-written router: method + path segments → [`Endpoint`] (the
+//!   session paths too).
 //! * `endpoints` — the API behaviour (token, users, buildings) over the state.
-//! * `connect` — device onboarding sessions (Connect links), heat pumps, the
-//!   simulator's calendar (movable, for link expiry) and "mark connected".
+//! * `connect` — device onboarding sessions (Connect links), heat pumps and
+//!   "mark connected".
+//! * `clock` — the simulator's calendar (movable, for link expiry).
 //! * `validate` — django-ninja style request validation (422 bodies).
 //! * `faults` — [`Faults`]: rate limit (token bucket), random 429/5xx, latency,
 //!   and the ambiguous POST outcomes (commit then drop / stall / 500).
 //! * `state` — the data behind one `std::sync::Mutex` and its [`Snapshot`].
-//! * `standalone` — [`SandboxArgs`] and [`run_standalone`] for a separate process.
+//!
+//! The files import each other one way only (state, route, clock, faults, validate at
+//! the bottom; call; the endpoints; service; builder on top). The `sandbox` command
+//! (`commands/sandbox.rs`) runs it as a separate process.
 //! * `tls` — [`ServerTls`]: HTTPS with a caller-supplied certificate.
 //!
 //! # Where the docs are silent

@@ -1,6 +1,6 @@
 //! `run`'s validated settings: the clap struct stops here, and every error names the flag
 //! and what to do (exit code 2). What `run` shares with `links` is validated in
-//! [`crate::config`].
+//! `crate::config`.
 
 use std::path::PathBuf;
 use std::time::Duration;

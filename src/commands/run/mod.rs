@@ -1,12 +1,12 @@
 //! `run`: onboard the rows of a CSV, as a short recipe: fail early (lock, checkpoint,
 //! report path, input header), stage the input (so every file problem is found before any
 //! request), connect (the credentials are checked), drive the per-user jobs on the shared
-//! [`engine`](crate::engine) (or print the dry-run plan), then summarize and report.
+//! `engine` (or print the dry-run plan), then summarize and report.
 //! Every phase is a function below, in the order it runs.
 //!
 //! The pieces: [`config`] (the validated flags), [`plan`] (each row's decision and the
-//! bodies it is sent as), [`jobs`] (the plan pages as per-user jobs), [`worker`] (one
-//! user's requests), [`summary`] and [`metrics`] (what the run reports).
+//! bodies it is sent as), `jobs` (the plan pages as per-user jobs), `worker` (one
+//! user's requests), `summary` and `metrics` (what the run reports).
 
 pub mod config;
 pub(crate) mod jobs;

@@ -5,10 +5,10 @@
 //!
 //! Sync: a done row costs nothing unless its user payload differs from the one applied
 //! (`users.payload`) or its building payload differs from the one applied
-//! (`rows.building_payload`, see [`applied_building`]); both are in the plan row, so the
+//! (`rows.building_payload`, see `applied_building`); both are in the plan row, so the
 //! skip path needs no query of its own.
 //!
-//! The bodies a row is sent as are built here too ([`user_payload`], [`building_payload`]):
+//! The bodies a row is sent as are built here too (`user_payload`, `building_payload`):
 //! staging stores them (see [`Planner`]), so the checkpoint never builds an API body.
 
 use serde_json::{Map, Value};
