@@ -32,7 +32,7 @@ pub use pages::{Pages, jobs};
 
 use crate::api::{CallError, Client};
 use crate::checkpoint::writer::WriteError;
-use crate::config::Output;
+use crate::config::{Output, Workers};
 use crate::exit_code::ExitCode;
 use crate::progress::{self, Progress, Reading};
 use crate::shutdown::Shutdown;
@@ -103,6 +103,15 @@ pub struct Conclusion {
 }
 
 impl Ending {
+    /// A writer that stopped at a failed write overrides how the jobs ended: the
+    /// checkpoint may lack what was done, so the run is aborted.
+    pub fn after_writer(self, written: Result<(), WriteError>) -> Ending {
+        match written {
+            Err(error) => Ending::Aborted(error.to_string()),
+            Ok(()) => self,
+        }
+    }
+
     /// The verdict of every command: aborted is 3, interrupted 130; a completed run (or
     /// dry run) is 1 when `troubled` (rows failed, unresolved or invalid), else 0.
     pub fn conclude(self, dry_run: bool, troubled: bool) -> Conclusion {
@@ -138,7 +147,17 @@ pub struct Drive<'a> {
     pub grace: Duration,
 }
 
-impl Drive<'_> {
+impl<'a> Drive<'a> {
+    /// The drive of a connected client, with `--concurrency` and `--grace`.
+    pub fn new(client: &'a Client, shutdown: &'a Shutdown, workers: Workers) -> Self {
+        Drive {
+            client,
+            shutdown,
+            concurrency: workers.concurrency,
+            grace: workers.grace,
+        }
+    }
+
     /// Runs every job through `work`, at most `concurrency` at once, and hands each outcome
     /// to `record` (the one consumer). Returns when done, stopped or halted.
     pub async fn run<J, O, F>(

@@ -95,12 +95,7 @@ pub async fn links(config: LinksConfig, shutdown: Shutdown) -> Result<ExitCode, 
     });
     let ending = match &client {
         Some(client) => {
-            let drive = Drive {
-                client,
-                shutdown: &shutdown,
-                concurrency: config.workers.concurrency,
-                grace: config.workers.grace,
-            };
+            let drive = Drive::new(client, &shutdown, config.workers);
             let sink = Sink::new(&mut summary, shown);
             send(&config, &drive, writer.sender(), out, sink).await
         }
@@ -108,21 +103,29 @@ pub async fn links(config: LinksConfig, shutdown: Shutdown) -> Result<ExitCode, 
     };
     progress.finish().await;
     let (checkpoint, written) = writer.finish();
-    let ending = match written {
-        Err(error) => Ending::Aborted(error.to_string()),
-        Ok(()) => ending,
-    };
+    let ending = ending.after_writer(written);
     summary.duration_secs = started.elapsed().as_secs_f64();
     summary.requests = Requests::of(client.as_ref());
     summary.conclude(ending, config.dry_run);
-    checkpoint.end_run(run_id, summary.header.exit_code as i32, &summary.json())?;
-    if !config.output.quiet || summary.header.exit_code != ExitCode::Success {
+    finish(&config, &checkpoint, &summary)?;
+    Ok(summary.header.exit_code)
+}
+
+/// Records the run's end, then the summary on stderr and `--json` on stdout.
+fn finish(
+    config: &LinksConfig,
+    checkpoint: &Checkpoint,
+    summary: &LinksSummary,
+) -> Result<(), AppError> {
+    let header = &summary.header;
+    checkpoint.end_run(header.run_id, header.exit_code as i32, &summary.json())?;
+    if !config.output.quiet || header.exit_code != ExitCode::Success {
         eprint!("{}", summary.text());
     }
     if config.json {
         report::print_stdout(&summary.json())?;
     }
-    Ok(summary.header.exit_code)
+    Ok(())
 }
 
 /// Reads, joins and stages the input on a blocking thread.

@@ -18,14 +18,15 @@ pub(crate) mod worker;
 use std::path::Path;
 use std::time::Instant;
 
+use crate::api::Client;
 use crate::checkpoint::stage::Staged;
-use crate::checkpoint::writer::Writer;
+use crate::checkpoint::writer::{WriteError, Writer};
 use crate::checkpoint::{Checkpoint, Lock};
 use crate::engine::{self, Drive, Ending};
 use crate::error::AppError;
 use crate::exit_code::ExitCode;
 use crate::input;
-use crate::report::{self, Summary};
+use crate::report::{self, Plan, Summary};
 use crate::shutdown::Shutdown;
 pub use config::RunConfig;
 use summary::Summarized;
@@ -82,28 +83,12 @@ async fn run_job(
         let tally = tally.clone();
         move || summary::reading(&tally.lock().expect("tally lock"))
     });
-    let (ending, plan) = match &client {
-        Some(client) if !blocked => {
-            let drive = Drive {
-                client,
-                shutdown: &shutdown,
-                concurrency: config.workers.concurrency,
-                grace: config.workers.grace,
-            };
-            (jobs::drive(&drive, &writer, &config.settings).await, None)
-        }
-        _ => {
-            let plan = jobs::dry_plan(&writer, config.settings.plan).await;
-            (Ending::Completed, Some(plan))
-        }
-    };
+    let sending = client.as_ref().filter(|_| !blocked);
+    let (ending, plan) = execute(config, sending, &writer, &shutdown).await;
     progress.finish().await;
     let (checkpoint, written) = writer.finish();
     let tally = tally.lock().expect("tally lock").clone();
-    let ending = match written {
-        Err(error) => Ending::Aborted(error.to_string()),
-        Ok(()) => ending,
-    };
+    let ending = ending.after_writer(written);
     let summary = Summarized {
         config,
         checkpoint: &checkpoint,
@@ -121,6 +106,26 @@ async fn run_job(
         write_metrics(path, &metrics::from_summary(&summary, &checkpoint, path));
     }
     Ok(summary.header.exit_code)
+}
+
+/// The jobs on the engine when there is a client to send with; else (a dry run, or
+/// `--strict` with invalid rows) the plan a real run would follow.
+async fn execute(
+    config: &RunConfig,
+    client: Option<&Client>,
+    writer: &Writer,
+    shutdown: &Shutdown,
+) -> (Ending, Option<Result<Plan, WriteError>>) {
+    match client {
+        Some(client) => {
+            let drive = Drive::new(client, shutdown, config.workers);
+            (jobs::drive(&drive, writer, &config.settings).await, None)
+        }
+        None => {
+            let plan = jobs::dry_plan(writer, config.settings.plan).await;
+            (Ending::Completed, Some(plan))
+        }
+    }
 }
 
 /// Writes the metrics file; a failure is reported but does not change the run's outcome
