@@ -303,7 +303,7 @@ fn promtool() -> Option<&'static str> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_metrics_pass_promtool_check_metrics_where_installed() {
+async fn the_metrics_pass_promtool_check_metrics() {
     let Some(promtool) = promtool() else { return };
     let h = Harness::with_users(3).await;
     let csv = h.write("users.csv", generated_csv(3, 1));
@@ -328,7 +328,7 @@ async fn the_metrics_pass_promtool_check_metrics_where_installed() {
 /// The alert rule shown in docs/operations.md fires after 36 h without a success, not
 /// before: checked with `promtool test rules` on a series stuck at "never".
 #[test]
-fn the_documented_alert_fires_after_36_hours_where_promtool_is_installed() {
+fn the_documented_alert_fires_after_36_hours_in_promtool() {
     let Some(promtool) = promtool() else { return };
     let docs = include_str!("../docs/operations.md");
     let rules: String = docs

@@ -79,7 +79,7 @@ fn assert_all_done(h: &Harness, rows: usize) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keeps_every_one_second_window_within_rate_plus_burst_and_averages_the_rate() {
+async fn keeps_every_one_second_window_within_rate_plus_burst() {
     const RATE: f64 = 40.0;
     let users = 150; // 300 API requests + 1 token request: about 7.5 s at 40/s
     let h = Harness::with_users(users).await;
