@@ -9,7 +9,7 @@
 //! (`scripts/bench.sh --adaptive`: ≥ 90 % of the limit over 60 s, limit changes mid-run)
 //! and the controller's deterministic simulation's (`src/api/adapt.rs`).
 
-mod common;
+use crate::common;
 
 use common::{Harness, generated_csv, states};
 use podero_onboard::sandbox::{self, Faults, LogEntry, RateLimit};

@@ -4,7 +4,7 @@
 //! promised hardening, and the commands they and the crontab line run are real: each
 //! is executed here against the simulator, with only the paths moved into a temp dir.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -6,7 +6,7 @@
 //! flight, the n-th request answered), never after a sleep; the only durations asserted
 //! are bounds far from the behaviour they exclude (a stop "at once" against a 30 s grace).
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

@@ -6,7 +6,7 @@
 //! building POST with the case's hostile answer, and the list of buildings with 404 (so an
 //! unknown outcome cannot be verified and the row must end `unresolved`).
 
-mod common;
+use crate::common;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;

@@ -7,7 +7,7 @@
 //! file as a whole (missing, header only, malformed header, an oversized record) stop
 //! the run before any request, the token's included.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -1,7 +1,7 @@
 //! `links` end to end: the real binary against the simulator, asserting on the simulator's
 //! sessions and heat pumps and on the checkpoint's `links` and `connections` tables.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

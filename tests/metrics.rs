@@ -4,7 +4,7 @@
 //! updates, adoptions), the last-success time survives failed runs, and an unwritable
 //! path stops the run before any request.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

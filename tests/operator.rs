@@ -4,7 +4,7 @@
 //! summary have a stable shape, optional columns reach the API as given, and the small
 //! commands (`status`, `export`, `--help`, `completions`) say what an operator needs.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -6,7 +6,7 @@
 //! Every timing assertion reads the simulator's request log (`at_ms` = arrival time), so
 //! it measures what the server saw, token requests included.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

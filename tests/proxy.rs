@@ -4,7 +4,7 @@
 //! the URL, never appears in stdout, stderr at `-vv`, the report or the checkpoint,
 //! including when the proxy is unreachable or refuses.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

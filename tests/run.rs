@@ -2,7 +2,7 @@
 //! export equals the server, re-runs cost nothing (over several plan pages too), and
 //! the exit codes 1, 2 and 3 mean what they promise (130: tests/durability.rs).
 
-mod common;
+use crate::common;
 
 use common::hostile::{Reply, scripted_podero};
 use common::{Harness, generated_csv, states};

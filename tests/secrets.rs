@@ -3,7 +3,7 @@
 //! server echoes them back; credentials are never flags; plain http only to loopback;
 //! every file the job writes is owner-only.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};

@@ -2,7 +2,7 @@
 //! and written back; `property_id` keeps a renamed building the same; user-only rows;
 //! `--adopt-existing`; and a checkpoint written by the schema-1 release syncs on top.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 
