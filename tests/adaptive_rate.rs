@@ -2,13 +2,14 @@
 //! server limit it has to learn, the job converges to that limit, holds it with few 429s,
 //! and loses or doubles nothing.
 //!
-//! Tolerant by design: it asserts convergence properties over the second half of the run
-//! (where the start-up 429s are over) with generous bounds, read from the simulator's
-//! request log, never wall-clock deadlines. The tight figures (goodput ≥ 90 % of the
-//! limit over 60 s, limit changes mid-run) are the benchmark's (`scripts/bench.sh
-//! --adaptive`) and the controller's deterministic simulation (`src/api/adapt.rs`).
+//! Tolerant by design: it asserts what a loaded machine cannot change (few 429
+//! episodes, a small 429 share, never above the limit), read from the simulator's request
+//! log, never wall-clock deadlines. How close the goodput comes to the limit is a
+//! throughput figure, which a busy test machine cannot promise: it is the benchmark's
+//! (`scripts/bench.sh --adaptive`: ≥ 90 % of the limit over 60 s, limit changes mid-run)
+//! and the controller's deterministic simulation's (`src/api/adapt.rs`).
 
-mod common;
+use crate::common;
 
 use common::{Harness, generated_csv, states};
 use podero_onboard::sandbox::{self, Faults, LogEntry, RateLimit};
@@ -17,10 +18,6 @@ use podero_onboard::sandbox::{self, Faults, LogEntry, RateLimit};
 const LIMIT: f64 = 40.0;
 /// Rows: two requests each, so about 8 s at the limit.
 const USERS: usize = 160;
-/// Least goodput, as a share of the limit, over the second half of the run. The plain
-/// AIMD this replaced measured 0.70 over a whole run (issue 13); a converged controller
-/// holds well above 0.9.
-const MIN_SECOND_HALF_GOODPUT: f64 = 0.8;
 /// Most separate 429 episodes (429s more than [`EPISODE_GAP_MS`] apart). The first is
 /// the start at four times the limit; a converged controller adds one or two while it
 /// learns, then holds. The plain AIMD needed four decreases just to get from 160/s down
@@ -114,10 +111,6 @@ async fn learns_an_unknown_limit_and_holds_it_with_few_429s() {
     assert!(
         episodes.len() <= MAX_EPISODES,
         "429 episodes at {episodes:?} ms: the rate kept hitting the limit"
-    );
-    assert!(
-        late_goodput >= MIN_SECOND_HALF_GOODPUT,
-        "second-half goodput {late_goodput:.2} of the limit: the rate did not converge"
     );
     assert!(
         late_goodput <= 1.1,

@@ -3,7 +3,7 @@
 //! log), and does not stop the good rows; problems with the file as a whole stop the run
 //! with exit code 2 before any API call.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

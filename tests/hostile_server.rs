@@ -2,20 +2,19 @@
 //! row done without a valid building id, never re-sends a POST blindly, never follows a
 //! redirect with the token, and never waits longer than `--timeout`.
 //!
-//! The server (tests/hostile) answers the token endpoint and the user PUT correctly, the
+//! The server (tests/common/hostile.rs) answers the token endpoint and the user PUT correctly, the
 //! building POST with the case's hostile answer, and the list of buildings with 404 (so an
 //! unknown outcome cannot be verified and the row must end `unresolved`).
 
-mod common;
-mod hostile;
+use crate::common;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use common::hostile::{self, HostileServer, Reply, Request};
 use common::{CheckpointRow, Harness, Output};
-use hostile::{HostileServer, Reply, Request};
 use podero_onboard::sandbox;
 use serde_json::json;
 use uuid::Uuid;
@@ -31,15 +30,11 @@ struct Script {
 }
 
 fn good_token(_: usize) -> Reply {
-    Reply::json(
-        200,
-        &json!({"access_token": "hostile-token", "expires_in": 36000, "token_type": "Bearer"}),
-    )
+    hostile::token_reply()
 }
 
 fn good_put(request: &Request) -> Reply {
-    let id = request.path.rsplit('/').next().unwrap_or_default();
-    Reply::json(200, &json!({"id": id, "external_user_id": "CRM-0"}))
+    hostile::user_put_reply(request)
 }
 
 impl Script {

@@ -3,13 +3,15 @@
 //! with names arriving as the right Unicode; the same data as UTF-8 `,` costs zero
 //! calls; a Windows-1252 file read as UTF-8 stops before any request naming
 //! `--encoding`; separators are detected (or ambiguous, naming `--delimiter`); an Excel
-//! `sep=` line is honoured and line numbers stay those of the file.
+//! `sep=` line is honoured and line numbers stay those of the file. Problems with the
+//! file as a whole (missing, header only, malformed header, an oversized record) stop
+//! the run before any request, the token's included.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 
-use common::{Harness, states};
+use common::{Harness, generated_csv, states};
 use podero_onboard::sandbox;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -277,7 +279,7 @@ async fn excel_unicode_text_utf16_with_bom_onboards_without_flags() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_delimiter_or_encoding_exits_2_before_any_request() {
     let h = Harness::with_users(1).await;
-    let csv = h.write("users.csv", common::generated_csv(1, 1));
+    let csv = h.write("users.csv", generated_csv(1, 1));
     for (flag, value) in [("--delimiter", "|"), ("--encoding", "ebcdic")] {
         let out = h.run(&csv, &[flag, value]).await;
         h.expect_code(&out, 2);
@@ -286,4 +288,84 @@ async fn unknown_delimiter_or_encoding_exits_2_before_any_request() {
     let state = h.state();
     assert!(state.requests.is_empty(), "{:?}", state.requests);
     assert_eq!(state.tokens_issued, 0);
+}
+
+/// The required columns (the header of [`generated_csv`]).
+const REQUIRED_HEADER: &str = "user_id,external_user_id,building_name";
+
+/// Every input-file problem that needs no server is found before the first request, the
+/// token request included (issue 14). Runs `csv` and expects exit 2 with `needle` on stderr and no request at all.
+async fn assert_refused_before_any_request(h: &Harness, csv: &std::path::Path, needle: &str) {
+    let out = h.run(csv, &[]).await;
+    h.expect_code(&out, 2);
+    assert!(
+        out.stderr.contains(needle),
+        "{needle:?} not in:\n{}",
+        out.stderr
+    );
+    let state = h.state();
+    assert_eq!(
+        state.tokens_issued,
+        0,
+        "a token was issued: {}",
+        h.describe_state()
+    );
+    assert_eq!(
+        state.requests.values().sum::<u64>(),
+        0,
+        "requests were sent: {}",
+        h.describe_state()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_only_file_sends_not_even_a_token_request() {
+    let h = Harness::with_users(1).await;
+    let csv = h.write("users.csv", format!("{REQUIRED_HEADER}\n"));
+    assert_refused_before_any_request(&h, &csv, "has a header but no data rows").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_record_after_good_rows_sends_not_even_a_token_request() {
+    let h = Harness::with_users(50).await;
+    // 50 good rows, then a record past the 1 MiB bound (2 MiB without a newline).
+    let mut content = generated_csv(50, 1);
+    content.push_str(&format!(
+        "{},CRM-x,{}",
+        sandbox::generated_user_id(0),
+        "A".repeat(2 << 20)
+    ));
+    let csv = h.write("users.csv", content);
+    assert_refused_before_any_request(&h, &csv, "line 52: a record is longer than").await;
+    assert!(
+        h.checkpoint_rows().iter().all(|r| r.state != "done"),
+        "no row is done"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_header_sends_not_even_a_token_request() {
+    let h = Harness::with_users(1).await;
+    let csv = h.write(
+        "users.csv",
+        format!(
+            "user_id,building_name\n{},Home\n",
+            sandbox::generated_user_id(0)
+        ),
+    );
+    assert_refused_before_any_request(&h, &csv, "missing required column").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_input_file_exits_2_naming_it_before_any_request() {
+    let h = Harness::with_users(1).await;
+    let missing = h.path("no-such-export.csv");
+    assert_refused_before_any_request(&h, &missing, "cannot open").await;
+    let out = h.run(&missing, &[]).await;
+    assert!(
+        out.stderr.contains(&missing.display().to_string())
+            && out.stderr.contains("check the path"),
+        "{}",
+        out.stderr
+    );
 }

@@ -1,12 +1,13 @@
 //! `links` end to end: the real binary against the simulator, asserting on the simulator's
 //! sessions and heat pumps and on the checkpoint's `links` and `connections` tables.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use common::hostile::{Reply, scripted_podero};
 use common::{Harness, Output, generated_csv};
 use podero_onboard::sandbox::{self, Faults};
 use uuid::Uuid;
@@ -873,4 +874,78 @@ async fn an_untrusted_certificate_stops_links_with_the_ca_cert_hint_before_anyth
     );
     assert_eq!(h.state().tokens_issued, tokens, "{}", h.describe_state());
     assert!(h.state().sessions.is_empty(), "{}", h.describe_state());
+}
+
+/// A session id the scripted server quotes in its refusal.
+const QUOTED_SESSION: &str = "S3SSION7SECRET";
+
+/// A Connect link or session id quoted by the server in a *fatal* answer to the session
+/// POST (403) does not reach stderr (`-vv`), the `--json` summary or the checkpoint,
+/// exactly like the non-fatal answers: `run` and `links` talk to a scripted server that
+/// onboards the one row, lists no heat pumps and refuses the session POST with a 403
+/// whose body quotes a link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_quoted_in_a_fatal_session_answer_is_redacted() {
+    let h = Harness::with_users(1).await;
+    let csv = h.write("users.csv", generated_csv(1, 1));
+    let server = scripted_podero(|request| {
+        let path = request.path.as_str();
+        Some(match request.method.as_str() {
+            "POST" if path.ends_with("/buildings") => Reply::json(
+                201,
+                &serde_json::json!({"id": "b0000000-0000-4000-8000-000000000001", "name": "Home"}),
+            ),
+            "GET" if path.ends_with("/heat-pumps") => Reply::json(200, &serde_json::json!([])),
+            "POST" if path.ends_with("/device-onboarding") => Reply::json(
+                403,
+                &serde_json::json!({"detail": format!(
+                    "forbidden: a session exists https://connect.podero.com/?onboarding_session_id={QUOTED_SESSION}"
+                )}),
+            ),
+            _ => return None,
+        })
+    })
+    .await;
+    let run_args = h.run_args(&csv, &[]);
+    let mut run = h.command(&common::strs(&run_args));
+    run.env("PODERO_BASE_URL", server.base_url());
+    let out = h.exec_with(run).await;
+    h.expect_code(&out, 0);
+    let args = links_args(&h, &csv, &["-vv", "--json"]);
+    let mut cmd = h.command(&common::strs(&args));
+    cmd.env("PODERO_BASE_URL", server.base_url());
+    let out = h.exec_with(cmd).await;
+    h.expect_code(&out, 3);
+    let posts = server
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/device-onboarding"))
+        .count();
+    assert_eq!(posts, 1, "the session POST was sent once:\n{}", out.stderr);
+    assert!(
+        out.stderr.contains("403"),
+        "the refusal is reported:\n{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains(QUOTED_SESSION),
+        "session id in stderr:\n{}",
+        out.stderr
+    );
+    assert!(
+        !out.stdout.contains(QUOTED_SESSION),
+        "session id in the summary:\n{}",
+        out.stdout
+    );
+    let checkpoint = h.checkpoint();
+    let db = std::fs::read(&checkpoint).expect("checkpoint");
+    let wal = std::fs::read(format!("{}-wal", checkpoint.display())).unwrap_or_default();
+    for bytes in [db, wal] {
+        assert!(
+            !bytes
+                .windows(QUOTED_SESSION.len())
+                .any(|w| w == QUOTED_SESSION.as_bytes()),
+            "session id in the checkpoint"
+        );
+    }
 }

@@ -1,8 +1,10 @@
 //! `run --metrics-file` (issue 14): the file parses as Prometheus text (a strict parser
-//! below), its values match the run and the simulator, the last-success time survives
-//! failed runs, and an unwritable path stops the run before any request.
+//! below, and `promtool`), its values match the run and the simulator, its row outcomes
+//! equal the `--json` summary's and add up to the rows read (user-only rows, building
+//! updates, adoptions), the last-success time survives failed runs, and an unwritable
+//! path stops the run before any request.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -291,20 +293,17 @@ async fn an_unwritable_metrics_path_stops_the_run_before_any_request() {
     );
 }
 
-/// `promtool`, Prometheus' own checker, if it is installed (Debian: `prometheus`).
+/// `promtool`, Prometheus' own checker (Debian: `prometheus`; `.ci/run` installs it).
 fn promtool() -> Option<&'static str> {
     let found = std::process::Command::new("promtool")
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
-    if !found {
-        eprintln!("SKIPPED: promtool is not installed (apt-get install prometheus)");
-    }
-    found.then_some("promtool")
+    common::require(found, "promtool (apt-get install prometheus)").then_some("promtool")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_metrics_pass_promtool_check_metrics_where_installed() {
+async fn the_metrics_pass_promtool_check_metrics() {
     let Some(promtool) = promtool() else { return };
     let h = Harness::with_users(3).await;
     let csv = h.write("users.csv", generated_csv(3, 1));
@@ -329,7 +328,7 @@ async fn the_metrics_pass_promtool_check_metrics_where_installed() {
 /// The alert rule shown in docs/operations.md fires after 36 h without a success, not
 /// before: checked with `promtool test rules` on a series stuck at "never".
 #[test]
-fn the_documented_alert_fires_after_36_hours_where_promtool_is_installed() {
+fn the_documented_alert_fires_after_36_hours_in_promtool() {
     let Some(promtool) = promtool() else { return };
     let docs = include_str!("../docs/operations.md");
     let rules: String = docs
@@ -360,5 +359,111 @@ fn the_documented_alert_fires_after_36_hours_where_promtool_is_installed() {
         "promtool test rules: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `outcome -> value` of the `podero_onboard_last_run_rows` samples.
+fn run_rows(path: &Path) -> BTreeMap<String, u64> {
+    read_metrics(path)
+        .into_iter()
+        .filter_map(|(series, value)| {
+            let outcome = series
+                .strip_prefix("podero_onboard_last_run_rows{outcome=\"")?
+                .strip_suffix("\"}")?;
+            Some((outcome.to_owned(), value as u64))
+        })
+        .collect()
+}
+
+/// Runs `csv` with `--json` and a metrics file and checks that every row outcome of the
+/// metrics file equals the summary's field of that name, and that they add up to the
+/// rows read. Returns the outcomes.
+async fn outcomes_of_run(
+    h: &Harness,
+    csv: &Path,
+    extra: &[&str],
+    code: i32,
+) -> BTreeMap<String, u64> {
+    let prom = h.path("podero.prom");
+    let mut flags = vec!["--json", "--metrics-file", prom.to_str().unwrap()];
+    flags.extend_from_slice(extra);
+    let out = h.run(csv, &flags).await;
+    h.expect_code(&out, code);
+    let summary: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let rows = run_rows(&prom);
+    for (outcome, value) in &rows {
+        assert_eq!(
+            summary["rows"][outcome].as_u64(),
+            Some(*value),
+            "metrics outcome {outcome} differs from the summary: {rows:?}\n{summary:#}"
+        );
+    }
+    // `read` is the total; every other outcome is a part of it.
+    let outcomes: u64 = rows
+        .iter()
+        .filter(|(outcome, _)| *outcome != "read")
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(
+        outcomes, rows["read"],
+        "outcomes add up to the rows read: {rows:?}"
+    );
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_only_rows_are_in_the_metrics_file_and_the_outcomes_add_up() {
+    let h = Harness::with_users(3).await;
+    let mut csv = String::from("user_id,external_user_id,building_name\n");
+    csv.push_str(&format!("{},CRM-0,Home 0\n", sandbox::generated_user_id(0)));
+    csv.push_str(&format!("{},CRM-1,\n", sandbox::generated_user_id(1)));
+    csv.push_str(&format!("{},CRM-2,\n", sandbox::generated_user_id(2)));
+    let csv = h.write("users.csv", csv);
+    let rows = outcomes_of_run(&h, &csv, &[], 0).await;
+    assert_eq!(rows.get("user_only"), Some(&2), "{rows:?}");
+    assert_eq!(rows.get("created"), Some(&1), "{rows:?}");
+    let buildings: usize = h.state().buildings.values().map(Vec::len).sum();
+    assert_eq!(buildings, 1, "one building only");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn building_updates_and_adoptions_are_counted_in_the_metrics_file() {
+    let user = sandbox::generated_user_id;
+    let mut home = serde_json::Map::new();
+    home.insert("name".into(), "Home".into());
+    // User 2 created "Home" in the app already: --adopt-existing takes it over.
+    let h = Harness::new(
+        sandbox::Builder::new()
+            .generated_users(3)
+            .existing_building(user(2), home),
+    )
+    .await;
+    let file = |kind: &str| {
+        let mut csv = String::from("user_id,external_user_id,building_name,property_type\n");
+        for i in 0..2 {
+            csv.push_str(&format!("{},CRM-{i},Home,{kind}\n", user(i)));
+        }
+        csv
+    };
+    let first = h.write("first.csv", file("Detached"));
+    let rows = outcomes_of_run(&h, &first, &[], 0).await;
+    assert_eq!(rows.get("created"), Some(&2), "{rows:?}");
+    // The next night: both buildings changed, and user 2's row is new.
+    let second = file("Flat") + &format!("{},CRM-2,Home,Flat\n", user(2));
+    let second = h.write("second.csv", second);
+    let rows = outcomes_of_run(&h, &second, &["--adopt-existing"], 0).await;
+    assert_eq!(rows.get("buildings_updated"), Some(&2), "{rows:?}");
+    assert_eq!(rows.get("adopted_existing"), Some(&1), "{rows:?}");
+    assert_eq!(rows.get("created"), Some(&0), "{rows:?}");
+    let state = h.state();
+    assert_eq!(
+        state.count("create_building"),
+        2,
+        "nothing created the second night"
+    );
+    assert_eq!(
+        state.count("update_building"),
+        3,
+        "2 updates + the adopted one's fields"
     );
 }

@@ -4,7 +4,7 @@
 //! summary have a stable shape, optional columns reach the API as given, and the small
 //! commands (`status`, `export`, `--help`, `completions`) say what an operator needs.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -292,7 +292,7 @@ async fn nightly_sync_updates_only_changed_users_and_onboards_new_rows() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_permanent_failure_is_retried_only_when_asked_and_only_failed_touches_nothing_else() {
-    let h = Harness::with_users(5).await;
+    let h = Harness::with_users(6).await;
     let csv = h.write(
         "users.csv",
         generated_csv(5, 1) + &line(UNKNOWN_USER, "CRM-404", "Home 0"),
@@ -358,9 +358,18 @@ async fn a_permanent_failure_is_retried_only_when_asked_and_only_failed_touches_
         "--retry-failed sends the failed row's PUT once and nothing else"
     );
 
+    // Tonight's file has other work too: user 0's external id changed, user 5 is new.
+    // --only-failed must leave that work alone, so the check below is not vacuous.
+    let tonight = h.write(
+        "tonight.csv",
+        std::fs::read_to_string(&csv)
+            .expect("csv")
+            .replace(",CRM-0,", ",CRM-0-v2,")
+            + &line(user(5), "CRM-5", "Home 0"),
+    );
     h.sandbox.add_user(UNKNOWN_USER);
     let since = h.state().log.len();
-    let fixed = h.run(&csv, &["--only-failed", "--json"]).await;
+    let fixed = h.run(&tonight, &["--only-failed", "--json"]).await;
     h.expect_code(&fixed, 0);
     let log = log_since(&h, since);
     assert!(
@@ -374,9 +383,29 @@ async fn a_permanent_failure_is_retried_only_when_asked_and_only_failed_touches_
     );
     let rows = summary(&fixed)["rows"].clone();
     assert_eq!(count(&rows, "/created"), 1);
-    assert_eq!(count(&rows, "/skipped_not_selected"), 5);
+    assert_eq!(count(&rows, "/skipped_not_selected"), 6);
+    let state = h.state();
+    assert_eq!(
+        state.users[&user(0)].external_user_id.as_deref(),
+        Some("CRM-0")
+    );
+    assert!(
+        !state.buildings.contains_key(&user(5)),
+        "the new row was onboarded"
+    );
     assert_eq!(states(&h.checkpoint_rows()).get("done"), Some(&6));
     h.assert_no_duplicates_and_map_matches();
+
+    // The work it left alone was real: a plain run does it.
+    let since = h.state().log.len();
+    let plain = h.run(&tonight, &["--json"]).await;
+    h.expect_code(&plain, 0);
+    let rows = summary(&plain)["rows"].clone();
+    assert_eq!((count(&rows, "/updated"), count(&rows, "/created")), (1, 1));
+    assert_eq!(
+        users_of(&log_since(&h, since), "put_user"),
+        BTreeSet::from([user(0), user(5)])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -507,6 +536,7 @@ async fn verbose_logs_one_line_per_row() {
         out.stderr
     );
     let quiet = h.run(&csv, &[]).await;
+    h.expect_code(&quiet, 1);
     assert!(!quiet.stderr.contains("INFO"), "{}", quiet.stderr);
 }
 

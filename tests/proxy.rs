@@ -4,7 +4,7 @@
 //! the URL, never appears in stdout, stderr at `-vv`, the report or the checkpoint,
 //! including when the proxy is unreachable or refuses.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,7 +33,8 @@ enum Mode {
 /// A running test proxy and what it saw.
 struct Proxy {
     addr: SocketAddr,
-    /// Requests that carried the right `Proxy-Authorization` and were passed on.
+    /// Requests (plain HTTP) or tunnels (CONNECT) that carried the right
+    /// `Proxy-Authorization` and were passed on.
     passed: Arc<AtomicUsize>,
     /// Requests seen at all.
     seen: Arc<AtomicUsize>,
@@ -122,10 +123,19 @@ async fn handle(
         let _ = client
             .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
             .await;
-    } else if upstream.write_all(&head).await.is_err() {
+    } else if upstream.write_all(&one_request_only(&head)).await.is_err() {
         return;
     }
     let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+}
+
+/// A forwarded head with `Connection: close`: the server closes after its answer, so the
+/// client sends its next request on a new proxy connection, and `passed` counts every
+/// request, not every connection.
+fn one_request_only(head: &[u8]) -> Vec<u8> {
+    let mut head = head[..head.len() - 2].to_vec();
+    head.extend_from_slice(b"Connection: close\r\n\r\n");
+    head
 }
 
 /// Reads up to the end of the request head (bounded), keeping any bytes of a body.
@@ -217,10 +227,18 @@ async fn a_plain_http_run_goes_through_http_proxy() {
     let cmd = run_command(&h, &[("HTTP_PROXY", proxy.url())], &[]);
     let out = h.exec_with(cmd).await;
     h.expect_code(&out, 0);
-    // Every request passes the proxy: at least one connection for the token and the API.
-    assert!(
-        proxy.passed.load(Ordering::SeqCst) >= 1,
-        "nothing went through the proxy"
+    // Every request passes the proxy: as many as the simulator answered, token included.
+    let answered: u64 = h.state().requests.values().sum();
+    assert_eq!(
+        proxy.passed.load(Ordering::SeqCst) as u64,
+        answered,
+        "requests through the proxy vs requests the simulator answered: {:?}",
+        h.state().requests
+    );
+    assert_eq!(
+        answered,
+        1 + 2 * USERS as u64,
+        "a token, a PUT and a POST per row"
     );
     assert_eq!(states(&h.checkpoint_rows())["done"], USERS);
     assert_password_nowhere(&h, &out);

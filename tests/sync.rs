@@ -2,7 +2,7 @@
 //! and written back; `property_id` keeps a renamed building the same; user-only rows;
 //! `--adopt-existing`; and a checkpoint written by the schema-1 release syncs on top.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 
@@ -146,10 +146,12 @@ async fn a_building_deleted_in_podero_fails_its_row_and_is_not_recreated() {
     // The dry run plans with the run's options: --retry-failed tries the row again.
     let again = h.path("b.csv");
     let dry = h.run(&again, &["--dry-run", "--json"]).await;
+    h.expect_code(&dry, 0);
     assert_eq!(summary(&dry)["plan"]["skip_failed"], 1, "{}", dry.stderr);
     let dry = h
         .run(&again, &["--dry-run", "--json", "--retry-failed"])
         .await;
+    h.expect_code(&dry, 0);
     let plan = &summary(&dry)["plan"];
     assert_eq!(
         (plan["skip_failed"].clone(), plan["update_building"].clone()),
@@ -674,4 +676,107 @@ async fn adopt_existing_never_adopts_a_building_another_row_owns() {
         .map(|r| r.building_id)
         .collect();
     assert_eq!(ids.len(), 2, "two rows, two buildings: {ids:?}");
+}
+
+/// The schema-1 fixture with a row in each unfinished state, written in schema 1's own
+/// columns and states as the schema-1 release left them: Anna's Holiday Flat `posting` (the
+/// release was killed while its POST was in flight; the building exists), Lukas's Main
+/// House `unresolved` (its one building exists), Maria's Home `failed` permanently with
+/// an unchanged input (no building). Returns the harness, the CSV and the buildings' ids.
+async fn from_schema1_with_unfinished_rows() -> (Harness, String, BTreeMap<String, Uuid>) {
+    let (h, csv) = from_schema1().await;
+    let ids: BTreeMap<String, Uuid> = fixture_rows(&h.checkpoint())
+        .into_iter()
+        .map(|(user, name, id)| (format!("{user} {name}"), id))
+        .collect();
+    let conn = rusqlite::Connection::open(h.checkpoint()).unwrap();
+    let unfinished = [
+        ("1", "Holiday Flat", "posting", None, None, 0),
+        (
+            "2",
+            "Main House",
+            "unresolved",
+            None,
+            Some("2 buildings named Main House"),
+            0,
+        ),
+        (
+            "3",
+            "Home",
+            "failed",
+            Some(404),
+            Some("user does not exist (HTTP 404)"),
+            1,
+        ),
+    ];
+    for (user, name, state, status, error, permanent) in unfinished {
+        let user = format!("11111111-1111-4111-8111-00000000000{user}");
+        let changed = conn
+            .execute(
+                "UPDATE rows SET state = ?3, building_id = NULL, http_status = ?4, error = ?5, \
+                 permanent = ?6 WHERE user_id = ?1 AND building_name = ?2",
+                rusqlite::params![user, name, state, status, error, permanent],
+            )
+            .unwrap();
+        assert_eq!(changed, 1, "{user} {name}");
+    }
+    drop(conn);
+    let maria = Uuid::parse_str("11111111-1111-4111-8111-000000000003").unwrap();
+    let home = ids[&format!("{maria} Home")];
+    assert!(
+        h.sandbox.delete_building(maria, home),
+        "a failed row has no building"
+    );
+    (h, csv, ids)
+}
+
+/// `(state, building_id)` of every row, keyed `"<user> <building name>"`.
+fn row_states(h: &Harness) -> BTreeMap<String, (String, Option<String>)> {
+    h.checkpoint_rows()
+        .into_iter()
+        .map(|r| {
+            let key = format!("{} {}", r.user_id, r.building_name);
+            (key, (r.state, r.building_id))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_1_checkpoint_with_posting_unresolved_and_failed_rows_is_migrated_and_resumed() {
+    let (h, csv, ids) = from_schema1_with_unfinished_rows().await;
+    let path = h.write("night.csv", &csv);
+    let before = h.state().requests;
+    let out = h.run(&path, &["--json"]).await;
+    // The failed row is not retried while its input is unchanged: exit 1.
+    h.expect_code(&out, 1);
+    let sent = delta(&h, &before);
+    assert_eq!(
+        sent.get("create_building"),
+        None,
+        "nothing re-posted: {sent:?}"
+    );
+    assert!(sent.contains_key("list_buildings"), "verified: {sent:?}");
+    let rows = row_states(&h);
+    let done = |key: &str| ("done".to_owned(), Some(ids[key].to_string()));
+    for key in [
+        "11111111-1111-4111-8111-000000000001 Main House",
+        "11111111-1111-4111-8111-000000000001 Holiday Flat",
+        "11111111-1111-4111-8111-000000000002 Main House",
+    ] {
+        assert_eq!(rows[key], done(key), "{key}: {rows:?}");
+    }
+    let maria = "11111111-1111-4111-8111-000000000003 Home";
+    assert_eq!(rows[maria], ("failed".to_owned(), None), "{rows:?}");
+    let version: i64 = rusqlite::Connection::open(h.checkpoint())
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert!(version >= 2, "migrated");
+
+    // Asked to, the failed row is retried, and only it gets a building.
+    let before = h.state().requests;
+    h.expect_code(&h.run(&path, &["--retry-failed"]).await, 0);
+    assert_eq!(delta(&h, &before).get("create_building"), Some(&1));
+    assert_eq!(row_states(&h)[maria].0, "done");
+    h.assert_no_duplicates_and_map_matches();
 }

@@ -2,7 +2,7 @@
 //! made at test time; the job trusts it only when told to (`--ca-cert`, or the system
 //! store via `SSL_CERT_FILE`), and otherwise stops before sending anything.
 
-mod common;
+use crate::common;
 
 use common::pki::TestPki;
 use common::{Harness, generated_csv, states};

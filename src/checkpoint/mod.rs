@@ -40,6 +40,8 @@ const MIGRATIONS: &[&str] = &[
 /// `PRAGMA application_id`: "PDOB", marks a file as a podero-onboard checkpoint.
 pub(crate) const APPLICATION_ID: i64 = 0x5044_4f42;
 const SCHEMA: &str = include_str!("schema.sql");
+/// The environment variable of the page-cap test hook (`Checkpoint::limit_pages_for_tests`).
+pub const TEST_MAX_PAGES_ENV: &str = "PODERO_ONBOARD_TEST_MAX_PAGES";
 
 /// A problem with the checkpoint file. Each names the file and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -234,7 +236,27 @@ impl Checkpoint {
         }
         self.conn
             .execute_batch("PRAGMA synchronous=FULL; PRAGMA temp_store=FILE;")
-            .map_err(wrap)
+            .map_err(wrap)?;
+        self.limit_pages_for_tests().map_err(wrap)
+    }
+
+    /// TEST HOOK ONLY: [`TEST_MAX_PAGES_ENV`] caps the checkpoint at that many pages
+    /// (`PRAGMA max_page_count`). A write past the cap fails with `SQLITE_FULL`, the very
+    /// error a full disk gives, so a test proves the disk-full path (exit 3, then exactly
+    /// once on the re-run) without root or a small filesystem. A run that uses it says so.
+    fn limit_pages_for_tests(&self) -> rusqlite::Result<()> {
+        let Some(pages) = std::env::var(TEST_MAX_PAGES_ENV)
+            .ok()
+            .and_then(|v| v.parse::<u32>().ok())
+        else {
+            return Ok(());
+        };
+        tracing::warn!(
+            "{TEST_MAX_PAGES_ENV}={pages} caps the checkpoint at {pages} pages, a test hook: \
+             unset it outside tests"
+        );
+        self.conn
+            .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
     }
 
     fn not_sqlite(&self, error: rusqlite::Error) -> CheckpointError {
@@ -461,4 +483,39 @@ pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `synchronous` is a setting of the connection, not of the file, so it is checked on
+    /// the connection the run writes through (the WAL mode is also checked on the file by
+    /// tests/durability.rs).
+    #[test]
+    fn the_run_connection_is_in_wal_mode_with_synchronous_full() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let identity = Identity {
+            org_id: Uuid::from_u128(1),
+            base_url: "http://127.0.0.1:1".into(),
+        };
+        let checkpoint =
+            Checkpoint::open_for_run(&dir.path().join("c.sqlite"), &identity).expect("open");
+        let pragma = |name: &str| -> String {
+            checkpoint
+                .conn()
+                .query_row(&format!("PRAGMA {name}"), [], |r| {
+                    r.get::<_, rusqlite::types::Value>(0)
+                })
+                .map(|v| match v {
+                    rusqlite::types::Value::Integer(i) => i.to_string(),
+                    rusqlite::types::Value::Text(t) => t,
+                    other => format!("{other:?}"),
+                })
+                .expect(name)
+        };
+        assert_eq!(pragma("journal_mode"), "wal");
+        // 2 = FULL: every commit fsyncs the WAL, so it survives a power loss.
+        assert_eq!(pragma("synchronous"), "2");
+    }
 }

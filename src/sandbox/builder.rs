@@ -14,6 +14,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
 use tokio::task::{JoinHandle, JoinSet};
 use uuid::Uuid;
 
@@ -181,6 +182,7 @@ impl Builder {
             state: Mutex::new(state),
             faults: Mutex::new(FaultState::new(self.faults, self.seed)),
             started: Instant::now(),
+            changed: Notify::new(),
         });
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         let task = tokio::spawn(accept_loop(listener, Arc::clone(&shared), self.tls));
@@ -313,6 +315,31 @@ impl Sandbox {
     /// A copy of the current state.
     pub fn state(&self) -> Snapshot {
         self.shared.state().snapshot()
+    }
+
+    /// Waits until at least `n` requests of `endpoint` (a [`Snapshot::requests`] name) are
+    /// in flight at once: arrived, not yet answered. Tests use it to act at a known moment
+    /// (kill the client while its POST is on the server) instead of after a sleep.
+    pub async fn wait_in_flight(&self, endpoint: &str, n: u64) {
+        self.wait(|state| state.in_flight.get(endpoint).is_some_and(|k| *k >= n))
+            .await;
+    }
+
+    /// Waits until at least `n` requests of `endpoint` have been answered (or dropped).
+    pub async fn wait_requests(&self, endpoint: &str, n: u64) {
+        self.wait(|state| state.snap.requests.get(endpoint).is_some_and(|k| *k >= n))
+            .await;
+    }
+
+    async fn wait(&self, condition: impl Fn(&State) -> bool) {
+        loop {
+            // Registered before the check, so a change between the two is not missed.
+            let changed = self.shared.changed.notified();
+            if condition(&self.shared.state()) {
+                return;
+            }
+            changed.await;
+        }
     }
 
     /// Adds a user.

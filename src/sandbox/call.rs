@@ -11,6 +11,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::faults::{AfterCommit, FaultState};
@@ -48,6 +49,8 @@ pub(crate) struct Shared {
     pub state: Mutex<State>,
     pub faults: Mutex<FaultState>,
     pub started: Instant,
+    /// Woken at every request that arrives or ends, for [`super::Sandbox::wait_in_flight`].
+    pub changed: Notify,
 }
 
 impl Shared {

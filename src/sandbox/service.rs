@@ -31,6 +31,7 @@ pub(crate) async fn serve(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Dropped> {
     let call = read_call(&shared, req).await;
+    let _in_flight = InFlight::enter(&shared, endpoint_of(&call.call));
     let (endpoint, user_id, answer) = match call.body_error {
         Some(answer) => (Endpoint::Unknown, None, answer),
         None => dispatch(&shared, &call.call).await,
@@ -50,6 +51,41 @@ pub(crate) async fn serve(
             Ok(answer.into_response())
         }
         AfterCommit::Respond | AfterCommit::Fail500 => Ok(answer.into_response()),
+    }
+}
+
+/// A request that has arrived and is not yet answered, counted in
+/// `State::in_flight` while this guard lives (the answer is sent as `serve` returns).
+struct InFlight<'a> {
+    shared: &'a Shared,
+    name: &'static str,
+}
+
+impl<'a> InFlight<'a> {
+    fn enter(shared: &'a Shared, endpoint: Endpoint) -> Self {
+        let name = endpoint.name();
+        *shared.state().in_flight.entry(name).or_default() += 1;
+        shared.changed.notify_waiters();
+        InFlight { shared, name }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(n) = self.shared.state().in_flight.get_mut(self.name) {
+            *n = n.saturating_sub(1);
+        }
+        self.shared.changed.notify_waiters();
+    }
+}
+
+/// The endpoint a call is for, before it runs (routing is cheap: a second pass is fine).
+fn endpoint_of(call: &Call) -> Endpoint {
+    match route(&call.method, &call.path) {
+        Route::Token => Endpoint::Token,
+        Route::Api { endpoint, .. } => endpoint,
+        Route::MethodNotAllowed { .. } | Route::NotFound { .. } => Endpoint::Unknown,
+        _ => Endpoint::Admin,
     }
 }
 

@@ -211,6 +211,8 @@ pub(crate) struct State {
     pub anomalies_dropped: u64,
     /// Days the simulator's calendar is ahead of the real UTC date (session expiry).
     pub day_offset: i64,
+    /// Requests per endpoint name that have arrived and are not yet answered.
+    pub in_flight: BTreeMap<&'static str, u64>,
 }
 
 impl State {

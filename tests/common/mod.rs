@@ -3,6 +3,7 @@
 //! command, stdout, stderr and the simulator's state.
 #![allow(dead_code)]
 
+pub mod hostile;
 pub mod pki;
 
 use std::collections::BTreeMap;
@@ -15,6 +16,31 @@ use uuid::Uuid;
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_podero-onboard");
+
+/// Set to `1` by CI (`.ci/run`): a test that lacks a tool or a privilege fails instead of
+/// skipping, so a green CI means every test ran.
+pub const REQUIRE_ALL_ENV: &str = "PODERO_TEST_REQUIRE_ALL";
+
+/// Whether a test needing `what` may go on. When `available` is false it fails under
+/// [`REQUIRE_ALL_ENV`]`=1`; elsewhere it prints `SKIPPED: ...` on stderr and the caller
+/// returns (libtest has no skip: the test shows as passed, so CI must not rely on this).
+pub fn require(available: bool, what: &str) -> bool {
+    if available {
+        return true;
+    }
+    if std::env::var_os(REQUIRE_ALL_ENV).is_some_and(|v| v == "1") {
+        panic!(
+            "{what} is missing and {REQUIRE_ALL_ENV}=1 requires every test to run (.ci/run installs it)"
+        );
+    }
+    eprintln!("SKIPPED: {what} is missing (with {REQUIRE_ALL_ENV}=1 this test fails instead)");
+    false
+}
+
+/// Converts `args` for [`Harness::command`].
+pub fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
 
 /// A temp dir, a simulator and helpers to run the binary against it.
 pub struct Harness {

@@ -2,7 +2,9 @@
 //! that reads one request per connection, logs it, and writes whatever canned bytes the
 //! test's handler returns (well-formed or not, all at once or a byte per second).
 //! Every answer closes the connection, so the client never reuses a poisoned one.
-#![allow(dead_code)]
+//!
+//! [`scripted_podero`] is the usual start: a server that answers the token request and
+//! user PUTs like Podero, and whatever else the test scripts.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -90,6 +92,41 @@ fn reason(status: u16) -> &'static str {
         503 => "Service Unavailable",
         _ => "Whatever",
     }
+}
+
+/// A token answer valid for ten hours.
+pub fn token_reply() -> Reply {
+    Reply::json(
+        200,
+        &serde_json::json!({"access_token": "scripted-token", "expires_in": 36000, "token_type": "Bearer"}),
+    )
+}
+
+/// The answer to a user PUT: the user whose id ends the path.
+pub fn user_put_reply(request: &Request) -> Reply {
+    let id = request.path.rsplit('/').next().unwrap_or_default();
+    Reply::json(
+        200,
+        &serde_json::json!({"id": id, "external_user_id": "CRM-0"}),
+    )
+}
+
+/// A scripted Podero on `127.0.0.1:0`: `script` answers first; what it leaves (`None`)
+/// gets [`token_reply`] on the token endpoint, [`user_put_reply`] for a user PUT, and
+/// 404 otherwise.
+pub async fn scripted_podero(
+    script: impl Fn(&Request) -> Option<Reply> + Send + Sync + 'static,
+) -> HostileServer {
+    let localhost = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    HostileServer::start(localhost, move |request| {
+        script(request).unwrap_or_else(|| match request.method.as_str() {
+            "POST" if request.path == "/oauth2/token/" => token_reply(),
+            "PUT" if request.path.starts_with("/api/") => user_put_reply(request),
+            _ => Reply::json(404, &serde_json::json!({"detail": "Not Found"})),
+        })
+    })
+    .await
+    .expect("scripted server starts")
 }
 
 type Handler = dyn Fn(&Request) -> Reply + Send + Sync;
