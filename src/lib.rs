@@ -6,6 +6,7 @@
 //! simulator that shares no code with [`api`], so tests against it catch client mistakes.
 
 pub mod api;
+pub mod bidi;
 pub mod checkpoint;
 pub mod cli;
 pub mod commands;

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use super::gate::MAX_RETRY_AFTER;
+use crate::bidi::is_bidi_control;
 
 /// How a request failed, from the job's point of view.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -166,13 +167,6 @@ pub fn one_line(text: &str) -> String {
     } else {
         out
     }
-}
-
-/// Marks that reorder text on display (LRM/RLM, ALM, embeddings, overrides, isolates).
-fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{200E}' | '\u{200F}' | '\u{061C}')
-        || ('\u{202A}'..='\u{202E}').contains(&c)
-        || ('\u{2066}'..='\u{2069}').contains(&c)
 }
 
 /// A transport error as one line: what happened and its innermost cause (e.g. "could not
