@@ -14,6 +14,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod exit_code;
+pub mod files;
 pub mod input;
 pub mod links;
 pub mod logging;

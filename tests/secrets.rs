@@ -499,3 +499,213 @@ async fn checkpoint_wal_lock_and_report_are_created_owner_only() {
     assert!(status.success());
     assert_eq!(mode(&probe), 0o644);
 }
+
+// ---------------------------------------------------------------------------------------
+// Issue 21: secrets, links and files against a hostile server and a shared machine.
+// ---------------------------------------------------------------------------------------
+
+/// A file standing where an output goes, and what must become of it: left exactly as it
+/// was.
+struct Victim {
+    path: std::path::PathBuf,
+    content: &'static str,
+}
+
+impl Victim {
+    const CONTENT: &'static str = "precious data that must survive\n";
+
+    fn plant(h: &Harness) -> Victim {
+        Victim::plant_with(h, Self::CONTENT)
+    }
+
+    fn plant_with(h: &Harness, content: &'static str) -> Victim {
+        let path = h.path("victim.txt");
+        std::fs::write(&path, content).expect("victim");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        Victim { path, content }
+    }
+
+    /// A symlink at `name` in the harness dir pointing at the victim.
+    fn link_from(&self, h: &Harness, name: &str) -> std::path::PathBuf {
+        let link = h.path(name);
+        std::os::unix::fs::symlink(&self.path, &link).expect("symlink");
+        link
+    }
+
+    fn assert_untouched(&self) {
+        assert_eq!(
+            std::fs::read_to_string(&self.path).expect("victim readable"),
+            self.content,
+            "the symlink's target was written"
+        );
+        assert_eq!(mode(&self.path), 0o644, "the symlink's target changed mode");
+    }
+}
+
+/// Exit 2, stderr names `path` and the symlink, no API call.
+fn assert_refused_as_symlink(h: &Harness, out: &common::Output, path: &Path) {
+    h.expect_code(out, 2);
+    assert!(
+        out.stderr.contains(&path.display().to_string()),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("symbolic link"), "{}", out.stderr);
+    assert_eq!(h.state().api_requests(), 0, "{}", h.describe_state());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_symlink_at_the_report_path_is_refused_and_its_target_untouched() {
+    let h = Harness::with_users(1).await;
+    let victim = Victim::plant(&h);
+    let report = victim.link_from(&h, "report.csv");
+    let csv = h.write("users.csv", generated_csv(1, 1));
+    let out = h
+        .run(&csv, &["--report", report.to_str().expect("utf-8")])
+        .await;
+    assert_refused_as_symlink(&h, &out, &report);
+    victim.assert_untouched();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_symlink_at_the_lock_file_is_refused_and_its_target_untouched() {
+    let h = Harness::with_users(1).await;
+    let victim = Victim::plant(&h);
+    let lock = victim.link_from(&h, "checkpoint.sqlite.lock");
+    let csv = h.write("users.csv", generated_csv(1, 1));
+    let out = h.run(&csv, &[]).await;
+    assert_refused_as_symlink(&h, &out, &lock);
+    victim.assert_untouched();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_symlink_at_the_checkpoint_path_is_refused_and_its_target_untouched() {
+    let h = Harness::with_users(1).await;
+    // Empty, like a fresh log file: SQLite would happily make a checkpoint of it.
+    let victim = Victim::plant_with(&h, "");
+    let checkpoint = victim.link_from(&h, "checkpoint.sqlite");
+    let csv = h.write("users.csv", generated_csv(1, 1));
+    let out = h.run(&csv, &[]).await;
+    assert_refused_as_symlink(&h, &out, &checkpoint);
+    victim.assert_untouched();
+}
+
+/// The metrics file is replaced by `rename`; a symlink there is refused at start-up (a
+/// planted link at a guessable temp name is covered by `metrics`' unit tests: the temp
+/// name is random and created exclusively now).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_symlink_at_the_metrics_file_is_refused_before_any_request() {
+    let h = Harness::with_users(1).await;
+    let victim = Victim::plant(&h);
+    let metrics = victim.link_from(&h, "podero.prom");
+    let csv = h.write("users.csv", generated_csv(1, 1));
+    let out = h
+        .run(&csv, &["--metrics-file", metrics.to_str().expect("utf-8")])
+        .await;
+    assert_refused_as_symlink(&h, &out, &metrics);
+    victim.assert_untouched();
+    assert!(metrics.is_symlink(), "the link itself was replaced");
+}
+
+/// `links <csv> --out <out>` on the harness's checkpoint with the session flags, plus `extra`.
+fn links_command(h: &Harness, csv: &Path, out: &Path, extra: &[&str]) -> tokio::process::Command {
+    let checkpoint = h.checkpoint();
+    let mut args = vec![
+        "links",
+        csv.to_str().expect("utf-8"),
+        "--checkpoint",
+        checkpoint.to_str().expect("utf-8"),
+        "--language",
+        "de",
+        "--price-zone",
+        "AT",
+        "--success-url",
+        "https://partner.example/ok",
+        "--cancel-url",
+        "https://partner.example/cancel",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ];
+    args.extend_from_slice(extra);
+    h.command(&args)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_symlink_at_links_out_is_refused_and_its_target_untouched() {
+    let h = Harness::with_users(2).await;
+    let csv = h.write("users.csv", generated_csv(2, 1));
+    let out = h.run(&csv, &[]).await;
+    h.expect_code(&out, 0);
+    let victim = Victim::plant(&h);
+    let links_out = victim.link_from(&h, "links.csv");
+    let out = h.exec_with(links_command(&h, &csv, &links_out, &[])).await;
+    h.expect_code(&out, 2);
+    assert!(
+        out.stderr.contains(&links_out.display().to_string())
+            && out.stderr.contains("symbolic link"),
+        "{}",
+        out.stderr
+    );
+    assert!(h.state().sessions.is_empty(), "{}", h.describe_state());
+    victim.assert_untouched();
+}
+
+/// A FIFO at `--report` used to block the run forever (an open for writing waits for a
+/// reader); anything but a regular file is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_at_the_report_path_is_refused_not_waited_on() {
+    let h = Harness::with_users(1).await;
+    let fifo = h.path("report.csv");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    let csv = h.write("users.csv", generated_csv(1, 1));
+    let out = h
+        .run(&csv, &["--report", fifo.to_str().expect("utf-8")])
+        .await;
+    h.expect_code(&out, 2);
+    assert!(
+        out.stderr.contains("FIFO, not a regular file"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(h.state().api_requests(), 0, "{}", h.describe_state());
+}
+
+/// A checkpoint left world-readable (0644), with the -wal and -shm a reader holds open,
+/// is narrowed to 0600 by the next run, which says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_world_readable_checkpoint_wal_and_shm_are_narrowed_to_0600() {
+    let h = Harness::with_users(2).await;
+    let csv = h.write("users.csv", generated_csv(2, 1));
+    h.expect_code(&h.run(&csv, &[]).await, 0);
+    let checkpoint = h.checkpoint();
+    std::fs::set_permissions(&checkpoint, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    // A reader keeps the -wal and -shm in place; SQLite creates them with the database's
+    // (wide) mode.
+    let reader = rusqlite::Connection::open(&checkpoint).expect("open");
+    let rows: i64 = reader
+        .query_row("SELECT count(*) FROM rows", [], |r| r.get(0))
+        .expect("query");
+    assert_eq!(rows, 2);
+    let wal = h.path("checkpoint.sqlite-wal");
+    let shm = h.path("checkpoint.sqlite-shm");
+    for file in [&wal, &shm] {
+        assert_eq!(mode(file), 0o644, "{} before the run", file.display());
+    }
+    let out = h.run(&csv, &[]).await;
+    h.expect_code(&out, 0);
+    for file in [&checkpoint, &wal, &shm] {
+        assert_eq!(mode(file), 0o600, "{} after the run", file.display());
+    }
+    assert!(
+        out.stderr
+            .contains("was readable or writable by other accounts (mode 644)"),
+        "{}",
+        out.stderr
+    );
+    drop(reader);
+}
+
