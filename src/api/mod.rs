@@ -232,7 +232,7 @@ impl Client {
     /// Builds the client; sends nothing.
     pub fn new(config: ClientConfig) -> Result<Self, reqwest::Error> {
         tls::install_crypto_provider();
-        let http = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             // The system store plus `--ca-cert`, never without verification (see `tls`).
             .tls_certs_merge(config.ca_certs)
             .user_agent(concat!("podero-onboard/", env!("CARGO_PKG_VERSION")))
@@ -240,8 +240,16 @@ impl Client {
             .connect_timeout(config.connect_timeout)
             // Never follow a redirect: it could carry the bearer token to another host.
             .redirect(reqwest::redirect::Policy::none())
-            .pool_max_idle_per_host(config.pool_size)
-            .build()?;
+            .pool_max_idle_per_host(config.pool_size);
+        // Plain http is only allowed to loopback (see `config`): through a proxy, the Basic
+        // credentials and tokens would cross a network in clear text, for a server on this
+        // very machine. HTTPS keeps honouring HTTPS_PROXY (its tunnel is encrypted).
+        let http = if config.base_url.starts_with("http://") {
+            builder.no_proxy()
+        } else {
+            builder
+        }
+        .build()?;
         let api = format!(
             "{}/api/partners/v2.0/org/{}",
             config.base_url, config.org_id
