@@ -504,6 +504,180 @@ async fn checkpoint_wal_lock_and_report_are_created_owner_only() {
 // Issue 21: secrets, links and files against a hostile server and a shared machine.
 // ---------------------------------------------------------------------------------------
 
+/// Error messages are cut at this many characters; the echoes below straddle the cut.
+const MESSAGE_CUT: usize = 300;
+
+/// A 31-character token the scripted server issues, echoed back where the cut falls
+/// inside it (12 of its characters before the cut, as in the review).
+const STRADDLING_TOKEN: &str = "T0k3nStraddlingTheCut0123456789";
+
+/// A server that issues [`STRADDLING_TOKEN`] and answers every API call with `api`.
+async fn scripted_api(
+    token: impl Fn(&hostile::Request) -> Reply + Send + Sync + 'static,
+    api: impl Fn(&hostile::Request) -> Reply + Send + Sync + 'static,
+) -> HostileServer {
+    HostileServer::start(IpAddr::V4(Ipv4Addr::LOCALHOST), move |request| {
+        if request.path == "/oauth2/token/" {
+            token(request)
+        } else {
+            api(request)
+        }
+    })
+    .await
+    .expect("scripted server starts")
+}
+
+fn issue_straddling_token(_: &hostile::Request) -> Reply {
+    Reply::json(
+        200,
+        &json!({"access_token": STRADDLING_TOKEN, "expires_in": 36000, "token_type": "Bearer"}),
+    )
+}
+
+/// `run` on one row against `server` with `-vv`, `--json` and a report; `secret` as the
+/// client secret. Returns the output and every file the run left, as (name, bytes).
+async fn run_against_scripted(
+    server: &HostileServer,
+    secret: &str,
+) -> (common::Output, Vec<(String, Vec<u8>)>) {
+    let h = Harness::new(sandbox::Builder::new()).await;
+    let csv = h.write("users.csv", generated_csv(1, 1));
+    let report = h.path("report.csv");
+    let args = h.run_args(
+        &csv,
+        &["-vv", "--json", "--report", report.to_str().expect("utf-8")],
+    );
+    let strs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut cmd = h.command(&strs);
+    cmd.env("PODERO_BASE_URL", server.base_url())
+        .env("PODERO_CLIENT_ID", CLIENT_ID)
+        .env("PODERO_CLIENT_SECRET", secret);
+    let out = h.exec_with(cmd).await;
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    let files = std::fs::read_dir(h.dir.path())
+        .expect("temp dir")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.is_file())
+        .map(|path| {
+            let name = path
+                .file_name()
+                .expect("name")
+                .to_string_lossy()
+                .into_owned();
+            (name, std::fs::read(&path).expect("read"))
+        })
+        .collect();
+    (out, files)
+}
+
+/// Every place `needle` was found: stdout, stderr, or a file of the run.
+fn places_holding(needle: &str, out: &common::Output, files: &[(String, Vec<u8>)]) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut look = |place: &str, bytes: &[u8]| {
+        if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+            found.push(format!("{needle:?} in {place}"));
+        }
+    };
+    look("stdout", out.stdout.as_bytes());
+    look("stderr", out.stderr.as_bytes());
+    for (name, bytes) in files {
+        if name != "users.csv" {
+            look(name, bytes);
+        }
+    }
+    found
+}
+
+/// No `fragment` anywhere the run wrote, and `echo` (the redacted echo) on stderr: the
+/// server's words did reach the outputs, so finding no fragment proves something.
+fn assert_redacted_whole(
+    out: &common::Output,
+    files: &[(String, Vec<u8>)],
+    fragments: &[&str],
+    echo: &str,
+) {
+    for fragment in fragments {
+        let leaks = places_holding(fragment, out, files);
+        assert!(leaks.is_empty(), "{leaks:?}\n{}", out.stderr);
+    }
+    assert!(
+        out.stderr.contains(echo),
+        "the echo did not reach stderr, so the scan proves nothing:\n{}",
+        out.stderr
+    );
+}
+
+/// The API of a server whose token endpoint refuses: never called.
+fn no_api_call(_: &hostile::Request) -> Reply {
+    Reply::json(
+        500,
+        &json!({"detail": "no API call may follow a refused token"}),
+    )
+}
+
+/// The review's case: a 404 body of filler plus the echoed `Authorization` header, so
+/// that the 300-character cut falls after the first 12 characters of the token. They
+/// must not reach stderr, the report or the checkpoint's `rows.error`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_straddling_the_message_cut_is_redacted_whole() {
+    let prefix = "Not Found, you sent ";
+    let filler = "f".repeat(MESSAGE_CUT - 12 - prefix.len() - "Bearer ".len());
+    let server = scripted_api(issue_straddling_token, move |request| {
+        let auth = request.header("authorization").unwrap_or_default();
+        Reply::json(404, &json!({"detail": format!("{filler}{prefix}{auth}")}))
+    })
+    .await;
+    let (out, files) = run_against_scripted(&server, "cs-straddle").await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let fragment = &STRADDLING_TOKEN[..12];
+    assert_redacted_whole(&out, &files, &[fragment], "you sent Bearer [redacted");
+}
+
+/// The token endpoint's 401 echoes `Authorization: Basic base64(id:secret)` where the cut
+/// falls inside the base64.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_credentials_straddling_the_message_cut_are_redacted_whole() {
+    let secret = format!("cs-{}", uuid::Uuid::new_v4().simple());
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{CLIENT_ID}:{secret}"));
+    let lead = "invalid_client: ".len() + " you sent Basic ".len();
+    let filler = "f".repeat(MESSAGE_CUT - 12 - lead);
+    let server = scripted_api(
+        move |request| {
+            let auth = request.header("authorization").unwrap_or_default();
+            Reply::json(
+                401,
+                &json!({"error": "invalid_client",
+                        "error_description": format!("{filler} you sent {auth}")}),
+            )
+        },
+        no_api_call,
+    )
+    .await;
+    let (out, files) = run_against_scripted(&server, &secret).await;
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert_redacted_whole(&out, &files, &[&basic[..12]], "you sent Basic [redacted");
+}
+
+/// A secret with a double space and a tab: collapsing whitespace before redaction made it
+/// unmatchable (echoed whole), and the cut left its start (echoed across the cut).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_with_spaces_is_redacted_whole_even_across_the_cut() {
+    let secret = "correct horse  battery\tstaple 2024";
+    let server = scripted_api(
+        move |_| {
+            let lead = format!("bad credentials: {secret} ");
+            let filler = "f".repeat(MESSAGE_CUT - 10 - lead.chars().count());
+            Reply::json(401, &json!({"detail": format!("{lead}{filler}{secret}")}))
+        },
+        no_api_call,
+    )
+    .await;
+    let (out, files) = run_against_scripted(&server, secret).await;
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    let words = ["correct", "horse", "battery", "staple"];
+    assert_redacted_whole(&out, &files, &words, "bad credentials: [redacted]");
+}
+
 /// A file standing where an output goes, and what must become of it: left exactly as it
 /// was.
 struct Victim {
@@ -707,5 +881,160 @@ async fn an_existing_world_readable_checkpoint_wal_and_shm_are_narrowed_to_0600(
         out.stderr
     );
     drop(reader);
+}
+
+/// A Podero for `run` then `links`: token, PUT user, POST building (a new id each), no
+/// heat pumps, and `session(user index, request)` for the session POST.
+async fn links_server(
+    session: impl Fn(u64, &hostile::Request) -> Reply + Send + Sync + 'static,
+) -> HostileServer {
+    HostileServer::start(IpAddr::V4(Ipv4Addr::LOCALHOST), move |request| {
+        let path = request.path.as_str();
+        match request.method.as_str() {
+            "POST" if path == "/oauth2/token/" => issue_straddling_token(request),
+            "PUT" if path.starts_with("/api/") => {
+                let id = path.rsplit('/').next().unwrap_or_default();
+                Reply::json(200, &json!({"id": id}))
+            }
+            "POST" if path.ends_with("/buildings") => {
+                Reply::json(201, &json!({"id": uuid::Uuid::new_v4(), "name": "Home 0"}))
+            }
+            "GET" if path.ends_with("/heat-pumps") => Reply::json(200, &json!([])),
+            "POST" if path.ends_with("/device-onboarding") => {
+                let body: serde_json::Value =
+                    serde_json::from_slice(&request.body).unwrap_or_default();
+                let user = body["user_id"]
+                    .as_str()
+                    .and_then(|id| u64::from_str_radix(id.get(24..)?, 16).ok())
+                    .unwrap_or(u64::MAX);
+                session(user, request)
+            }
+            _ => Reply::json(404, &json!({"detail": "Not Found"})),
+        }
+    })
+    .await
+    .expect("scripted server starts")
+}
+
+/// `run`, then `links --out links.csv -vv --json` with `extra`, both against `server`.
+async fn run_then_links(h: &Harness, users: usize, server: &HostileServer) -> common::Output {
+    let csv = h.write("users.csv", generated_csv(users, 1));
+    let args = h.run_args(&csv, &[]);
+    let strs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut run = h.command(&strs);
+    run.env("PODERO_BASE_URL", server.base_url());
+    h.expect_code(&h.exec_with(run).await, 0);
+    let extra = ["--timeout", "3", "-vv", "--json"];
+    let mut links = links_command(h, &csv, &h.path("links.csv"), &extra);
+    links.env("PODERO_BASE_URL", server.base_url());
+    h.exec_with(links).await
+}
+
+/// The checkpoint's bytes with its -wal, to search for what must not be there.
+fn checkpoint_bytes(h: &Harness) -> Vec<u8> {
+    let mut bytes = std::fs::read(h.checkpoint()).expect("checkpoint");
+    bytes.extend(std::fs::read(h.path("checkpoint.sqlite-wal")).unwrap_or_default());
+    bytes
+}
+
+/// A 409 to the session POST quoting the session id bare and a link without its scheme
+/// (`connect.podero.com/s/<id>`): neither may reach the `-vv` log, the warning line, the
+/// summary, the `--json` summary or the checkpoint's `links.error`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_ids_and_schemeless_links_in_a_session_error_stay_out_of_every_output() {
+    let session = "8c4b2f0e-6a1d-4e3b-9f7a-2d5c1e0b3a49";
+    let h = Harness::new(sandbox::Builder::new()).await;
+    let server = links_server(move |_, _| {
+        Reply::json(
+            409,
+            &json!({"detail": format!(
+                "a session already exists for this building: {session} \
+                 (open connect.podero.com/s/{session} to continue)"
+            )}),
+        )
+    })
+    .await;
+    let out = run_then_links(&h, 1, &server).await;
+    h.expect_code(&out, 1);
+    assert!(
+        out.stderr
+            .contains("a session already exists for this building"),
+        "the body must still be told, without its ids:\n{}",
+        out.stderr
+    );
+    let checkpoint = checkpoint_bytes(&h);
+    for needle in [session, "connect.podero.com/s", &session[..8]] {
+        for (place, bytes) in [
+            ("stderr", out.stderr.as_bytes()),
+            ("stdout", out.stdout.as_bytes()),
+            ("the checkpoint", &checkpoint[..]),
+        ] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{needle} in {place}:\n{}",
+                out.stderr
+            );
+        }
+    }
+}
+
+/// What the server answers for the session of user `i`: a link that must be refused
+/// (not https, a control character), or one on another host (kept, warned about once).
+fn session_with_link(user: u64, _: &hostile::Request) -> Reply {
+    let id = uuid::Uuid::new_v4();
+    let link = match user {
+        0 => format!("javascript:alert(1)//connect.podero.com?onboarding_session_id={id}"),
+        1 => format!("http://connect.podero.com?onboarding_session_id={id}"),
+        2 => format!("https://connect.podero.com/\u{1b}[2J?onboarding_session_id={id}"),
+        3 => format!("https://links.elsewhere.example/?onboarding_session_id={id}"),
+        _ => format!("https://connect.podero.com?onboarding_session_id={id}"),
+    };
+    Reply::json(
+        200,
+        &json!({"id": id, "authentication_url": link, "expiration_date": "2999-12-31"}),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_links_are_checked_before_they_are_stored_or_mailed() {
+    let h = Harness::new(sandbox::Builder::new()).await;
+    let server = links_server(session_with_link).await;
+    let out = run_then_links(&h, 5, &server).await;
+    h.expect_code(&out, 1);
+    let mailed = std::fs::read_to_string(h.path("links.csv")).expect("--out");
+    let stored: Vec<String> = {
+        let conn = rusqlite::Connection::open(h.checkpoint()).expect("open");
+        let mut stmt = conn
+            .prepare("SELECT link FROM links WHERE link IS NOT NULL")
+            .expect("query");
+        stmt.query_map([], |r| r.get(0))
+            .expect("links")
+            .collect::<Result<_, _>>()
+            .expect("decode")
+    };
+    assert_eq!(stored.len(), 2, "{stored:?}\n{}", out.stderr);
+    for link in &stored {
+        assert!(link.starts_with("https://"), "{link:?}");
+        assert!(!link.contains('\u{1b}'), "{link:?}");
+        assert!(mailed.contains(link.as_str()), "{mailed}");
+    }
+    for refused in ["javascript:", "http://connect", "\u{1b}"] {
+        assert!(!mailed.contains(refused), "{refused:?} in --out:\n{mailed}");
+    }
+    assert!(out.stderr.contains("does not use https"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("holds control, bidi or space characters"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        out.stderr
+            .matches("point at a host under elsewhere.example")
+            .count(),
+        1,
+        "one warning for the other host:\n{}",
+        out.stderr
+    );
 }
 

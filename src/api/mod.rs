@@ -37,7 +37,7 @@ use auth::Auth;
 pub use auth::Credentials;
 use breaker::Breaker;
 pub use error::{CallError, Failure};
-use error::{describe_body, parse_retry_after};
+use error::{describe_body_redacted, parse_retry_after};
 use gate::Gate;
 use stats::Stats;
 
@@ -309,7 +309,7 @@ impl Client {
                     status: Some(status),
                     message: format!(
                         "the server answered {status} without a building id ({}); the building may exist",
-                        self.auth.scrub(&describe_body(&bytes))
+                        self.describe(&bytes, "")
                     ),
                 }),
             },
@@ -536,8 +536,7 @@ impl Client {
         if (200..300).contains(&status) {
             return Ok((status, body));
         }
-        // A body may quote a Connect link or session id (a capability): cut out.
-        let mut message = connect::redact_links(&self.auth.scrub(&describe_body(&body)));
+        let mut message = self.describe(&body, response.url().path());
         if (300..400).contains(&status) {
             message = format!(
                 "the server redirected ({message}); redirects are not followed so the token \
@@ -548,6 +547,21 @@ impl Client {
             failure: Failure::from_status(status, retry_after),
             status: Some(status),
             message,
+        })
+    }
+
+    /// An error body as one line, redacted whole before it is shortened: the secrets this
+    /// process holds, and Connect links and session ids (capabilities) — for the
+    /// device-onboarding endpoints also every id, host and path, since any may be one.
+    fn describe(&self, body: &[u8], path: &str) -> String {
+        let sessions = path.contains("/device-onboarding");
+        describe_body_redacted(body, &|text| {
+            let text = self.auth.scrub(text);
+            if sessions {
+                connect::redact_session_text(&text)
+            } else {
+                connect::redact_links(&text)
+            }
         })
     }
 
