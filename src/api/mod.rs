@@ -22,6 +22,7 @@ pub mod breaker;
 pub mod connect;
 pub mod error;
 pub mod gate;
+pub mod path;
 pub mod stats;
 pub mod tls;
 
@@ -465,7 +466,8 @@ impl Client {
                 }
                 _ => return Err(error),
             }
-            tracing::debug!(attempt, url = %request.url, error = %error, "retrying");
+            let url = path::logged_url(&request.url);
+            tracing::debug!(attempt, %url, error = %error, "retrying");
         }
     }
 
@@ -499,12 +501,13 @@ impl Client {
             Err(error) => Err(self.transport_error(&error)),
         };
         self.observe(&result);
+        let url = path::logged_url(&request.url);
         match &result {
             Ok((status, _)) => {
-                tracing::debug!(method = %request.method, url = %request.url, status, "request")
+                tracing::debug!(method = %request.method, %url, status, "request")
             }
             Err(error) => {
-                tracing::debug!(method = %request.method, url = %request.url, %error, "request failed")
+                tracing::debug!(method = %request.method, %url, %error, "request failed")
             }
         }
         (result, bearer.generation)
