@@ -1038,3 +1038,101 @@ async fn connect_links_are_checked_before_they_are_stored_or_mailed() {
     );
 }
 
+/// Reads the standalone simulator's stderr up to the end of its banner.
+async fn read_banner(stderr: tokio::process::ChildStderr) -> String {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    let mut banner = String::new();
+    let reading = async {
+        while let Some(line) = lines.next_line().await.expect("stderr") {
+            banner.push_str(&line);
+            banner.push('\n');
+            if line.starts_with("Press Ctrl-C") {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), reading)
+        .await
+        .unwrap_or_else(|_| panic!("no banner within 20 s"));
+    banner
+}
+
+/// One HTTP/1.1 request on a fresh connection; returns the status code.
+async fn http_status(addr: std::net::SocketAddr, head: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(head.as_bytes()).await.expect("send");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.expect("read");
+    let text = String::from_utf8_lossy(&answer);
+    text.split(' ')
+        .nth(1)
+        .and_then(|status| status.parse().ok())
+        .unwrap_or_else(|| panic!("not HTTP: {text}"))
+}
+
+/// `podero-onboard sandbox`: the client secret only from PODERO_SANDBOX_CLIENT_SECRET (no
+/// flag), neither it nor the admin token in the banner, `/__sandbox/*` closed without the
+/// admin token, and a warning for a bind address other hosts can reach.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_standalone_simulator_keeps_its_secrets_out_of_flags_and_banner_and_guards_its_state() {
+    let secret = format!("sandbox-secret-{}", uuid::Uuid::new_v4().simple());
+    let admin = format!("admin-token-{}", uuid::Uuid::new_v4().simple());
+    let mut child = tokio::process::Command::new(common::BIN)
+        .args(["sandbox", "--port", "0", "--bind", "0.0.0.0"])
+        .env_clear()
+        .env("PODERO_SANDBOX_CLIENT_SECRET", &secret)
+        .env("PODERO_SANDBOX_ADMIN_TOKEN", &admin)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("sandbox starts");
+    let banner = read_banner(child.stderr.take().expect("stderr")).await;
+    assert!(
+        !banner.contains(&secret),
+        "client secret in the banner:\n{banner}"
+    );
+    assert!(
+        !banner.contains(&admin),
+        "admin token in the banner:\n{banner}"
+    );
+    assert!(
+        banner.contains("warning: --bind 0.0.0.0 is not a loopback address"),
+        "{banner}"
+    );
+    let port: u16 = banner
+        .split("listening on http://0.0.0.0:")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("no port in:\n{banner}"));
+    let addr = std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let get_state = |auth: &str| {
+        format!("GET /__sandbox/state HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n")
+    };
+    assert_eq!(http_status(addr, &get_state("")).await, 401);
+    let wrong = get_state("Authorization: Bearer not-the-token\r\n");
+    assert_eq!(http_status(addr, &wrong).await, 401);
+    let right = get_state(&format!("Authorization: Bearer {admin}\r\n"));
+    assert_eq!(http_status(addr, &right).await, 200);
+    let basic = base64::engine::general_purpose::STANDARD
+        .encode(format!("{}:{secret}", sandbox::DEMO_CLIENT_ID));
+    let body = r#"{"grant_type": "client_credentials"}"#;
+    let token = format!(
+        "POST /oauth2/token/ HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {basic}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    assert_eq!(
+        http_status(addr, &token).await,
+        200,
+        "the secret from the environment is the one accepted"
+    );
+    child.start_kill().expect("stop the simulator");
+    let _ = child.wait().await;
+    let flag = Cli::try_parse_from(["podero-onboard", "sandbox", "--client-secret", "x"]);
+    assert!(flag.is_err(), "--client-secret must not exist");
+}

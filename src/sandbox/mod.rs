@@ -51,7 +51,9 @@ pub use builder::{Builder, ListBuildings, Sandbox};
 pub use connect::{HeatPump, Session};
 pub use faults::{Faults, RateLimit};
 pub use route::Endpoint;
-pub use standalone::{SandboxArgs, run_standalone};
+pub use standalone::{
+    ADMIN_TOKEN_ENV, CLIENT_SECRET_ENV, SandboxArgs, SandboxSecrets, run_standalone,
+};
 pub use state::{Building, Counts, LogEntry, Snapshot, User};
 pub use tls::ServerTls;
 
