@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use uuid::Uuid;
 
 use crate::input;
-use crate::sandbox::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_ORG_ID, ListBuildings};
+use crate::sandbox::{DEMO_CLIENT_ID, DEMO_ORG_ID, ListBuildings};
 
 /// Onboard an existing customer base into Podero: set each user's external id, create a
 /// building per property, and keep every user → building id in a resumable checkpoint.
@@ -421,7 +421,8 @@ pub struct ApiArgs {
 }
 
 /// Flags of the standalone simulator. It is a test server: the credentials
-/// default to the public demo ones.
+/// default to the public demo ones. The client secret and the admin token are read from
+/// PODERO_SANDBOX_CLIENT_SECRET and PODERO_SANDBOX_ADMIN_TOKEN, never from flags.
 #[derive(Args, Debug, Clone)]
 pub struct SandboxArgs {
     /// Port to listen on (0: any free port).
@@ -442,9 +443,6 @@ pub struct SandboxArgs {
     /// Client id the token endpoint accepts.
     #[arg(long, default_value = DEMO_CLIENT_ID)]
     pub client_id: String,
-    /// Client secret the token endpoint accepts.
-    #[arg(long, env = "PODERO_SANDBOX_CLIENT_SECRET", default_value = DEMO_CLIENT_SECRET, hide_env_values = true)]
-    pub client_secret: String,
     /// Token lifetime in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 36_000)]
     pub token_lifetime: u64,

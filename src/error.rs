@@ -35,9 +35,9 @@ impl AppError {
 impl From<CheckpointError> for AppError {
     fn from(error: CheckpointError) -> Self {
         match error {
-            CheckpointError::Mismatch { .. } | CheckpointError::Missing { .. } => {
-                AppError::Usage(error.to_string())
-            }
+            CheckpointError::Mismatch { .. }
+            | CheckpointError::Missing { .. }
+            | CheckpointError::InTheWay { .. } => AppError::Usage(error.to_string()),
             _ => AppError::Fatal(error.to_string()),
         }
     }

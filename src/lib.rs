@@ -11,6 +11,7 @@
 //! against it catch client mistakes.
 
 pub mod api;
+pub mod bidi;
 pub mod checkpoint;
 pub mod cli;
 pub mod commands;
@@ -19,6 +20,7 @@ pub(crate) mod date;
 pub(crate) mod engine;
 pub(crate) mod error;
 pub mod exit_code;
+pub mod files;
 pub mod input;
 pub(crate) mod logging;
 pub(crate) mod progress;

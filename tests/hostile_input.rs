@@ -563,3 +563,59 @@ async fn report_and_export_escape_formula_prefixes() {
         }
     }
 }
+
+/// Part of the reason given for a cell holding a bidi control (issue 21).
+const BIDI: &str = "bidirectional control character";
+
+// Bidi controls make a value display in another order than it is stored ("Trojan
+// Source"): a cell holding one is invalid and never sent (issue 21).
+row_cases! {
+    right_to_left_override_in_building_name_is_invalid_and_not_sent =>
+        RowCase::line3(row_of_user1("CRM-1", "Home \u{202e}1 esuoH"), Some("building_name"), BIDI);
+    left_to_right_isolate_in_external_id_is_invalid_and_not_sent =>
+        RowCase::line3(row_of_user1("CRM\u{2066}-1", "Home 0"), Some("external_user_id"), BIDI);
+    right_to_left_mark_in_building_name_is_invalid_and_not_sent =>
+        RowCase::line3(row_of_user1("CRM-1", "Home\u{200f} 0"), Some("building_name"), BIDI);
+    arabic_letter_mark_in_external_id_is_invalid_and_not_sent =>
+        RowCase::line3(row_of_user1("CRM-1\u{061c}", "Home 0"), Some("external_user_id"), BIDI);
+}
+
+/// Whether `text` holds a bidi control or an escape character as such.
+fn holds_raw_bidi_or_escape(text: &str) -> bool {
+    text.chars().any(|c| {
+        matches!(c, '\u{1b}' | '\u{200e}' | '\u{200f}' | '\u{061c}')
+            || ('\u{202a}'..='\u{202e}').contains(&c)
+            || ('\u{2066}'..='\u{2069}').contains(&c)
+    })
+}
+
+/// Header names and cell values are the file's text: whatever reaches the terminal or the
+/// report shows bidi controls and escape sequences escaped, never as such.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bidi_controls_in_headers_and_cells_reach_terminal_and_report_escaped() {
+    let h = Harness::with_users(2).await;
+    let csv = h.write(
+        "users.csv",
+        format!(
+            "{HEADER},no\u{202e}te,\u{1b}[2Jcolour\n{},CRM-0,Home 0,a,b\n{},CRM-1,Ho\u{2067}me,c,d\n",
+            user(0),
+            user(1)
+        ),
+    );
+    let report = h.path("report.csv");
+    let out = h
+        .run(&csv, &["--report", report.to_str().expect("utf-8")])
+        .await;
+    h.expect_code(&out, 1);
+    assert!(
+        out.stderr
+            .contains("ignoring unknown columns no\\u{202e}te, \\u{1b}[2Jcolour"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("Ho\\u{2067}me"), "{}", out.stderr);
+    assert!(!holds_raw_bidi_or_escape(&out.stderr), "{:?}", out.stderr);
+    let report = std::fs::read_to_string(&report).expect("report");
+    assert!(!holds_raw_bidi_or_escape(&report), "{report:?}");
+    assert_only_the_good_row_was_sent(&h, &out);
+}

@@ -69,6 +69,20 @@ fn latin_text() -> impl Strategy<Value = String> {
     "[A-Za-z0-9äöüÄÖÜßéèàçñ€ ]{1,30}".prop_map(|s| s.trim().to_owned())
 }
 
+/// Unicode bidi controls: cells holding one are invalid (issue 21).
+const BIDI_CONTROLS: [char; 12] = [
+    '\u{200e}', '\u{200f}', '\u{061c}', '\u{202a}', '\u{202b}', '\u{202c}', '\u{202d}', '\u{202e}',
+    '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}',
+];
+
+fn is_bidi(c: char) -> bool {
+    BIDI_CONTROLS.contains(&c)
+}
+
+/// A word of a building name: no control, whitespace or bidi character.
+const NAME_WORD: &str =
+    "[^\\p{Cc}\\s\\x{200E}\\x{200F}\\x{061C}\\x{202A}-\\x{202E}\\x{2066}-\\x{2069}]{1,10}";
+
 fn csv_quoted(value: &str) -> String {
     format!("\"{}\"", value.replace('"', "\"\""))
 }
@@ -143,7 +157,7 @@ proptest! {
 
     #[test]
     fn building_names_of_1_to_100_non_control_chars_are_valid(
-        name in proptest::collection::vec(any::<char>().prop_filter("no control chars", |c| !c.is_control()), 1..=100)
+        name in proptest::collection::vec(any::<char>().prop_filter("no control or bidi chars", |c| !c.is_control() && !is_bidi(*c)), 1..=100)
             .prop_map(|chars| chars.into_iter().collect::<String>())
             .prop_filter("surrounding whitespace is trimmed", |s| s.trim() == s)
     ) {
@@ -157,13 +171,27 @@ proptest! {
 
     #[test]
     fn inner_spaces_in_building_names_are_kept(
-        words in proptest::collection::vec("[^\\p{Cc}\\s]{1,10}", 1..8)
+        words in proptest::collection::vec(NAME_WORD, 1..8)
     ) {
         let name: String = words.join(" ").chars().take(100).collect::<String>().trim().to_owned();
         prop_assume!(!name.is_empty());
         let csv = format!("{HEADER}{ID},crm-1,{},,,\n", csv_quoted(&name));
         let records = read_all(csv.into_bytes(), DEFAULT_MAX_RECORD_BYTES);
         prop_assert!(matches!(&records[..], [Record::Valid(row)] if row.building_name == name), "{:?}", records);
+    }
+
+    #[test]
+    fn a_bidi_control_anywhere_in_a_name_makes_the_row_invalid(
+        words in proptest::collection::vec(NAME_WORD, 1..4),
+        bidi in prop::sample::select(BIDI_CONTROLS.to_vec()),
+        at in any::<prop::sample::Index>(),
+    ) {
+        let mut name: Vec<char> = words.join(" ").chars().take(90).collect();
+        name.insert(at.index(name.len() + 1), bidi);
+        let name: String = name.into_iter().collect();
+        let csv = format!("{HEADER}{ID},crm-1,{},,,\n", csv_quoted(&name));
+        let records = read_all(csv.into_bytes(), DEFAULT_MAX_RECORD_BYTES);
+        prop_assert!(matches!(&records[..], [Record::Invalid(_)]), "{:?} gave {:?}", name, records);
     }
 
     #[test]

@@ -506,3 +506,640 @@ async fn checkpoint_wal_lock_and_report_are_created_owner_only() {
     assert!(status.success());
     assert_eq!(mode(&probe), 0o644);
 }
+
+// ---------------------------------------------------------------------------------------
+// Issue 21: secrets, links and files against a hostile server and a shared machine.
+// ---------------------------------------------------------------------------------------
+
+/// Error messages are cut at this many characters; the echoes below straddle the cut.
+const MESSAGE_CUT: usize = 300;
+
+/// A 31-character token the scripted server issues, echoed back where the cut falls
+/// inside it (12 of its characters before the cut, as in the review).
+const STRADDLING_TOKEN: &str = "T0k3nStraddlingTheCut0123456789";
+
+/// A server that issues [`STRADDLING_TOKEN`] and answers every API call with `api`.
+async fn scripted_api(
+    token: impl Fn(&Request) -> Reply + Send + Sync + 'static,
+    api: impl Fn(&Request) -> Reply + Send + Sync + 'static,
+) -> HostileServer {
+    HostileServer::start(IpAddr::V4(Ipv4Addr::LOCALHOST), move |request| {
+        if request.path == "/oauth2/token/" {
+            token(request)
+        } else {
+            api(request)
+        }
+    })
+    .await
+    .expect("scripted server starts")
+}
+
+fn issue_straddling_token(_: &Request) -> Reply {
+    Reply::json(
+        200,
+        &json!({"access_token": STRADDLING_TOKEN, "expires_in": 36000, "token_type": "Bearer"}),
+    )
+}
+
+/// `run` on one row against `server` with `-vv`, `--json` and a report; `secret` as the
+/// client secret. Returns the output and every file the run left, as (name, bytes).
+async fn run_against_scripted(
+    server: &HostileServer,
+    secret: &str,
+) -> (common::Output, Vec<(String, Vec<u8>)>) {
+    let h = Harness::new(sandbox::Builder::new()).await;
+    let csv = h.write("users.csv", generated_csv(1, 1));
+    let report = h.path("report.csv");
+    let args = h.run_args(
+        &csv,
+        &["-vv", "--json", "--report", report.to_str().expect("utf-8")],
+    );
+    let strs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut cmd = h.command(&strs);
+    cmd.env("PODERO_BASE_URL", server.base_url())
+        .env("PODERO_CLIENT_ID", CLIENT_ID)
+        .env("PODERO_CLIENT_SECRET", secret);
+    let out = h.exec_with(cmd).await;
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    let files = std::fs::read_dir(h.dir.path())
+        .expect("temp dir")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.is_file())
+        .map(|path| {
+            let name = path
+                .file_name()
+                .expect("name")
+                .to_string_lossy()
+                .into_owned();
+            (name, std::fs::read(&path).expect("read"))
+        })
+        .collect();
+    (out, files)
+}
+
+/// Every place `needle` was found: stdout, stderr, or a file of the run.
+fn places_holding(needle: &str, out: &common::Output, files: &[(String, Vec<u8>)]) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut look = |place: &str, bytes: &[u8]| {
+        if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+            found.push(format!("{needle:?} in {place}"));
+        }
+    };
+    look("stdout", out.stdout.as_bytes());
+    look("stderr", out.stderr.as_bytes());
+    for (name, bytes) in files {
+        if name != "users.csv" {
+            look(name, bytes);
+        }
+    }
+    found
+}
+
+/// No `fragment` anywhere the run wrote, and `echo` (the redacted echo) on stderr: the
+/// server's words did reach the outputs, so finding no fragment proves something.
+fn assert_redacted_whole(
+    out: &common::Output,
+    files: &[(String, Vec<u8>)],
+    fragments: &[&str],
+    echo: &str,
+) {
+    for fragment in fragments {
+        let leaks = places_holding(fragment, out, files);
+        assert!(leaks.is_empty(), "{leaks:?}\n{}", out.stderr);
+    }
+    assert!(
+        out.stderr.contains(echo),
+        "the echo did not reach stderr, so the scan proves nothing:\n{}",
+        out.stderr
+    );
+}
+
+/// The API of a server whose token endpoint refuses: never called.
+fn no_api_call(_: &Request) -> Reply {
+    Reply::json(
+        500,
+        &json!({"detail": "no API call may follow a refused token"}),
+    )
+}
+
+/// The review's case: a 404 body of filler plus the echoed `Authorization` header, so
+/// that the 300-character cut falls after the first 12 characters of the token. They
+/// must not reach stderr, the report or the checkpoint's `rows.error`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_straddling_the_message_cut_is_redacted_whole() {
+    let prefix = "Not Found, you sent ";
+    let filler = "f".repeat(MESSAGE_CUT - 12 - prefix.len() - "Bearer ".len());
+    let server = scripted_api(issue_straddling_token, move |request| {
+        let auth = request.header("authorization").unwrap_or_default();
+        Reply::json(404, &json!({"detail": format!("{filler}{prefix}{auth}")}))
+    })
+    .await;
+    let (out, files) = run_against_scripted(&server, "cs-straddle").await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let fragment = &STRADDLING_TOKEN[..12];
+    assert_redacted_whole(&out, &files, &[fragment], "you sent Bearer [redacted");
+}
+
+/// The token endpoint's 401 echoes `Authorization: Basic base64(id:secret)` where the cut
+/// falls inside the base64.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_credentials_straddling_the_message_cut_are_redacted_whole() {
+    let secret = format!("cs-{}", uuid::Uuid::new_v4().simple());
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{CLIENT_ID}:{secret}"));
+    let lead = "invalid_client: ".len() + " you sent Basic ".len();
+    let filler = "f".repeat(MESSAGE_CUT - 12 - lead);
+    let server = scripted_api(
+        move |request| {
+            let auth = request.header("authorization").unwrap_or_default();
+            Reply::json(
+                401,
+                &json!({"error": "invalid_client",
+                        "error_description": format!("{filler} you sent {auth}")}),
+            )
+        },
+        no_api_call,
+    )
+    .await;
+    let (out, files) = run_against_scripted(&server, &secret).await;
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert_redacted_whole(&out, &files, &[&basic[..12]], "you sent Basic [redacted");
+}
+
+/// A secret with a double space and a tab: collapsing whitespace before redaction made it
+/// unmatchable (echoed whole), and the cut left its start (echoed across the cut).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_with_spaces_is_redacted_whole_even_across_the_cut() {
+    let secret = "correct horse  battery\tstaple 2024";
+    let server = scripted_api(
+        move |_| {
+            let lead = format!("bad credentials: {secret} ");
+            let filler = "f".repeat(MESSAGE_CUT - 10 - lead.chars().count());
+            Reply::json(401, &json!({"detail": format!("{lead}{filler}{secret}")}))
+        },
+        no_api_call,
+    )
+    .await;
+    let (out, files) = run_against_scripted(&server, secret).await;
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    let words = ["correct", "horse", "battery", "staple"];
+    assert_redacted_whole(&out, &files, &words, "bad credentials: [redacted]");
+}
+
+/// A file standing where an output goes, and what must become of it: left exactly as it
+/// was.
+struct Victim {
+    path: std::path::PathBuf,
+    content: &'static str,
+}
+
+impl Victim {
+    const CONTENT: &'static str = "precious data that must survive\n";
+
+    fn plant(h: &Harness) -> Victim {
+        Victim::plant_with(h, Self::CONTENT)
+    }
+
+    fn plant_with(h: &Harness, content: &'static str) -> Victim {
+        let path = h.path("victim.txt");
+        std::fs::write(&path, content).expect("victim");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        Victim { path, content }
+    }
+
+    /// A symlink at `name` in the harness dir pointing at the victim.
+    fn link_from(&self, h: &Harness, name: &str) -> std::path::PathBuf {
+        let link = h.path(name);
+        std::os::unix::fs::symlink(&self.path, &link).expect("symlink");
+        link
+    }
+
+    fn assert_untouched(&self) {
+        assert_eq!(
+            std::fs::read_to_string(&self.path).expect("victim readable"),
+            self.content,
+            "the symlink's target was written"
+        );
+        assert_eq!(mode(&self.path), 0o644, "the symlink's target changed mode");
+    }
+}
+
+/// Exit 2, stderr names `path` and the symlink, no API call.
+fn assert_refused_as_symlink(h: &Harness, out: &common::Output, path: &Path) {
+    h.expect_code(out, 2);
+    assert!(
+        out.stderr.contains(&path.display().to_string()),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("symbolic link"), "{}", out.stderr);
+    assert_eq!(h.state().api_requests(), 0, "{}", h.describe_state());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_symlink_at_the_report_path_is_refused_and_its_target_untouched() {
+    let h = Harness::with_users(1).await;
+    let victim = Victim::plant(&h);
+    let report = victim.link_from(&h, "report.csv");
+    let csv = h.write("users.csv", generated_csv(1, 1));
+    let out = h
+        .run(&csv, &["--report", report.to_str().expect("utf-8")])
+        .await;
+    assert_refused_as_symlink(&h, &out, &report);
+    victim.assert_untouched();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_symlink_at_the_lock_file_is_refused_and_its_target_untouched() {
+    let h = Harness::with_users(1).await;
+    let victim = Victim::plant(&h);
+    let lock = victim.link_from(&h, "checkpoint.sqlite.lock");
+    let csv = h.write("users.csv", generated_csv(1, 1));
+    let out = h.run(&csv, &[]).await;
+    assert_refused_as_symlink(&h, &out, &lock);
+    victim.assert_untouched();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_symlink_at_the_checkpoint_path_is_refused_and_its_target_untouched() {
+    let h = Harness::with_users(1).await;
+    // Empty, like a fresh log file: SQLite would happily make a checkpoint of it.
+    let victim = Victim::plant_with(&h, "");
+    let checkpoint = victim.link_from(&h, "checkpoint.sqlite");
+    let csv = h.write("users.csv", generated_csv(1, 1));
+    let out = h.run(&csv, &[]).await;
+    assert_refused_as_symlink(&h, &out, &checkpoint);
+    victim.assert_untouched();
+}
+
+/// The metrics file is replaced by `rename`; a symlink there is refused at start-up (a
+/// planted link at a guessable temp name is covered by `metrics`' unit tests: the temp
+/// name is random and created exclusively now).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_symlink_at_the_metrics_file_is_refused_before_any_request() {
+    let h = Harness::with_users(1).await;
+    let victim = Victim::plant(&h);
+    let metrics = victim.link_from(&h, "podero.prom");
+    let csv = h.write("users.csv", generated_csv(1, 1));
+    let out = h
+        .run(&csv, &["--metrics-file", metrics.to_str().expect("utf-8")])
+        .await;
+    assert_refused_as_symlink(&h, &out, &metrics);
+    victim.assert_untouched();
+    assert!(metrics.is_symlink(), "the link itself was replaced");
+}
+
+/// `links <csv> --out <out>` on the harness's checkpoint with the session flags, plus `extra`.
+fn links_command(h: &Harness, csv: &Path, out: &Path, extra: &[&str]) -> tokio::process::Command {
+    let checkpoint = h.checkpoint();
+    let mut args = vec![
+        "links",
+        csv.to_str().expect("utf-8"),
+        "--checkpoint",
+        checkpoint.to_str().expect("utf-8"),
+        "--language",
+        "de",
+        "--price-zone",
+        "AT",
+        "--success-url",
+        "https://partner.example/ok",
+        "--cancel-url",
+        "https://partner.example/cancel",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ];
+    args.extend_from_slice(extra);
+    h.command(&args)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_symlink_at_links_out_is_refused_and_its_target_untouched() {
+    let h = Harness::with_users(2).await;
+    let csv = h.write("users.csv", generated_csv(2, 1));
+    let out = h.run(&csv, &[]).await;
+    h.expect_code(&out, 0);
+    let victim = Victim::plant(&h);
+    let links_out = victim.link_from(&h, "links.csv");
+    let out = h.exec_with(links_command(&h, &csv, &links_out, &[])).await;
+    h.expect_code(&out, 2);
+    assert!(
+        out.stderr.contains(&links_out.display().to_string())
+            && out.stderr.contains("symbolic link"),
+        "{}",
+        out.stderr
+    );
+    assert!(h.state().sessions.is_empty(), "{}", h.describe_state());
+    victim.assert_untouched();
+}
+
+/// A FIFO at `--report` used to block the run forever (an open for writing waits for a
+/// reader); anything but a regular file is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_at_the_report_path_is_refused_not_waited_on() {
+    let h = Harness::with_users(1).await;
+    let fifo = h.path("report.csv");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    let csv = h.write("users.csv", generated_csv(1, 1));
+    let out = h
+        .run(&csv, &["--report", fifo.to_str().expect("utf-8")])
+        .await;
+    h.expect_code(&out, 2);
+    assert!(
+        out.stderr.contains("FIFO, not a regular file"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(h.state().api_requests(), 0, "{}", h.describe_state());
+}
+
+/// A checkpoint left world-readable (0644), with the -wal and -shm a reader holds open,
+/// is narrowed to 0600 by the next run, which says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_world_readable_checkpoint_wal_and_shm_are_narrowed_to_0600() {
+    let h = Harness::with_users(2).await;
+    let csv = h.write("users.csv", generated_csv(2, 1));
+    h.expect_code(&h.run(&csv, &[]).await, 0);
+    let checkpoint = h.checkpoint();
+    std::fs::set_permissions(&checkpoint, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    // A reader keeps the -wal and -shm in place; SQLite creates them with the database's
+    // (wide) mode.
+    let reader = rusqlite::Connection::open(&checkpoint).expect("open");
+    let rows: i64 = reader
+        .query_row("SELECT count(*) FROM rows", [], |r| r.get(0))
+        .expect("query");
+    assert_eq!(rows, 2);
+    let wal = h.path("checkpoint.sqlite-wal");
+    let shm = h.path("checkpoint.sqlite-shm");
+    for file in [&wal, &shm] {
+        assert_eq!(mode(file), 0o644, "{} before the run", file.display());
+    }
+    let out = h.run(&csv, &[]).await;
+    h.expect_code(&out, 0);
+    for file in [&checkpoint, &wal, &shm] {
+        assert_eq!(mode(file), 0o600, "{} after the run", file.display());
+    }
+    assert!(
+        out.stderr
+            .contains("was readable or writable by other accounts (mode 644)"),
+        "{}",
+        out.stderr
+    );
+    drop(reader);
+}
+
+/// A Podero for `run` then `links`: token, PUT user, POST building (a new id each), no
+/// heat pumps, and `session(user index, request)` for the session POST.
+async fn links_server(
+    session: impl Fn(u64, &Request) -> Reply + Send + Sync + 'static,
+) -> HostileServer {
+    HostileServer::start(IpAddr::V4(Ipv4Addr::LOCALHOST), move |request| {
+        let path = request.path.as_str();
+        match request.method.as_str() {
+            "POST" if path == "/oauth2/token/" => issue_straddling_token(request),
+            "PUT" if path.starts_with("/api/") => {
+                let id = path.rsplit('/').next().unwrap_or_default();
+                Reply::json(200, &json!({"id": id}))
+            }
+            "POST" if path.ends_with("/buildings") => {
+                Reply::json(201, &json!({"id": uuid::Uuid::new_v4(), "name": "Home 0"}))
+            }
+            "GET" if path.ends_with("/heat-pumps") => Reply::json(200, &json!([])),
+            "POST" if path.ends_with("/device-onboarding") => {
+                let body: serde_json::Value =
+                    serde_json::from_slice(&request.body).unwrap_or_default();
+                let user = body["user_id"]
+                    .as_str()
+                    .and_then(|id| u64::from_str_radix(id.get(24..)?, 16).ok())
+                    .unwrap_or(u64::MAX);
+                session(user, request)
+            }
+            _ => Reply::json(404, &json!({"detail": "Not Found"})),
+        }
+    })
+    .await
+    .expect("scripted server starts")
+}
+
+/// `run`, then `links --out links.csv -vv --json` with `extra`, both against `server`.
+async fn run_then_links(h: &Harness, users: usize, server: &HostileServer) -> common::Output {
+    let csv = h.write("users.csv", generated_csv(users, 1));
+    let args = h.run_args(&csv, &[]);
+    let strs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut run = h.command(&strs);
+    run.env("PODERO_BASE_URL", server.base_url());
+    h.expect_code(&h.exec_with(run).await, 0);
+    let extra = ["--timeout", "3", "-vv", "--json"];
+    let mut links = links_command(h, &csv, &h.path("links.csv"), &extra);
+    links.env("PODERO_BASE_URL", server.base_url());
+    h.exec_with(links).await
+}
+
+/// The checkpoint's bytes with its -wal, to search for what must not be there.
+fn checkpoint_bytes(h: &Harness) -> Vec<u8> {
+    let mut bytes = std::fs::read(h.checkpoint()).expect("checkpoint");
+    bytes.extend(std::fs::read(h.path("checkpoint.sqlite-wal")).unwrap_or_default());
+    bytes
+}
+
+/// A 409 to the session POST quoting the session id bare and a link without its scheme
+/// (`connect.podero.com/s/<id>`): neither may reach the `-vv` log, the warning line, the
+/// summary, the `--json` summary or the checkpoint's `links.error`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_ids_and_schemeless_links_in_a_session_error_stay_out_of_every_output() {
+    let session = "8c4b2f0e-6a1d-4e3b-9f7a-2d5c1e0b3a49";
+    let h = Harness::new(sandbox::Builder::new()).await;
+    let server = links_server(move |_, _| {
+        Reply::json(
+            409,
+            &json!({"detail": format!(
+                "a session already exists for this building: {session} \
+                 (open connect.podero.com/s/{session} to continue)"
+            )}),
+        )
+    })
+    .await;
+    let out = run_then_links(&h, 1, &server).await;
+    h.expect_code(&out, 1);
+    assert!(
+        out.stderr
+            .contains("a session already exists for this building"),
+        "the body must still be told, without its ids:\n{}",
+        out.stderr
+    );
+    let checkpoint = checkpoint_bytes(&h);
+    for needle in [session, "connect.podero.com/s", &session[..8]] {
+        for (place, bytes) in [
+            ("stderr", out.stderr.as_bytes()),
+            ("stdout", out.stdout.as_bytes()),
+            ("the checkpoint", &checkpoint[..]),
+        ] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{needle} in {place}:\n{}",
+                out.stderr
+            );
+        }
+    }
+}
+
+/// What the server answers for the session of user `i`: a link that must be refused
+/// (not https, a control character), or one on another host (kept, warned about once).
+fn session_with_link(user: u64, _: &Request) -> Reply {
+    let id = uuid::Uuid::new_v4();
+    let link = match user {
+        0 => format!("javascript:alert(1)//connect.podero.com?onboarding_session_id={id}"),
+        1 => format!("http://connect.podero.com?onboarding_session_id={id}"),
+        2 => format!("https://connect.podero.com/\u{1b}[2J?onboarding_session_id={id}"),
+        3 => format!("https://links.elsewhere.example/?onboarding_session_id={id}"),
+        _ => format!("https://connect.podero.com?onboarding_session_id={id}"),
+    };
+    Reply::json(
+        200,
+        &json!({"id": id, "authentication_url": link, "expiration_date": "2999-12-31"}),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_links_are_checked_before_they_are_stored_or_mailed() {
+    let h = Harness::new(sandbox::Builder::new()).await;
+    let server = links_server(session_with_link).await;
+    let out = run_then_links(&h, 5, &server).await;
+    h.expect_code(&out, 1);
+    let mailed = std::fs::read_to_string(h.path("links.csv")).expect("--out");
+    let stored: Vec<String> = {
+        let conn = rusqlite::Connection::open(h.checkpoint()).expect("open");
+        let mut stmt = conn
+            .prepare("SELECT link FROM links WHERE link IS NOT NULL")
+            .expect("query");
+        stmt.query_map([], |r| r.get(0))
+            .expect("links")
+            .collect::<Result<_, _>>()
+            .expect("decode")
+    };
+    assert_eq!(stored.len(), 2, "{stored:?}\n{}", out.stderr);
+    for link in &stored {
+        assert!(link.starts_with("https://"), "{link:?}");
+        assert!(!link.contains('\u{1b}'), "{link:?}");
+        assert!(mailed.contains(link.as_str()), "{mailed}");
+    }
+    for refused in ["javascript:", "http://connect", "\u{1b}"] {
+        assert!(!mailed.contains(refused), "{refused:?} in --out:\n{mailed}");
+    }
+    assert!(out.stderr.contains("does not use https"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("holds control, bidi or space characters"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        out.stderr
+            .matches("point at a host under elsewhere.example")
+            .count(),
+        1,
+        "one warning for the other host:\n{}",
+        out.stderr
+    );
+}
+
+/// Reads the standalone simulator's stderr up to the end of its banner.
+async fn read_banner(stderr: tokio::process::ChildStderr) -> String {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    let mut banner = String::new();
+    let reading = async {
+        while let Some(line) = lines.next_line().await.expect("stderr") {
+            banner.push_str(&line);
+            banner.push('\n');
+            if line.starts_with("Press Ctrl-C") {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), reading)
+        .await
+        .unwrap_or_else(|_| panic!("no banner within 20 s"));
+    banner
+}
+
+/// One HTTP/1.1 request on a fresh connection; returns the status code.
+async fn http_status(addr: std::net::SocketAddr, head: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(head.as_bytes()).await.expect("send");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.expect("read");
+    let text = String::from_utf8_lossy(&answer);
+    text.split(' ')
+        .nth(1)
+        .and_then(|status| status.parse().ok())
+        .unwrap_or_else(|| panic!("not HTTP: {text}"))
+}
+
+/// `podero-onboard sandbox`: the client secret only from PODERO_SANDBOX_CLIENT_SECRET (no
+/// flag), neither it nor the admin token in the banner, `/__sandbox/*` closed without the
+/// admin token, and a warning for a bind address other hosts can reach.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_standalone_simulator_keeps_its_secrets_out_of_flags_and_banner_and_guards_its_state() {
+    let secret = format!("sandbox-secret-{}", uuid::Uuid::new_v4().simple());
+    let admin = format!("admin-token-{}", uuid::Uuid::new_v4().simple());
+    let mut child = tokio::process::Command::new(common::BIN)
+        .args(["sandbox", "--port", "0", "--bind", "0.0.0.0"])
+        .env_clear()
+        .env("PODERO_SANDBOX_CLIENT_SECRET", &secret)
+        .env("PODERO_SANDBOX_ADMIN_TOKEN", &admin)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("sandbox starts");
+    let banner = read_banner(child.stderr.take().expect("stderr")).await;
+    assert!(
+        !banner.contains(&secret),
+        "client secret in the banner:\n{banner}"
+    );
+    assert!(
+        !banner.contains(&admin),
+        "admin token in the banner:\n{banner}"
+    );
+    assert!(
+        banner.contains("warning: --bind 0.0.0.0 is not a loopback address"),
+        "{banner}"
+    );
+    let port: u16 = banner
+        .split("listening on http://0.0.0.0:")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("no port in:\n{banner}"));
+    let addr = std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let get_state = |auth: &str| {
+        format!("GET /__sandbox/state HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n")
+    };
+    assert_eq!(http_status(addr, &get_state("")).await, 401);
+    let wrong = get_state("Authorization: Bearer not-the-token\r\n");
+    assert_eq!(http_status(addr, &wrong).await, 401);
+    let right = get_state(&format!("Authorization: Bearer {admin}\r\n"));
+    assert_eq!(http_status(addr, &right).await, 200);
+    let basic = base64::engine::general_purpose::STANDARD
+        .encode(format!("{}:{secret}", sandbox::DEMO_CLIENT_ID));
+    let body = r#"{"grant_type": "client_credentials"}"#;
+    let token = format!(
+        "POST /oauth2/token/ HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {basic}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    assert_eq!(
+        http_status(addr, &token).await,
+        200,
+        "the secret from the environment is the one accepted"
+    );
+    child.start_kill().expect("stop the simulator");
+    let _ = child.wait().await;
+    let flag = Cli::try_parse_from(["podero-onboard", "sandbox", "--client-secret", "x"]);
+    assert!(flag.is_err(), "--client-secret must not exist");
+}

@@ -16,7 +16,9 @@ use base64::Engine;
 use serde::Deserialize;
 
 use super::Traffic;
-use super::error::{CallError, Failure, describe_body, describe_transport, parse_retry_after};
+use super::error::{
+    CallError, Failure, describe_body_redacted, describe_transport, one_line, parse_retry_after,
+};
 use crate::secret::Secret;
 
 /// How the job authenticates.
@@ -230,7 +232,7 @@ impl Auth {
     }
 
     fn token_refused(&self, status: u16, retry_after: Option<Duration>, body: &[u8]) -> CallError {
-        let reason = self.scrub(&describe_body(body));
+        let reason = describe_body_redacted(body, &|text| self.scrub(text));
         let failure = match status {
             400 | 401 | 403 => Failure::Fatal,
             _ => Failure::from_status(status, retry_after),
@@ -252,13 +254,14 @@ impl Auth {
         }
     }
 
-    /// A transport error as a scrubbed `CallError`, its message prefixed with `context`.
+    /// A transport error as a scrubbed `CallError`, its message prefixed with `context`
+    /// (scrubbed whole, then made one line).
     pub(super) fn transport_error(&self, error: &reqwest::Error, context: &str) -> CallError {
         let (failure, message) = describe_transport(error);
         CallError {
             failure,
             status: None,
-            message: self.scrub(&format!("{context}{message}")),
+            message: one_line(&self.scrub(&format!("{context}{message}"))),
         }
     }
 

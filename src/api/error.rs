@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use super::gate::MAX_RETRY_AFTER;
+use crate::bidi::is_bidi_control;
 
 /// How a request failed, from the job's point of view.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,13 +85,21 @@ const MAX_MESSAGE_CHARS: usize = 300;
 /// `{"detail": "..."}` or `{"detail": [{"loc", "msg"}]}`, OAuth's `{"error", "error_description"}`,
 /// an HTML page from a proxy (its `<title>`), or any text (truncated).
 pub fn describe_body(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
+    describe_body_redacted(body, &|text| text.to_owned())
+}
+
+/// [`describe_body`] with `redact` applied to the whole text before it is made one line
+/// and shortened: cut first, a secret straddling the cut (or one whose spaces were
+/// collapsed) would no longer match and half of it would be printed. `redact` sees the
+/// raw body and then the description (a JSON string's escapes are undone by then).
+pub fn describe_body_redacted(body: &[u8], redact: &dyn Fn(&str) -> String) -> String {
+    let text = redact(&String::from_utf8_lossy(body));
     let described = serde_json::from_str::<serde_json::Value>(&text)
         .ok()
         .and_then(|json| describe_json(&json))
         .or_else(|| html_title(&text))
-        .unwrap_or_else(|| text.into_owned());
-    one_line(&described)
+        .unwrap_or(text);
+    one_line(&redact(&described))
 }
 
 fn describe_json(json: &serde_json::Value) -> Option<String> {
@@ -168,16 +177,10 @@ pub fn one_line(text: &str) -> String {
     }
 }
 
-/// Marks that reorder text on display (LRM/RLM, ALM, embeddings, overrides, isolates).
-fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{200E}' | '\u{200F}' | '\u{061C}')
-        || ('\u{202A}'..='\u{202E}').contains(&c)
-        || ('\u{2066}'..='\u{2069}').contains(&c)
-}
-
-/// A transport error as one line: what happened and its innermost cause (e.g. "could not
-/// connect: Connection refused (os error 111)"), never reqwest's generic "error sending
-/// request". Also says whether the request may have reached the server.
+/// A transport error: what happened and its innermost cause (e.g. "could not connect:
+/// Connection refused (os error 111)"), never reqwest's generic "error sending request".
+/// Also says whether the request may have reached the server. The text is whole: redact
+/// it, then make it [`one_line`].
 pub fn describe_transport(error: &reqwest::Error) -> (Failure, String) {
     let failure = if error.is_connect() {
         Failure::NotProcessed
@@ -199,7 +202,7 @@ pub fn describe_transport(error: &reqwest::Error) -> (Failure, String) {
         Some(cause) => format!("{kind}: {cause}"),
         None => kind.to_owned(),
     };
-    (failure, one_line(&message))
+    (failure, message)
 }
 
 /// Parses `Retry-After` as delta-seconds or an HTTP date, at most [`MAX_RETRY_AFTER`]
@@ -269,6 +272,32 @@ mod tests {
         assert_eq!(
             parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT"),
             Some(MAX_RETRY_AFTER)
+        );
+    }
+
+    /// A secret is matched in the whole text: 280 characters before it, it still goes
+    /// whole, not its first characters up to the 300-character cut.
+    #[test]
+    fn redaction_sees_the_whole_text_before_the_cut() {
+        let token = "0123456789abcdefghijklmnopqrstu";
+        let body = format!(
+            "{{\"detail\": \"{} you sent Bearer {token}\"}}",
+            "x".repeat(280)
+        );
+        let redact = |text: &str| text.replace(token, "[redacted]");
+        let described = describe_body_redacted(body.as_bytes(), &redact);
+        assert!(!described.contains("0123456789"), "{described}");
+        assert!(described.ends_with('…'), "{described}");
+    }
+
+    #[test]
+    fn a_secret_with_runs_of_spaces_is_redacted_before_they_collapse() {
+        let secret = "correct horse  battery\tstaple";
+        let body = serde_json::json!({ "detail": format!("you sent {secret}") }).to_string();
+        let redact = |text: &str| text.replace(secret, "[redacted]");
+        assert_eq!(
+            describe_body_redacted(body.as_bytes(), &redact),
+            "you sent [redacted]"
         );
     }
 

@@ -23,6 +23,7 @@ pub mod breaker;
 pub mod connect;
 pub mod error;
 pub mod gate;
+pub mod path;
 pub mod stats;
 pub mod tls;
 
@@ -38,7 +39,7 @@ use auth::Auth;
 pub use auth::Credentials;
 use breaker::Breaker;
 pub use error::{CallError, Failure};
-use error::{describe_body, parse_retry_after};
+use error::{describe_body_redacted, parse_retry_after};
 use gate::Gate;
 use stats::Stats;
 
@@ -233,7 +234,7 @@ impl Client {
     /// Builds the client; sends nothing.
     pub fn new(config: ClientConfig) -> Result<Self, reqwest::Error> {
         tls::install_crypto_provider();
-        let http = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             // The system store plus `--ca-cert`, never without verification (see `tls`).
             .tls_certs_merge(config.ca_certs)
             .user_agent(concat!("podero-onboard/", env!("CARGO_PKG_VERSION")))
@@ -241,8 +242,16 @@ impl Client {
             .connect_timeout(config.connect_timeout)
             // Never follow a redirect: it could carry the bearer token to another host.
             .redirect(reqwest::redirect::Policy::none())
-            .pool_max_idle_per_host(config.pool_size)
-            .build()?;
+            .pool_max_idle_per_host(config.pool_size);
+        // Plain http is only allowed to loopback (see `config`): through a proxy, the Basic
+        // credentials and tokens would cross a network in clear text, for a server on this
+        // very machine. HTTPS keeps honouring HTTPS_PROXY (its tunnel is encrypted).
+        let http = if config.base_url.starts_with("http://") {
+            builder.no_proxy()
+        } else {
+            builder
+        }
+        .build()?;
         let api = format!(
             "{}/api/partners/v2.0/org/{}",
             config.base_url, config.org_id
@@ -302,7 +311,7 @@ impl Client {
                     status: Some(status),
                     message: format!(
                         "the server answered {status} without a building id ({}); the building may exist",
-                        self.auth.scrub(&describe_body(&bytes))
+                        self.describe(&bytes, "")
                     ),
                 }),
             },
@@ -458,7 +467,8 @@ impl Client {
                 }
                 _ => return Err(error),
             }
-            tracing::debug!(attempt, url = %request.url, error = %error, "retrying");
+            let url = path::logged_url(&request.url);
+            tracing::debug!(attempt, %url, error = %error, "retrying");
         }
     }
 
@@ -492,12 +502,13 @@ impl Client {
             Err(error) => Err(self.transport_error(&error)),
         };
         self.observe(&result);
+        let url = path::logged_url(&request.url);
         match &result {
             Ok((status, _)) => {
-                tracing::debug!(method = %request.method, url = %request.url, status, "request")
+                tracing::debug!(method = %request.method, %url, status, "request")
             }
             Err(error) => {
-                tracing::debug!(method = %request.method, url = %request.url, %error, "request failed")
+                tracing::debug!(method = %request.method, %url, %error, "request failed")
             }
         }
         (result, bearer.generation)
@@ -529,8 +540,7 @@ impl Client {
         if (200..300).contains(&status) {
             return Ok((status, body));
         }
-        // A body may quote a Connect link or session id (a capability): cut out.
-        let mut message = connect::redact_links(&self.auth.scrub(&describe_body(&body)));
+        let mut message = self.describe(&body, response.url().path());
         if (300..400).contains(&status) {
             message = format!(
                 "the server redirected ({message}); redirects are not followed so the token \
@@ -541,6 +551,21 @@ impl Client {
             failure: Failure::from_status(status, retry_after),
             status: Some(status),
             message,
+        })
+    }
+
+    /// An error body as one line, redacted whole before it is shortened: the secrets this
+    /// process holds, and Connect links and session ids (capabilities) — for the
+    /// device-onboarding endpoints also every id, host and path, since any may be one.
+    fn describe(&self, body: &[u8], path: &str) -> String {
+        let sessions = path.contains("/device-onboarding");
+        describe_body_redacted(body, &|text| {
+            let text = self.auth.scrub(text);
+            if sessions {
+                connect::redact_session_text(&text)
+            } else {
+                connect::redact_links(&text)
+            }
         })
     }
 

@@ -4,12 +4,12 @@
 //! a killed run is never stale: the next run simply gets it. The file's text (pid, start
 //! time) only serves the message shown to a second run.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::io::{Read, Seek, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use super::CheckpointError;
+use super::{CheckpointError, file_error};
+use crate::files::{self, Existing};
 
 /// Held for the whole run; released on drop (or by the kernel on death).
 pub struct Lock {
@@ -18,9 +18,7 @@ pub struct Lock {
 
 /// The lock file beside a checkpoint.
 pub fn lock_path(checkpoint: &Path) -> PathBuf {
-    let mut name = checkpoint.as_os_str().to_owned();
-    name.push(".lock");
-    PathBuf::from(name)
+    super::sidecar(checkpoint, ".lock")
 }
 
 impl Lock {
@@ -31,14 +29,9 @@ impl Lock {
             path: path.clone(),
             source,
         };
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io)?;
+        // Never through a symlink: the holder line below would be written into its target.
+        let mut file =
+            files::create_private(&path, Existing::Keep).map_err(|e| file_error(&path, e))?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {

@@ -27,6 +27,8 @@ use uuid::Uuid;
 
 pub use lock::Lock;
 
+use crate::files::{self, FileError};
+
 /// The schema version this build writes (`PRAGMA user_version`): version 1 is
 /// `schema.sql`, each migration adds one.
 pub(crate) const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;
@@ -134,6 +136,16 @@ pub enum CheckpointError {
         #[source]
         source: rusqlite::Error,
     },
+    /// A symlink or a special file stands where the checkpoint, its `-wal`/`-shm` or its
+    /// lock file go: refused, so nothing is written through it.
+    #[error("cannot use {path}: {source}; remove it, or point --checkpoint at another path")]
+    InTheWay {
+        /// The path in the way.
+        path: PathBuf,
+        /// What it is.
+        #[source]
+        source: FileError,
+    },
     /// The file or its lock could not be created.
     #[error(
         "cannot use checkpoint {path}: {source}; check that the directory exists and is writable"
@@ -167,7 +179,9 @@ impl Checkpoint {
     /// to `identity`, and applies the durable settings.
     pub fn open_for_run(path: &Path, identity: &Identity) -> Result<Self, CheckpointError> {
         create_private(path)?;
-        let conn = Connection::open(path).map_err(|e| sqlite(path, e))?;
+        // SQLITE_OPEN_NOFOLLOW: a symlink swapped in after the check above is refused too.
+        let flags = OpenFlags::default() | OpenFlags::SQLITE_OPEN_NOFOLLOW;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| sqlite(path, e))?;
         let checkpoint = Checkpoint {
             conn,
             path: path.to_owned(),
@@ -175,7 +189,28 @@ impl Checkpoint {
         checkpoint.configure()?;
         checkpoint.ensure_schema()?;
         checkpoint.ensure_identity(identity)?;
+        checkpoint.tighten()?;
         Ok(checkpoint)
+    }
+
+    /// Narrows the checkpoint, its -wal and its -shm to 0600, saying so when one was wider:
+    /// they hold personal data and Connect links, and a run must not keep adding to files
+    /// others can read. Done once the file is known to be this job's checkpoint, before
+    /// the run writes anything, so a foreign file pointed at by mistake is left as it was.
+    fn tighten(&self) -> Result<(), CheckpointError> {
+        let path = &self.path;
+        for file in [path.clone(), sidecar(path, "-wal"), sidecar(path, "-shm")] {
+            let widened = files::tighten(&file).map_err(|e| file_error(&file, e))?;
+            if let Some(mode) = widened {
+                tracing::warn!(
+                    "{} was readable or writable by other accounts (mode {mode:03o}); it is now \
+                     owner-only (0600). It holds personal data and Connect links: if others \
+                     could read it, treat what it held as exposed",
+                    file.display()
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Opens an existing checkpoint read-only (status, export).
@@ -449,20 +484,39 @@ impl Checkpoint {
     }
 }
 
-/// Creates the file owner-only before SQLite opens it (SQLite gives its -wal and -shm
-/// files the same permissions).
+/// Creates the file owner-only, never through a symlink, before SQLite opens it (SQLite
+/// gives new -wal and -shm files the database's permissions), and refuses a symlink or
+/// special file at the -wal or -shm path. An existing file keeps its mode here: it may not
+/// be a checkpoint at all (see [`Checkpoint::tighten`]).
 fn create_private(path: &Path) -> Result<(), CheckpointError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)
+    for sidecar in [sidecar(path, "-wal"), sidecar(path, "-shm")] {
+        files::check_in_the_way(&sidecar).map_err(|e| file_error(&sidecar, e))?;
+    }
+    files::open_regular(path)
         .map(|_| ())
-        .map_err(|source| CheckpointError::Io {
+        .map_err(|e| file_error(path, e))
+}
+
+/// `<checkpoint>-wal` or `<checkpoint>-shm`.
+fn sidecar(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// A file problem at `path`: a symlink or special file in the way is the operator's to
+/// fix (exit 2), an OS error is not.
+pub(crate) fn file_error(path: &Path, error: FileError) -> CheckpointError {
+    match error {
+        FileError::Io(source) => CheckpointError::Io {
             path: path.to_owned(),
             source,
-        })
+        },
+        in_the_way => CheckpointError::InTheWay {
+            path: path.to_owned(),
+            source: in_the_way,
+        },
+    }
 }
 
 /// Wraps an SQLite error with the file name.

@@ -31,11 +31,11 @@ fn proxy_hint(message: &str, base_url: &str) -> Option<String> {
     if !message.contains("could not connect") {
         return None;
     }
-    let names: &[&str] = if base_url.starts_with("https://") {
-        &["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
-    } else {
-        &["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
-    };
+    // Plain http (loopback only) never goes through a proxy (see `api::Client::new`).
+    if !base_url.starts_with("https://") {
+        return None;
+    }
+    let names = ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"];
     let name = names
         .iter()
         .find(|name| crate::config::process_env(name).is_some())?;

@@ -282,6 +282,13 @@ pub(super) fn is_control(c: char) -> bool {
 }
 
 fn reject_controls(column: &Column, value: &str) -> Result<(), Problem> {
+    if value.chars().any(crate::bidi::is_bidi_control) {
+        return Err(Problem::of_value(
+            "contains an invisible bidirectional control character (shown escaped, e.g. \
+             \\u{202e}), which makes text display in another order than it is stored: \
+             remove it from the cell",
+        ));
+    }
     let newlines = matches!(column.kind, Kind::Text { newlines: true, .. });
     let allowed = |c: char| newlines && (c == '\n' || c == '\r');
     if !value.chars().any(|c| is_control(c) && !allowed(c)) {

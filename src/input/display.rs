@@ -28,10 +28,6 @@ pub fn shown_bytes(value: &[u8]) -> String {
 
 fn needs_escape(c: char) -> bool {
     c.is_control()
-        || matches!(
-            c,
-            '"' | '\\' | '\u{200E}' | '\u{200F}' | '\u{2028}' | '\u{2029}' | '\u{FEFF}'
-        )
-        || ('\u{202A}'..='\u{202E}').contains(&c)
-        || ('\u{2066}'..='\u{2069}').contains(&c)
+        || crate::bidi::is_bidi_control(c)
+        || matches!(c, '"' | '\\' | '\u{2028}' | '\u{2029}' | '\u{FEFF}')
 }

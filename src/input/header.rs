@@ -27,13 +27,14 @@ pub(super) struct Split {
 }
 
 impl Layout {
-    /// Headers that feed no known column, as found in the file.
+    /// Headers that feed no known column, escaped for a terminal or log (a header is the
+    /// file's text: it may hold escape sequences or bidi controls).
     pub(super) fn ignored(&self) -> Vec<String> {
         self.headers
             .iter()
             .zip(&self.slots)
             .filter(|(_, slot)| slot.is_none())
-            .map(|(h, _)| h.clone())
+            .map(|(h, _)| display::shown(h))
             .collect()
     }
 }

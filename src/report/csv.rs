@@ -2,7 +2,9 @@
 //!
 //! Cells are escaped against spreadsheet formula injection: a cell starting with `=`,
 //! `+`, `-`, `@`, tab or carriage return gets a leading `'`, so a hostile value in the
-//! input cannot run as a formula when the operator opens the report in Excel.
+//! input cannot run as a formula when the operator opens the report in Excel. Bidi
+//! controls (which input validation refuses, but an older checkpoint may hold) are
+//! written escaped (`\u{202e}`), so no cell displays in another order than it reads.
 
 use std::io::Write;
 
@@ -42,6 +44,23 @@ pub fn escape_formula(cell: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// Writes every bidi control of `cell` as its escape (`\u{202e}`).
+pub fn escape_bidi(cell: &str) -> std::borrow::Cow<'_, str> {
+    if !cell.chars().any(crate::bidi::is_bidi_control) {
+        return cell.into();
+    }
+    cell.chars()
+        .map(|c| {
+            if crate::bidi::is_bidi_control(c) {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
 /// Streams records (in header order) as CSV with escaped cells.
 pub struct CsvWriter<W: Write> {
     inner: csv::Writer<W>,
@@ -57,8 +76,11 @@ impl<W: Write> CsvWriter<W> {
 
     /// Writes one record.
     pub fn write(&mut self, record: &[String]) -> csv::Result<()> {
-        self.inner
-            .write_record(record.iter().map(|cell| escape_formula(cell).into_owned()))
+        self.inner.write_record(
+            record
+                .iter()
+                .map(|cell| escape_formula(&escape_bidi(cell)).into_owned()),
+        )
     }
 
     /// Flushes the output.
@@ -80,6 +102,12 @@ mod tests {
         assert_eq!(escape_formula("@SUM(A1)"), "'@SUM(A1)");
         assert_eq!(escape_formula("Main House"), "Main House");
         assert_eq!(escape_formula(""), "");
+    }
+
+    #[test]
+    fn bidi_controls_are_written_escaped() {
+        assert_eq!(escape_bidi("abc\u{202e}fed"), "abc\\u{202e}fed");
+        assert_eq!(escape_bidi("Main House"), "Main House");
     }
 
     #[test]

@@ -210,17 +210,9 @@ pub fn stdout_written(written: std::io::Result<()>) -> Result<(), AppError> {
     }
 }
 
-/// Creates (truncating) a file for rows of customer data, owner-only: the report and the
-/// links' `--out`.
-pub fn create_private(path: &std::path::Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    // `mode` applies only when the file is created; an old file may be wider.
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    Ok(file)
+/// Creates (truncating) a file for rows of customer data, owner-only and never through a
+/// symlink ([`crate::files`]): the report and the links' `--out`. Called before any
+/// request, so an unwritable path fails in the first second.
+pub fn create_private(path: &std::path::Path) -> Result<std::fs::File, crate::files::FileError> {
+    crate::files::create_private(path, crate::files::Existing::Truncate)
 }

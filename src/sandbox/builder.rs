@@ -56,6 +56,7 @@ impl Builder {
             token_lifetime: Duration::from_secs(36_000),
             create_status: 201,
             list_buildings: ListBuildings::Enabled,
+            admin_token: None,
         };
         Builder {
             config,
@@ -90,6 +91,13 @@ impl Builder {
     pub fn credentials(mut self, client_id: &str, client_secret: &str) -> Self {
         self.config.client_id = client_id.to_owned();
         self.config.client_secret = client_secret.to_owned();
+        self
+    }
+
+    /// Requires `Authorization: Bearer <token>` on the `/__sandbox/*` endpoints (state,
+    /// faults, clock, heat pumps); without one they are open.
+    pub fn admin_token(mut self, token: impl Into<String>) -> Self {
+        self.config.admin_token = Some(token.into());
         self
     }
 

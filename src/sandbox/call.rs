@@ -40,6 +40,8 @@ pub(crate) struct Config {
     pub token_lifetime: Duration,
     pub create_status: u16,
     pub list_buildings: ListBuildings,
+    /// When set, the `/__sandbox/*` endpoints want `Authorization: Bearer <this>`.
+    pub admin_token: Option<String>,
 }
 
 /// Everything the connection tasks share.

@@ -11,7 +11,7 @@ use hyper::{Request, Response};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::call::{Answer, Call, Shared};
+use super::call::{Answer, Call, Config, Shared};
 use super::endpoints;
 use super::faults::{AfterCommit, FaultsJson, Gate};
 use super::route::{Endpoint, Route, route};
@@ -126,7 +126,13 @@ async fn read_call(shared: &Shared, req: Request<Incoming>) -> ReadCall {
 
 /// Routes a call and runs it: `(endpoint, user id in the path, answer)`.
 async fn dispatch(shared: &Shared, call: &Call) -> (Endpoint, Option<Uuid>, Answer) {
-    match route(&call.method, &call.path) {
+    let route = route(&call.method, &call.path);
+    if is_admin(&route) && !admin_allowed(&shared.config, call) {
+        let answer = Answer::detail(401, "the /__sandbox endpoints need the admin token")
+            .with_header(header::WWW_AUTHENTICATE, "Bearer");
+        return (Endpoint::Admin, None, answer);
+    }
+    match route {
         Route::Token => (
             Endpoint::Token,
             None,
@@ -171,6 +177,35 @@ async fn dispatch(shared: &Shared, call: &Call) -> (Endpoint, Option<Uuid>, Answ
             (Endpoint::Unknown, None, Answer::detail(404, "Not Found"))
         }
     }
+}
+
+fn is_admin(route: &Route<'_>) -> bool {
+    matches!(
+        route,
+        Route::AdminState | Route::AdminFaults | Route::AdminClock | Route::AdminConnect
+    )
+}
+
+/// No admin token configured: open (a loopback test server); otherwise the bearer must
+/// match. The admin endpoints show session ids, enough to rebuild Connect links.
+fn admin_allowed(config: &Config, call: &Call) -> bool {
+    let Some(expected) = &config.admin_token else {
+        return true;
+    };
+    call.authorization
+        .as_deref()
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .is_some_and(|given| same_secret(given, expected))
+}
+
+/// Compares without stopping at the first difference (no timing hint of how much matched).
+fn same_secret(given: &str, expected: &str) -> bool {
+    given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0, |diff, (a, b)| diff | (a ^ b))
+            == 0
 }
 
 /// Applies latency and the fault gate, then runs `handle` if the gate passes.

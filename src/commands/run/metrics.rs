@@ -2,7 +2,11 @@
 //! node_exporter's textfile collector, so a nightly job can be alerted on.
 //!
 //! The file is replaced atomically (a temp file in the same directory, then `rename`),
-//! so the collector never reads half a file. It is written at the end of every run,
+//! so the collector never reads half a file. The temp file comes from the `tempfile`
+//! crate: a random name created exclusively (`O_EXCL`), so a symlink planted at a
+//! guessable name cannot redirect the write; `rename` replaces a link at the path itself
+//! rather than following it, and a symlink or special file there is refused at start-up.
+//! Mode 0644: the figures hold no personal data, and node_exporter runs as another user. It is written at the end of every run,
 //! failed ones included (before the pipeline, then only the exit code, duration and
 //! times are known).
 //!
@@ -14,7 +18,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 use crate::checkpoint::Checkpoint;
 use crate::error::AppError;
@@ -45,21 +50,24 @@ pub struct RunFigures {
     pub requests: BTreeMap<String, u64>,
 }
 
-/// Checks at start-up that the metrics file's directory takes a new file, so a wrong
-/// path fails before any request rather than after an hour of calls.
+/// Checks at start-up that the metrics file's directory takes a new file and that no
+/// symlink or special file stands at the path, so a wrong path fails before any request
+/// rather than after an hour of calls.
 pub fn check_writable(path: &Path) -> Result<(), AppError> {
-    let probe = temp_path(path);
-    std::fs::File::create(&probe)
-        .and_then(|_| std::fs::remove_file(&probe))
-        .map_err(|e| {
-            AppError::Usage(format!(
-                "--metrics-file {}: cannot create a file in its directory ({e}); choose a \
-                 writable directory, e.g. node_exporter's textfile directory",
-                path.display()
-            ))
-        })
+    crate::files::check_in_the_way(path).map_err(|e| {
+        AppError::Usage(format!(
+            "--metrics-file {}: {e}; remove it, or choose another path",
+            path.display()
+        ))
+    })?;
+    temp_file(path).map(drop).map_err(|e| {
+        AppError::Usage(format!(
+            "--metrics-file {}: cannot create a file in its directory ({e}); choose a \
+             writable directory, e.g. node_exporter's textfile directory",
+            path.display()
+        ))
+    })
 }
-
 /// The figures of a run that reached its summary.
 pub fn from_summary(summary: &Summary, checkpoint: &Checkpoint, previous: &Path) -> RunFigures {
     let rows = &summary.rows;
@@ -207,28 +215,30 @@ fn label_value(value: &str) -> String {
 }
 
 /// Replaces the file at `path` with `text` atomically: temp file in the same
-/// directory, flushed to disk, then renamed over the old one.
+/// directory, flushed to disk, then renamed over the old one (the temp file is removed
+/// if anything fails).
 pub fn write(path: &Path, text: &str) -> std::io::Result<()> {
-    let temp = temp_path(path);
-    let result = std::fs::File::create(&temp)
-        .and_then(|mut file| {
-            file.write_all(text.as_bytes())?;
-            file.sync_all()
-        })
-        .and_then(|()| std::fs::rename(&temp, path));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result
+    let mut temp = temp_file(path)?;
+    temp.write_all(text.as_bytes())?;
+    temp.as_file().sync_all()?;
+    temp.persist(path).map(drop).map_err(|e| e.error)
 }
 
-/// `.NAME.tmp` beside `path`: the same filesystem (so `rename` is atomic) and not
-/// `*.prom`, so the textfile collector never reads it.
-fn temp_path(path: &Path) -> PathBuf {
+/// A new `.NAME.<random>.tmp` beside `path`: the same filesystem (so `rename` is atomic)
+/// and not `*.prom`, so the textfile collector never reads it.
+fn temp_file(path: &Path) -> std::io::Result<tempfile::NamedTempFile> {
     let name = path
         .file_name()
         .map_or_else(|| "metrics".into(), |n| n.to_string_lossy().into_owned());
-    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .permissions(std::fs::Permissions::from_mode(0o644))
+        .tempfile_in(dir)
 }
 
 #[cfg(test)]
@@ -250,6 +260,37 @@ mod tests {
             1,
             "no temp file left"
         );
+    }
+
+    /// The temp file's name used to be `.NAME.<pid>.tmp`, opened without `O_EXCL`: a link
+    /// planted there emptied its target. Now the name is random and created exclusively.
+    #[test]
+    fn a_link_planted_at_the_old_guessable_temp_name_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("podero.prom");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        let guessed = dir
+            .path()
+            .join(format!(".podero.prom.{}.tmp", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &guessed).unwrap();
+        write(&path, &render(&RunFigures::default())).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        assert!(previous_last_success(&path).is_some());
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o600, 0o600, "owner reads and writes: {mode:o}");
+        assert_eq!(mode & 0o022, 0, "nobody else writes: {mode:o}");
+    }
+
+    #[test]
+    fn a_symlink_at_the_metrics_path_is_refused_at_start_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("podero.prom");
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), &path).unwrap();
+        let error = check_writable(&path).unwrap_err();
+        assert_eq!(error.exit_code(), crate::exit_code::ExitCode::Usage);
+        assert!(error.to_string().contains("symbolic link"), "{error}");
+        assert!(error.to_string().contains("podero.prom"), "{error}");
     }
 
     #[test]
