@@ -212,9 +212,14 @@ async fn an_https_run_goes_through_the_connect_proxy_of_https_proxy() {
     );
     let out = h.exec_with(cmd).await;
     h.expect_code(&out, 0);
-    assert!(
-        proxy.passed.load(Ordering::SeqCst) >= 1,
-        "no CONNECT reached the proxy"
+    // Every connection the server accepted came through a tunnel of the proxy: none
+    // went around it (the harness reads the simulator in-process, not over TCP).
+    let tunnels = proxy.passed.load(Ordering::SeqCst);
+    assert!(tunnels >= 1, "no CONNECT reached the proxy");
+    assert_eq!(
+        tunnels as u64,
+        h.sandbox.connections_accepted(),
+        "the server accepted connections that did not come through the proxy"
     );
     assert_eq!(states(&h.checkpoint_rows())["done"], USERS);
     h.assert_no_duplicates_and_map_matches();

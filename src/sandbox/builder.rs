@@ -7,6 +7,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -191,6 +192,7 @@ impl Builder {
             faults: Mutex::new(FaultState::new(self.faults, self.seed)),
             started: Instant::now(),
             changed: Notify::new(),
+            connections: AtomicU64::new(0),
         });
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         let task = tokio::spawn(accept_loop(listener, Arc::clone(&shared), self.tls));
@@ -240,6 +242,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tls: Option<Ser
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
+                    shared.connections.fetch_add(1, Ordering::Relaxed);
                     let shared = Arc::clone(&shared);
                     match &tls {
                         Some(tls) => connections.spawn(serve_tls(stream, shared, tls.clone())),
@@ -323,6 +326,12 @@ impl Sandbox {
     /// A copy of the current state.
     pub fn state(&self) -> Snapshot {
         self.shared.state().snapshot()
+    }
+
+    /// TCP connections accepted so far (a TLS handshake that failed included): a test
+    /// compares it with what a proxy tunnelled, to show every connection went through it.
+    pub fn connections_accepted(&self) -> u64 {
+        self.shared.connections.load(Ordering::Relaxed)
     }
 
     /// Waits until at least `n` requests of `endpoint` (a [`Snapshot::requests`] name) are

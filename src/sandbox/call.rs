@@ -2,6 +2,7 @@
 //! [`Answer`] they decide on, what every connection shares ([`Shared`]: the fixed
 //! [`Config`], the state and the faults), and the small helpers every endpoint uses.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -53,6 +54,8 @@ pub(crate) struct Shared {
     pub started: Instant,
     /// Woken at every request that arrives or ends, for [`super::Sandbox::wait_in_flight`].
     pub changed: Notify,
+    /// TCP connections accepted: a proxied run's tunnels must add up to it.
+    pub connections: AtomicU64,
 }
 
 impl Shared {
