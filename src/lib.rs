@@ -55,7 +55,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode, AppError> {
             );
             let config = run::RunConfig::new(*args, &config::process_env)?;
             raise_malloc_trim_threshold();
-            runtime()?.block_on(async { run::run(config, signals()?).await })
+            on_worker(async { run::run(config, signals()?).await })
         }
         Command::Links(args) => {
             logging::init(
@@ -64,7 +64,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode, AppError> {
                 args.output.log_format,
             );
             let config = links::config::LinksConfig::new(*args, &config::process_env)?;
-            runtime()?.block_on(async { links::links(config, signals()?).await })
+            on_worker(async { links::links(config, signals()?).await })
         }
         Command::Demo(args) => {
             logging::init(0, false, cli::LogFormat::Text);
@@ -88,6 +88,22 @@ fn runtime() -> Result<tokio::runtime::Runtime, AppError> {
         .enable_all()
         .build()
         .map_err(|e| AppError::Fatal(format!("cannot start the async runtime: {e}")))
+}
+
+/// Runs `run` or `links` as a task on the runtime's workers, not on the main thread.
+/// Their drive loop polls every request of the run in one task (`buffer_unordered`), and
+/// hyper runs each connection as a task of its own: with the loop on the main thread
+/// (`block_on`), every request and every response crossed threads, a futex wake and a
+/// context switch each way. Spawned, the loop and the connection tasks it creates share
+/// a worker's queue and mostly run where they were woken; the second worker still takes
+/// work when the first is busy, so a run keeps both cores. Measured in `scripts/bench.sh`
+/// (docs/performance.md: context switches and CPU per row).
+fn on_worker<F>(job: F) -> Result<ExitCode, AppError>
+where
+    F: Future<Output = Result<ExitCode, AppError>> + Send + 'static,
+{
+    let joined = runtime()?.block_on(async { tokio::spawn(job).await });
+    joined.unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()))
 }
 
 /// Makes glibc's malloc keep freed memory instead of handing it back to the kernel after
