@@ -131,6 +131,13 @@ pub struct RunArgs {
     #[arg(long)]
     pub strict: bool,
 
+    /// Stop before any call (exit 2) when the input lacks more of the checkpoint's rows
+    /// than this: a number of rows (`50`) or a share of them (`10%`). A CRM export cut
+    /// short must not pass as a good night; `100%` turns the guard off.
+    #[arg(long, value_name = "N|P%", default_value = crate::commands::run::vanished::DEFAULT_MAX_VANISHED,
+          value_parser = crate::commands::run::vanished::parse_max_vanished)]
+    pub max_vanished: crate::commands::run::vanished::MaxVanished,
+
     /// Also retry rows that failed permanently (404, 422) although their input did not change.
     #[arg(long)]
     pub retry_failed: bool,
@@ -248,6 +255,8 @@ pub enum StateFilter {
     Pending,
     /// A POST was in flight when a run stopped.
     Posting,
+    /// In the checkpoint but not in the last run's input (left untouched on the server).
+    Vanished,
 }
 
 /// Options of `demo`.

@@ -53,6 +53,7 @@ use csv::ByteRecord;
 use header::{Layout, Split};
 use record::check_record;
 
+pub(crate) use columns::column_of_field;
 pub use columns::{MAX_BUILDING_NAME_CHARS, MAX_EXTERNAL_USER_ID_CHARS, MAX_PROPERTY_ID_CHARS};
 pub use display::MAX_SHOWN_CHARS;
 pub use error::InputError;
@@ -287,6 +288,12 @@ impl Reader {
             .iter()
             .flatten()
             .any(|c| c.name == "building_name")
+    }
+
+    /// Whether the file has a column feeding the known column `name` (under its own
+    /// header or mapped with `--column`).
+    pub fn has_column(&self, name: &str) -> bool {
+        self.layout.slots.iter().flatten().any(|c| c.name == name)
     }
 
     /// Headers that feed no known column (ignored; worth one warning).

@@ -145,6 +145,7 @@ fn demo_config(args: &DemoArgs, base_url: &str, checkpoint: &Path) -> RunConfig 
         metrics_file: None,
         dry_run: false,
         strict: false,
+        max_vanished: crate::commands::run::vanished::MaxVanished::Percent(100.0),
         output: Output {
             quiet: false,
             verbose: 0,

@@ -426,3 +426,14 @@ fn looks_like_email(value: &str) -> bool {
         && labels_ok
         && !value.chars().any(char::is_whitespace)
 }
+
+/// The canonical column that sends the API field `api` of the user (`building` false) or
+/// of the building, with its place in [`COLUMNS`]: how a stored body is written back as
+/// the CSV columns it came from (`export --state failed`).
+pub(crate) fn column_of_field(building: bool, api: &str) -> Option<(usize, &'static str)> {
+    let target = if building { Building } else { User };
+    COLUMNS
+        .iter()
+        .position(|c| c.target == target && c.api == api)
+        .map(|i| (i, COLUMNS[i].name))
+}

@@ -24,7 +24,7 @@ pub fn render(summary: &Summary) -> String {
         human_duration(std::time::Duration::from_secs_f64(summary.duration_secs))
     );
     if let Some(plan) = &summary.plan {
-        render_plan(&mut out, plan, r.invalid, r.duplicates);
+        render_plan(&mut out, plan, r);
     } else {
         render_counts(&mut out, r);
     }
@@ -86,7 +86,7 @@ fn render_counts(out: &mut String, r: &super::RowCounts) {
         ),
         (
             r.vanished,
-            "in the checkpoint but no longer in the input: left untouched",
+            "in the checkpoint but no longer in the input: left untouched (export --state vanished lists them)",
         ),
     ];
     for (count, what) in lines.into_iter().filter(|(count, _)| *count > 0) {
@@ -94,7 +94,8 @@ fn render_counts(out: &mut String, r: &super::RowCounts) {
     }
 }
 
-fn render_plan(out: &mut String, plan: &super::Plan, invalid: u64, duplicates: u64) {
+fn render_plan(out: &mut String, plan: &super::Plan, r: &super::RowCounts) {
+    let (invalid, duplicates) = (r.invalid, r.duplicates);
     let _ = writeln!(out, "plan (dry run, nothing sent):");
     let lines = [
         (
@@ -122,6 +123,10 @@ fn render_plan(out: &mut String, plan: &super::Plan, invalid: u64, duplicates: u
         ),
         (invalid, "invalid: would not be sent"),
         (duplicates, "duplicate lines: would be processed once"),
+        (
+            r.vanished,
+            "in the checkpoint but no longer in the input: would be left untouched",
+        ),
     ];
     for (count, what) in lines {
         let _ = writeln!(out, "  {count:>8}  {what}");

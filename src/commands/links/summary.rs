@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use super::config::LinksConfig;
+use super::out::OutFate;
 use super::targets::TargetCounts;
 use super::worker::LinkResult;
 use crate::checkpoint::links::Target;
@@ -121,6 +122,10 @@ pub struct LinksSummary {
     pub requests: Requests,
     /// Buildings without a link because of an error (at most 100 listed).
     pub failures: Vec<RowFailure>,
+    /// With `--out`: `written` (this run's new links, or a new file's header) or `kept`
+    /// (no new link: the file was left as it was).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub out: Option<OutFate>,
 }
 
 impl LinksSummary {
@@ -146,6 +151,7 @@ impl LinksSummary {
             },
             requests: Requests::default(),
             failures: Vec::new(),
+            out: None,
         }
     }
 
@@ -222,6 +228,12 @@ impl LinksSummary {
                 "  line {}: user {} building {:?}: {}\n",
                 f.line, f.user_id, f.building_name, f.error
             ));
+        }
+        if self.out == Some(OutFate::Kept) {
+            out.push_str(
+                "--out left as it was: this run created no link (export --links lists every \
+                 live link)\n",
+            );
         }
         if let Some(reason) = &h.abort_reason {
             out.push_str(&format!("stopped: {reason}\n"));

@@ -37,6 +37,8 @@ pub struct RunConfig {
     pub dry_run: bool,
     /// `--strict`.
     pub strict: bool,
+    /// `--max-vanished`.
+    pub max_vanished: super::vanished::MaxVanished,
     /// Progress and logs.
     pub output: Output,
 }
@@ -82,6 +84,7 @@ impl RunConfig {
             metrics_file: args.metrics_file,
             dry_run: args.dry_run,
             strict: args.strict,
+            max_vanished: args.max_vanished,
             output: Output::from(&args.output),
         })
     }
