@@ -266,3 +266,49 @@ async fn a_few_customers_leaving_pass_the_default_guard() {
     h.expect_code(&out, 0);
     assert_eq!(out.stderr, "");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_state_failed_is_a_file_to_fix_and_feed_back() {
+    let h = Harness::with_users(2).await;
+    let (known, unknown) = (sandbox::generated_user_id(0), sandbox::generated_user_id(7));
+    let header = "user_id,external_user_id,property_id,building_name,email,country,\
+                  property_type,property_size_m2,photovoltaic,building_town,building_zip_code";
+    let input = format!(
+        "{header}\n\
+         {known},CRM-0,P-0,Home,a@example.at,AT,Detached,140,yes,Graz,8010\n\
+         {unknown},CRM-7,P-7,Zuhause,b@example.at,AT,Flat,62,no,Wien,1010\n"
+    );
+    let csv = h.write("export.csv", &input);
+    let first = h.run(&csv, &[]).await;
+    h.expect_code(&first, 1);
+    // The failed row comes back with the input's columns, building fields included.
+    let to_fix = h.export(&["--state", "failed"]).await.stdout;
+    let rows = cells(&to_fix);
+    assert_eq!(rows.len(), 2, "{to_fix}");
+    let mut exported: Vec<&str> = rows[0].iter().map(String::as_str).collect();
+    exported.retain(|c| !matches!(*c, "state" | "error"));
+    let mut expected: Vec<&str> = header.split(',').map(str::trim).collect();
+    exported.sort();
+    expected.sort();
+    assert_eq!(exported, expected, "{to_fix}");
+    let value = |name: &str| rows[1][column(&rows, name)].clone();
+    assert_eq!(value("property_size_m2"), "62");
+    assert_eq!(value("photovoltaic"), "false");
+    assert_eq!(value("building_town"), "Wien");
+    assert_eq!(value("property_id"), "P-7");
+    // The cause is fixed on the Podero side, the size in the file: fed back, it is accepted.
+    h.sandbox.add_user(unknown);
+    let fixed = to_fix.replace(",62,", ",64,");
+    let fixed_path = h.write("to-fix.csv", &fixed);
+    let again = h.run(&fixed_path, &["--only-failed"]).await;
+    h.expect_code(&again, 0);
+    assert!(!again.stderr.contains("invalid"), "{}", again.stderr);
+    let state = h.state();
+    let building = &state.buildings[&unknown][0];
+    let body = serde_json::Value::Object(building.fields.clone());
+    assert_eq!(body["name"], "Zuhause", "{body}");
+    assert_eq!(body["property_size_m2"], 64, "{body}");
+    assert_eq!(body["town"], "Wien", "{body}");
+    assert_eq!(body["photovoltaic"], false, "{body}");
+    assert_eq!(h.export(&["--state", "failed"]).await.stdout.lines().count(), 1);
+}

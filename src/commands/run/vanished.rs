@@ -7,7 +7,8 @@
 //! in a night (contracts ending), while an export job that died half-way, a wrong filter
 //! or yesterday's half-written file loses a large one. 10 % lets a batch of cancellations
 //! through and stops a cut export. A count (`--max-vanished 50`) suits a small pilot,
-//! where one customer is already many percent; `100%` turns the guard off.
+//! where one customer is already many percent; `100%` turns the guard off. `--only-failed`
+//! skips the guard: it is often fed only the rows to fix.
 
 use std::fmt;
 
@@ -79,7 +80,8 @@ pub fn guard(
         "{} of the checkpoint's {} rows ({share:.0}%) are not in this input ({read} rows \
          read), more than --max-vanished {max} allows: was the CRM export cut short? Nothing \
          was sent. List them with `podero-onboard export --checkpoint {} --state vanished`; \
-         if these customers really left, run again with --max-vanished {}",
+         if these customers really left, run again with --max-vanished {}; to feed back only \
+         some rows (a fixed `export --state failed`), add --only-failed",
         count.vanished,
         count.known,
         checkpoint.display(),
