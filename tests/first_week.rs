@@ -312,3 +312,131 @@ async fn export_state_failed_is_a_file_to_fix_and_feed_back() {
     assert_eq!(body["photovoltaic"], false, "{body}");
     assert_eq!(h.export(&["--state", "failed"]).await.stdout.lines().count(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn country_must_be_an_iso_alpha_2_code_and_the_message_names_the_value() {
+    let h = Harness::with_users(3).await;
+    let [a, b, c] = [0, 1, 2].map(sandbox::generated_user_id);
+    let csv = h.write(
+        "export.csv",
+        format!(
+            "user_id,external_user_id,building_name,country\n\
+             {a},CRM-0,Home,at\n{b},CRM-1,Home,Österreich\n{c},CRM-2,Home,AUT\n"
+        ),
+    );
+    let report = h.path("report.csv");
+    let out = h.run(&csv, &["--report", report.to_str().unwrap()]).await;
+    h.expect_code(&out, 1);
+    assert!(
+        out.stderr.contains("line 3: column country: value \"Österreich\" is not an ISO 3166-1 alpha-2"),
+        "{}",
+        out.stderr
+    );
+    let report = std::fs::read_to_string(report).unwrap();
+    assert!(report.contains("value \"\"AUT\"\" is not an ISO"), "{report}");
+    assert!(report.contains("AUT → AT"), "{report}");
+    let state = h.state();
+    assert_eq!(state.users[&a].fields["country_iso2"], "AT");
+    assert!(!state.buildings.contains_key(&b) && !state.buildings.contains_key(&c));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_german_crm_export_is_onboarded_with_one_mapping_file() {
+    let h = Harness::with_users(3).await;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples");
+    let csv = h.write(
+        "crm-export-de.csv",
+        std::fs::read(root.join("crm-export-de.csv")).unwrap(),
+    );
+    let mapping = h.write(
+        "crm-export-de.toml",
+        std::fs::read(root.join("crm-export-de.toml")).unwrap(),
+    );
+    let out = h.run(&csv, &["--mapping", mapping.to_str().unwrap()]).await;
+    h.expect_code(&out, 0);
+    assert!(!out.stderr.contains("ignoring unknown columns"), "{}", out.stderr);
+    let state = h.state();
+    let juergen = sandbox::generated_user_id(0);
+    let user = &state.users[&juergen].fields;
+    assert_eq!(user["street_and_number"], "Grüne Gasse 5", "{user:?}");
+    assert_eq!(user["zip_code"], "8054");
+    assert_eq!(user["email"], "juergen.mueller@example.at");
+    assert_eq!(user["country_iso2"], "AT");
+    let building = &state.buildings[&juergen][0].fields;
+    assert_eq!(building["name"], "Zuhause", "{building:?}");
+    assert_eq!(building["street_and_number"], "Grüne Gasse 5");
+    assert_eq!(building["zip_code"], "8054");
+    assert_eq!(building["town"], "Graz");
+    assert_eq!(building["property_size_m2"], 142);
+    assert_eq!(state.buildings.values().map(Vec::len).sum::<usize>(), 3);
+    // The flags override the file: a second night names the building differently and the
+    // property id keeps it the same building (renamed, not created again).
+    let again = h
+        .run(
+            &csv,
+            &["--mapping", mapping.to_str().unwrap(), "--building-name", "Haus"],
+        )
+        .await;
+    h.expect_code(&again, 0);
+    let state = h.state();
+    assert_eq!(state.buildings.values().map(Vec::len).sum::<usize>(), 3);
+    assert_eq!(state.buildings[&juergen][0].fields["name"], "Haus");
+    // A join naming a header the file lacks fails before anything is sent.
+    let bad = h
+        .run(
+            &csv,
+            &[
+                "--mapping",
+                mapping.to_str().unwrap(),
+                "--column",
+                "street_and_number=Straße+Hausnr",
+            ],
+        )
+        .await;
+    h.expect_code(&bad, 2);
+    assert!(bad.stderr.contains("\"hausnr\""), "{}", bad.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_runs_from_any_directory_and_names_the_command_as_invoked() {
+    let h = Harness::with_users(0).await;
+    let out = h.exec(&["demo", "--rate", "2000", "--dir", "out"].map(String::from)).await;
+    h.expect_code(&out, 0);
+    assert!(h.path("out/checkpoint.sqlite").exists());
+    assert!(h.path("out/report.csv").exists());
+    assert!(
+        out.stderr
+            .contains(&format!("Try next:\n  {} status --checkpoint out/checkpoint.sqlite", common::BIN)),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("cargo run"), "{}", out.stderr);
+    // A demo that cannot start leaves no empty directory behind.
+    let failed = h
+        .exec(&["demo", "--input", "missing.csv", "--dir", "empty"].map(String::from))
+        .await;
+    h.expect_code(&failed, 2);
+    assert!(failed.stderr.contains("missing.csv"), "{}", failed.stderr);
+    assert!(!h.path("empty").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_failures_are_grouped_like_runs() {
+    let h = Harness::with_users(36).await;
+    let csv = h.write("users.csv", common::generated_csv(36, 1));
+    h.expect_code(&h.run(&csv, &[]).await, 0);
+    h.sandbox.set_faults(podero_onboard::sandbox::Faults {
+        random_5xx: 1.0,
+        ..Default::default()
+    });
+    let out = links(&h, &csv, &["--max-attempts", "1"]).await;
+    h.expect_code(&out, 1);
+    let groups: Vec<&str> = out.stderr.lines().filter(|l| l.contains(" × failed (HTTP 5")).collect();
+    assert!((1..=3).contains(&groups.len()), "{}", out.stderr);
+    let total: u64 = groups
+        .iter()
+        .map(|l| l.split('×').next().unwrap().trim().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(total, 36, "{}", out.stderr);
+    assert!(out.stderr.lines().count() < 30, "one line per building:\n{}", out.stderr);
+}

@@ -559,7 +559,7 @@ async fn failures_are_reported_per_row_exit_1_and_heal_on_rerun() {
     let s = summary(&out);
     assert_eq!(count(&s, "failed"), 3, "{s}");
     assert_eq!(s["failures"].as_array().map(Vec::len), Some(3), "{s}");
-    assert!(out.stderr.contains("line 2: user"), "{}", out.stderr);
+    assert!(out.stderr.contains("no link, by reason:"), "{}", out.stderr);
     assert!(h.state().sessions.is_empty());
     h.sandbox.set_faults(Faults::default());
     let out = links(&h, &csv, &["--json"]).await;

@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use super::Summary;
+use crate::checkpoint::query::FailureGroup;
 use crate::progress::human_duration;
 
 /// Renders the summary.
@@ -123,22 +124,28 @@ fn render_plan(out: &mut String, plan: &super::Plan, r: &super::RowCounts) {
         ),
         (invalid, "invalid: would not be sent"),
         (duplicates, "duplicate lines: would be processed once"),
-        (
-            r.vanished,
-            "in the checkpoint but no longer in the input: would be left untouched",
-        ),
     ];
     for (count, what) in lines {
         let _ = writeln!(out, "  {count:>8}  {what}");
     }
+    if r.vanished > 0 {
+        let what = "in the checkpoint but no longer in the input: would be left untouched";
+        let _ = writeln!(out, "  {:>8}  {what}", r.vanished);
+    }
 }
 
 fn render_failures(out: &mut String, summary: &Summary) {
-    if summary.failures.is_empty() {
+    render_groups(out, "not done, by reason:", &summary.failures);
+}
+
+/// Failure groups under `title`: a count, the state and cause, the first lines and one
+/// example message each (`run`'s and `links`' summaries).
+pub fn render_groups(out: &mut String, title: &str, groups: &[FailureGroup]) {
+    if groups.is_empty() {
         return;
     }
-    let _ = writeln!(out, "not done, by reason:");
-    for group in &summary.failures {
+    let _ = writeln!(out, "{title}");
+    for group in groups {
         let lines: Vec<String> = group.lines.iter().map(u64::to_string).collect();
         let more = if group.count > group.lines.len() as u64 {
             ", …"

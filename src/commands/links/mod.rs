@@ -326,7 +326,8 @@ impl<'a> Sink<'a> {
                 tracing::info!(line, %user, building, newly, assigned, "connected")
             }
             LinkResult::Failed { status, message } => {
-                tracing::warn!(line, %user, building, error = %message, "no link");
+                // Grouped in the summary, like `run`'s failures; one line per row with -v.
+                tracing::info!(line, %user, building, error = %message, "no link");
                 self.summary
                     .push_failure(RowFailure::new(t, *status, message));
             }

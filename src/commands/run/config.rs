@@ -64,7 +64,7 @@ impl RunConfig {
     pub fn new(args: RunArgs, env: Env<'_>) -> Result<Self, ConfigError> {
         let api = config::Api::new(&args.api, env, args.dry_run)?;
         Ok(RunConfig {
-            input: config::input_options(&args.input, args.columns, &args.format),
+            input: config::input_options(&args.input, args.columns, &args.format)?,
             checkpoint: args.checkpoint,
             identity: api.identity,
             client: api.client,

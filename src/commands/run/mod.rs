@@ -176,7 +176,8 @@ fn warn_ignored_columns(reader: &input::Reader) {
     let ignored = reader.ignored_columns();
     if !ignored.is_empty() {
         tracing::warn!(
-            "{}: ignoring unknown columns {} (docs/user-guide.md#the-csv lists the known columns; --column maps one)",
+            "{}: ignoring unknown columns {} (`podero-onboard run --help` lists the known \
+             columns; --column COLUMN=HEADER or a --mapping file maps one)",
             reader.source_name(),
             ignored.join(", ")
         );
