@@ -202,7 +202,6 @@ impl Checkpoint {
         rows.collect::<Result<_, _>>()
             .map_err(|e| sqlite(&self.path, e))
     }
-
 }
 
 fn planned_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PlannedRow> {

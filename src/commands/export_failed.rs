@@ -56,7 +56,11 @@ fn cells(row: &FailedRow, fields: &Fields, keyed: bool) -> Vec<String> {
     let mut values: BTreeMap<usize, String> = field_cells(row)
         .map(|((place, _), value)| (place, value))
         .collect();
-    cells.extend(fields.keys().map(|place| values.remove(place).unwrap_or_default()));
+    cells.extend(
+        fields
+            .keys()
+            .map(|place| values.remove(place).unwrap_or_default()),
+    );
     cells.extend(["failed".to_owned(), row.error.clone()]);
     cells
 }
@@ -69,9 +73,8 @@ fn field_cells(row: &FailedRow) -> impl Iterator<Item = ((usize, &'static str), 
             .filter_map(|(building, body)| Some((building, body.as_object()?)))
     });
     bodies.flat_map(|(building, body)| {
-        body.iter().filter_map(move |(api, value)| {
-            Some((column_of_field(building, api)?, text(value)))
-        })
+        body.iter()
+            .filter_map(move |(api, value)| Some((column_of_field(building, api)?, text(value))))
     })
 }
 

@@ -59,7 +59,8 @@ impl Layout {
 
     /// Whether the header at `position` feeds no known column.
     pub(super) fn is_unused(&self, position: usize) -> bool {
-        self.slots[position].is_none() && !self.feeds.iter().any(|f| f.positions.contains(&position))
+        self.slots[position].is_none()
+            && !self.feeds.iter().any(|f| f.positions.contains(&position))
     }
 
     /// Every known column the file feeds (a slot or a feed).
@@ -152,7 +153,9 @@ fn positions(
     source: &str,
     split: Split,
 ) -> Result<Option<Vec<usize>>, InputError> {
-    let found: Vec<usize> = (0..headers.len()).filter(|&i| headers[i] == expected).collect();
+    let found: Vec<usize> = (0..headers.len())
+        .filter(|&i| headers[i] == expected)
+        .collect();
     match found.as_slice() {
         [] => {}
         [one] => return Ok(Some(vec![*one])),
@@ -181,7 +184,11 @@ fn positions(
                          (its headers: {})",
                         column.name,
                         display::shown(part),
-                        headers.iter().map(|h| display::shown(h)).collect::<Vec<_>>().join(", ")
+                        headers
+                            .iter()
+                            .map(|h| display::shown(h))
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 });
             }

@@ -538,7 +538,11 @@ fn one_header_feeds_several_columns_and_headers_join() {
         ("street_and_number", "straße+nr"),
     ];
     let mut reader = reader_with(csv.as_bytes(), &renames).unwrap();
-    assert!(reader.ignored_columns().is_empty(), "{:?}", reader.ignored_columns());
+    assert!(
+        reader.ignored_columns().is_empty(),
+        "{:?}",
+        reader.ignored_columns()
+    );
     let Some(Ok(Record::Valid(row))) = reader.next() else {
         panic!("expected a valid row");
     };
@@ -546,7 +550,10 @@ fn one_header_feeds_several_columns_and_headers_join() {
     assert_eq!(row.building_fields["town"], "Graz");
     assert_eq!(row.user_fields["street_and_number"], "Grüne Gasse 5");
     let missing = reader_with(csv.as_bytes(), &[("street_and_number", "straße+hausnr")]);
-    assert!(matches!(missing, Err(InputError::Rename { .. })), "{missing:?}");
+    assert!(
+        matches!(missing, Err(InputError::Rename { .. })),
+        "{missing:?}"
+    );
 }
 
 #[test]

@@ -269,9 +269,7 @@ fn planned(today: &str, history: &LinkHistory) -> LinkResult {
             newly: false,
             assigned: false,
         },
-        LinkHistory::Live(expires) if worker::still_valid(expires, today) => {
-            LinkResult::StillValid
-        }
+        LinkHistory::Live(expires) if worker::still_valid(expires, today) => LinkResult::StillValid,
         history => LinkResult::Created {
             session: placeholder_session(),
             renewed: matches!(history, LinkHistory::Live(_)),

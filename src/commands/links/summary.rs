@@ -187,10 +187,19 @@ impl LinksSummary {
                 self.groups.last_mut().expect("just pushed")
             }
         };
+        // Outcomes arrive in completion order: keep the first lines of the file, and the
+        // example of the first one (as `run`'s groups do).
         group.count += 1;
-        if group.lines.len() < EXAMPLE_LINES {
-            group.lines.push(failure.line);
+        if group
+            .lines
+            .first()
+            .is_none_or(|&first| failure.line < first)
+        {
+            group.example = failure.error.clone();
         }
+        group.lines.push(failure.line);
+        group.lines.sort_unstable();
+        group.lines.truncate(EXAMPLE_LINES);
         if self.failures.len() < MAX_LISTED_FAILURES {
             self.failures.push(failure);
         }

@@ -80,8 +80,13 @@ async fn run_job(
     // --only-failed is often fed only the rows to fix (`export --state failed`): the rows it
     // lacks are not a cut export.
     if !config.settings.plan.only_failed {
-        vanished::guard(config.max_vanished, count, staged.rows_read, &config.checkpoint)
-            .inspect_err(|error| end_aborted_run(&checkpoint, run_id, error))?;
+        vanished::guard(
+            config.max_vanished,
+            count,
+            staged.rows_read,
+            &config.checkpoint,
+        )
+        .inspect_err(|error| end_aborted_run(&checkpoint, run_id, error))?;
     }
     let client = engine::connect(config.client.as_ref().filter(|_| !config.dry_run))
         .await

@@ -119,7 +119,10 @@ mod tests {
         assert!(MaxVanished::Rows(3).exceeded_by(count(4, 400)));
         let stop = guard(ten, count(38, 40), 2, "x.sqlite".as_ref()).unwrap_err();
         let text = stop.to_string();
-        assert!(text.contains("38 of the checkpoint's 40 rows (95%)"), "{text}");
+        assert!(
+            text.contains("38 of the checkpoint's 40 rows (95%)"),
+            "{text}"
+        );
         assert_eq!(stop.exit_code() as i32, 2);
     }
 }
