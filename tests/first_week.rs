@@ -514,3 +514,25 @@ async fn links_failures_are_grouped_like_runs() {
         out.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_windows_1252_file_is_answered_with_the_exact_command_that_reads_it() {
+    let h = Harness::with_users(1).await;
+    let id = sandbox::generated_user_id(0);
+    let mut bytes =
+        format!("user_id,external_user_id,building_name\n{id},KD-1,Haus M").into_bytes();
+    bytes.extend(b"\xfcller\n");
+    let csv = h.write("export 1252.csv", bytes);
+    let out = h.run(&csv, &[]).await;
+    h.expect_code(&out, 2);
+    let line = out
+        .stderr
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("run again as: "))
+        .unwrap_or_else(|| panic!("no command to run again:\n{}", out.stderr))
+        .to_owned();
+    assert!(line.ends_with("--encoding windows-1252"), "{line}");
+    let again = cron(&h, &line).await;
+    h.expect_code(&again, 0);
+    assert_eq!(h.state().buildings[&id][0].name, "Haus Müller");
+}

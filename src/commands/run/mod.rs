@@ -66,7 +66,7 @@ async fn run_job(
         .as_deref()
         .map(|path| report::create_for("--report", path))
         .transpose()?;
-    let reader = input::open(&config.input).map_err(|e| AppError::Usage(e.to_string()))?;
+    let reader = input::open(&config.input).map_err(AppError::from)?;
     warn_ignored_columns(&reader);
     let command = if config.dry_run { "dry-run" } else { "run" };
     let run_id = checkpoint.begin_run(command, reader.source_name())?;
@@ -218,7 +218,7 @@ async fn stage(
     })
     .await
     .expect("staging panicked");
-    let mut staged = staged?.map_err(|e| AppError::Usage(e.to_string()))?;
+    let mut staged = staged?.map_err(AppError::from)?;
     if staged.rows_read == 0 {
         return Err(AppError::no_data_rows(&source));
     }
