@@ -235,7 +235,7 @@ def main():
         p(f"| {r['scenario'].replace('>', ' → ')} | {r['rows']} | {r['wall']:.1f} | {r['requests']} "
           f"| {r['goodput']:.1f} | {pct} | {r['share'] * 100:.2f} % ({r['throttled']}) | {done} | {change} |")
     p("")
-    p("Targets (issue 13):")
+    p("Targets:")
     for r in results:
         if r["goodput_of_limit"] is None:
             continue

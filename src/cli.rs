@@ -44,8 +44,8 @@ pub enum Command {
     /// Print the user → building map (or the failed rows) from a checkpoint.
     #[command(after_help = EXPORT_EXAMPLES)]
     Export(ExportArgs),
-    /// Run the whole job on the built-in simulator with samples/users.csv.
-    #[command(after_help = "Examples (from the repository's folder):\n  \
+    /// Run the whole job on the built-in simulator with a built-in sample CSV (from any folder).
+    #[command(after_help = "Examples:\n  \
                             podero-onboard demo\n  \
                             podero-onboard demo --rate 5 --dir /tmp/podero-demo")]
     Demo(DemoArgs),
@@ -90,8 +90,15 @@ Examples:
 /// Options of `run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The CSV of users to onboard, or `-` for standard input. Columns: user_id,
-    /// external_user_id, building_name (+ optional property_id, user and building fields; see docs/user-guide.md).
+    /// The CSV of users to onboard, or `-` for standard input. Required columns: user_id
+    /// (the Podero user id), external_user_id (your CRM id). Optional: building_name (empty:
+    /// update the user only), property_id (your CRM's property id: a renamed building is
+    /// updated, not created twice); user fields first_name, last_name, email,
+    /// street_and_number, street_add_info, zip_code, town, country (ISO code such as AT),
+    /// latitude, longitude; building fields property_type, occupant_type, space_heating,
+    /// water_heating, property_size_m2, property_age, num_occupants, photovoltaic,
+    /// building_street_and_number, building_street_add_info, building_zip_code,
+    /// building_town, building_country. Other headers: map them with --column or --mapping.
     pub input: String,
 
     /// The checkpoint file (SQLite). Created if missing; re-use it to resume and for nightly syncs.
@@ -130,6 +137,13 @@ pub struct RunArgs {
     /// Send nothing if any row is invalid.
     #[arg(long)]
     pub strict: bool,
+
+    /// Stop before any call (exit 2) when the input lacks more of the checkpoint's rows
+    /// than this: a number of rows (`50`) or a share of them (`10%`). A CRM export cut
+    /// short must not pass as a good night; `100%` turns the guard off.
+    #[arg(long, value_name = "N|P%", default_value = crate::commands::run::vanished::DEFAULT_MAX_VANISHED,
+          value_parser = crate::commands::run::vanished::parse_max_vanished)]
+    pub max_vanished: crate::commands::run::vanished::MaxVanished,
 
     /// Also retry rows that failed permanently (404, 422) although their input did not change.
     #[arg(long)]
@@ -248,6 +262,8 @@ pub enum StateFilter {
     Pending,
     /// A POST was in flight when a run stopped.
     Posting,
+    /// In the checkpoint but not in the last run's input (left untouched on the server).
+    Vanished,
 }
 
 /// Options of `demo`.
@@ -256,9 +272,9 @@ pub struct DemoArgs {
     /// Where the demo writes its checkpoint and report (recreated on each demo).
     #[arg(long, default_value = "demo-out")]
     pub dir: PathBuf,
-    /// The CSV to onboard.
-    #[arg(long, default_value = "samples/users.csv")]
-    pub input: PathBuf,
+    /// The CSV to onboard (default: the built-in sample, written into --dir as users.csv).
+    #[arg(long)]
+    pub input: Option<PathBuf>,
     /// Requests per second (slow enough to watch).
     #[arg(long, default_value_t = 25.0)]
     pub rate: f64,
@@ -363,6 +379,18 @@ pub struct FormatArgs {
     /// mark selects UTF-8 or UTF-16 by itself. Excel's plain "CSV" on Windows is windows-1252.
     #[arg(long, value_name = "ENCODING", default_value = "utf-8", value_parser = input::parse_encoding)]
     pub encoding: input::Encoding,
+
+    /// A TOML file mapping your export's headers to the known columns, e.g.
+    /// `[columns] external_user_id = "Kundennummer"`, `street_and_number = ["Straße",
+    /// "Hausnummer"]` (joined by a space), `[defaults] building_name = "Zuhause"`.
+    /// `--column` and `--building-name` override its entries.
+    #[arg(long, value_name = "FILE")]
+    pub mapping: Option<PathBuf>,
+
+    /// The building name of rows that have none (no building_name column, or an empty
+    /// cell), e.g. `Zuhause` for customers with one home.
+    #[arg(long, value_name = "NAME")]
+    pub building_name: Option<String>,
 }
 
 impl FormatArgs {

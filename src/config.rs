@@ -52,18 +52,36 @@ pub struct Workers {
     pub grace: Duration,
 }
 
-/// The CSV to read and how (`INPUT`, `--column`, `--delimiter`, `--encoding`).
+/// The CSV to read and how (`INPUT`, `--column`, `--delimiter`, `--encoding`, `--mapping`,
+/// `--building-name`). A flag overrides the mapping file's entry for the same column.
 pub fn input_options(
     input: &str,
-    renames: Vec<(String, String)>,
+    columns: Vec<(String, String)>,
     format: &FormatArgs,
-) -> InputOptions {
-    InputOptions {
+) -> Result<InputOptions, ConfigError> {
+    let mapping = match &format.mapping {
+        Some(path) => crate::input::read_mapping(path).map_err(ConfigError)?,
+        None => crate::input::Mapping::default(),
+    };
+    let mut renames: Vec<(String, String)> = mapping
+        .renames
+        .into_iter()
+        .filter(|(column, _)| !columns.iter().any(|(c, _)| c == column))
+        .collect();
+    renames.extend(columns);
+    let default_building_name = match format.building_name.clone().or(mapping.building_name) {
+        Some(name) => Some(crate::input::check_building_name(&name).map_err(|why| {
+            ConfigError(format!("--building-name \"{}\" {why}", name.escape_debug()))
+        })?),
+        None => None,
+    };
+    Ok(InputOptions {
         source: Source::parse(input),
         renames,
         max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
         format: format.format(),
-    }
+        default_building_name,
+    })
 }
 
 /// Reads an environment variable; injectable for tests.

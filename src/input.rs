@@ -38,6 +38,7 @@ mod format;
 mod format_tests;
 mod header;
 mod limit;
+mod mapping;
 mod record;
 mod sniff;
 #[cfg(test)]
@@ -53,11 +54,13 @@ use csv::ByteRecord;
 use header::{Layout, Split};
 use record::check_record;
 
+pub(crate) use columns::column_of_field;
 pub use columns::{MAX_BUILDING_NAME_CHARS, MAX_EXTERNAL_USER_ID_CHARS, MAX_PROPERTY_ID_CHARS};
 pub use display::MAX_SHOWN_CHARS;
 pub use error::InputError;
 pub use format::{Delimiter, Encoding, Format, parse_delimiter, parse_encoding};
 pub use header::parse_rename;
+pub use mapping::{Mapping, read_mapping};
 pub use record::{Invalid, Record, Row};
 
 /// Default bound on one record's size (1 MiB): far above any real row.
@@ -144,6 +147,9 @@ pub struct InputOptions {
     pub max_record_bytes: usize,
     /// Encoding and separator (`--encoding`, `--delimiter`).
     pub format: Format,
+    /// `--building-name`: the building name of rows that have none (checked with
+    /// [`check_building_name`]).
+    pub default_building_name: Option<String>,
 }
 
 impl InputOptions {
@@ -154,7 +160,19 @@ impl InputOptions {
             renames: Vec::new(),
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
             format: Format::default(),
+            default_building_name: None,
         }
+    }
+}
+
+/// Checks a default building name (`--building-name`) as a `building_name` cell is checked;
+/// returns it trimmed, or why it cannot be used.
+pub fn check_building_name(value: &str) -> Result<String, String> {
+    let column = columns::find("building_name").expect("a known column");
+    match columns::check(column, value.trim()) {
+        Ok(columns::Cell::Json(serde_json::Value::String(name))) => Ok(name),
+        Ok(_) => Err("is empty: give the name of the customers' building, e.g. Zuhause".into()),
+        Err(problem) => Err(problem.reason),
     }
 }
 
@@ -165,13 +183,15 @@ pub fn open(opts: &InputOptions) -> Result<Reader, InputError> {
         Source::Stdin => Box::new(io::stdin()),
         Source::Path(path) => Box::new(open_file(path, &name)?),
     };
-    Reader::from_read_with(
+    let mut reader = Reader::from_read_with(
         read,
         name,
         &opts.renames,
         opts.max_record_bytes,
         opts.format,
-    )
+    )?;
+    reader.layout.default_building_name = opts.default_building_name.clone();
+    Ok(reader)
 }
 
 fn open_file(path: &Path, name: &str) -> Result<File, InputError> {
@@ -255,7 +275,9 @@ impl Reader {
             layout: Layout {
                 headers: Vec::new(),
                 slots: Vec::new(),
+                feeds: Vec::new(),
                 delimiter: split.delimiter,
+                default_building_name: None,
             },
             source_name,
             max_record_bytes,
@@ -280,13 +302,16 @@ impl Reader {
         &self.layout.headers
     }
 
-    /// Whether the file has a `building_name` column (without one, every row is user-only).
+    /// Whether rows can name a building: the file has a `building_name` column or
+    /// `--building-name` gives a default (without either, every row is user-only).
     pub fn has_building_names(&self) -> bool {
-        self.layout
-            .slots
-            .iter()
-            .flatten()
-            .any(|c| c.name == "building_name")
+        self.has_column("building_name") || self.layout.default_building_name.is_some()
+    }
+
+    /// Whether the file has a column feeding the known column `name` (under its own
+    /// header or mapped with `--column`).
+    pub fn has_column(&self, name: &str) -> bool {
+        self.layout.columns().any(|c| c.name == name)
     }
 
     /// Headers that feed no known column (ignored; worth one warning).
@@ -300,12 +325,9 @@ impl Reader {
     /// without changing what `run` accepts. Call it right after [`Iterator::next`].
     pub fn unknown_cell(&self, header: &str) -> Option<String> {
         let wanted = header::normalise(header);
-        let index = self
-            .layout
-            .headers
-            .iter()
-            .zip(&self.layout.slots)
-            .position(|(h, slot)| slot.is_none() && header::normalise(h) == wanted)?;
+        let index = (0..self.layout.headers.len()).position(|i| {
+            self.layout.is_unused(i) && header::normalise(&self.layout.headers[i]) == wanted
+        })?;
         let bytes = self.record.get(index)?;
         Some(String::from_utf8_lossy(bytes).trim().to_owned())
     }

@@ -197,7 +197,7 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn read(relative: &str) -> String {
+pub(crate) fn read(relative: &str) -> String {
     fs::read_to_string(root().join(relative)).unwrap_or_else(|e| panic!("{relative}: {e}"))
 }
 
@@ -259,7 +259,7 @@ fn chunks(md: &str) -> Vec<Chunk<'_>> {
 }
 
 /// The text of every fenced block, joined (for "which commands does the README show").
-fn code_lines(md: &str) -> String {
+pub(crate) fn code_lines(md: &str) -> String {
     chunks(md)
         .into_iter()
         .filter_map(|c| match c {

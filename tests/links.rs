@@ -159,15 +159,12 @@ async fn two_hundred_rows_get_links_once_a_day_and_renewed_once_after_expiry() {
             "link without its session: {row}"
         );
     }
-    // The same day again: nothing sent but the heat-pump checks.
+    // The same day again: nothing sent but the heat-pump checks; --out keeps its links.
     let second = links(&h, &csv, &["--out", out_path.to_str().unwrap(), "--json"]).await;
     h.expect_code(&second, 0);
     assert_eq!(h.state().count("create_session"), 200);
     assert_eq!(count(&summary(&second), "still_valid"), 200);
-    assert_eq!(
-        std::fs::read_to_string(&out_path).unwrap().lines().count(),
-        1
-    );
+    assert_eq!(std::fs::read_to_string(&out_path).unwrap(), text);
     // Two days later every link has expired: each is renewed exactly once.
     h.sandbox.advance_days(2);
     let today = h.sandbox.today();
@@ -562,7 +559,7 @@ async fn failures_are_reported_per_row_exit_1_and_heal_on_rerun() {
     let s = summary(&out);
     assert_eq!(count(&s, "failed"), 3, "{s}");
     assert_eq!(s["failures"].as_array().map(Vec::len), Some(3), "{s}");
-    assert!(out.stderr.contains("line 2: user"), "{}", out.stderr);
+    assert!(out.stderr.contains("no link, by reason:"), "{}", out.stderr);
     assert!(h.state().sessions.is_empty());
     h.sandbox.set_faults(Faults::default());
     let out = links(&h, &csv, &["--json"]).await;

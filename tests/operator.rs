@@ -128,7 +128,9 @@ async fn dry_run_sends_nothing_and_its_plan_is_what_the_real_run_then_does() {
             line(user(21), "CRM-21", "Home 0")
         ),
     );
-    h.expect_code(&h.run(&flaky, &["--max-attempts", "1"]).await, 1);
+    // Another file on the same checkpoint: its rows are not a cut export.
+    let other_file = ["--max-attempts", "1", "--max-vanished", "100%"];
+    h.expect_code(&h.run(&flaky, &other_file).await, 1);
     h.sandbox.set_faults(Faults::default());
     // User 5's POST is in flight as if a run had been killed (the schema is documented).
     let conn = rusqlite::Connection::open(h.checkpoint()).expect("open checkpoint");
@@ -319,12 +321,13 @@ async fn a_permanent_failure_is_retried_only_when_asked_and_only_failed_touches_
     h.expect_code(&export, 0);
     let exported: Vec<&str> = export.stdout.lines().collect();
     assert_eq!(exported.len(), 2, "{}", export.stdout);
+    // The input's columns (a file to fix and feed back), then state and error.
     assert_eq!(
         exported[0],
-        "user_id,external_user_id,building_name,building_id,state,error,property_id"
+        "user_id,external_user_id,building_name,state,error"
     );
     assert!(
-        exported[1].starts_with(&format!("{UNKNOWN_USER},CRM-404,Home 0,,failed,")),
+        exported[1].starts_with(&format!("{UNKNOWN_USER},CRM-404,Home 0,failed,")),
         "{}",
         exported[1]
     );

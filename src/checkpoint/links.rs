@@ -397,8 +397,10 @@ pub(super) fn connected(
     .map(drop)
 }
 
-/// Columns of `export --links`.
-pub const LIVE_LINK_HEADER: [&str; 8] = [
+/// Columns of `export --links`. The mail-merge columns come last, so scripts that read the
+/// earlier columns by position keep working; they are the user's fields last applied by
+/// `run` (`users.payload`), empty when its input had none.
+pub const LIVE_LINK_HEADER: [&str; 11] = [
     "user_id",
     "external_user_id",
     "building_name",
@@ -407,6 +409,9 @@ pub const LIVE_LINK_HEADER: [&str; 8] = [
     "link",
     "expires_on",
     "created_at",
+    "email",
+    "first_name",
+    "last_name",
 ];
 
 /// The onboarding funnel of a checkpoint.
@@ -444,8 +449,10 @@ impl Checkpoint {
                               WHERE r.user_id = l.user_id AND r.building_id = l.building_id
                               LIMIT 1), ''),
                     l.building_name, l.building_id,
-                    l.session_id, l.link, l.expiration_date, l.created_at
-             FROM links l
+                    l.session_id, l.link, l.expiration_date, l.created_at,
+                    u.payload ->> '$.email', u.payload ->> '$.first_name',
+                    u.payload ->> '$.last_name'
+             FROM links l LEFT JOIN users u ON u.user_id = l.user_id
              WHERE l.state = 'live' AND substr(l.expiration_date, 1, 10) >= ?1
                AND l.building_id NOT IN (SELECT building_id FROM connections)
              ORDER BY l.id",
@@ -458,6 +465,9 @@ impl Checkpoint {
             }
             let created: i64 = row.get(7)?;
             cells.push(crate::date::from_days(created.div_euclid(86_400)));
+            for i in 8..11 {
+                cells.push(row.get::<_, Option<String>>(i)?.unwrap_or_default());
+            }
             each(cells);
         }
         Ok(())

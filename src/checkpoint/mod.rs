@@ -12,12 +12,14 @@
 //! crash *and* power loss. That matters for the POST intent: it is committed before the
 //! request is sent, and the worker waits for the commit.
 
+pub(crate) mod failed;
 pub(crate) mod links;
 pub mod lock;
 pub mod outcome;
 pub(crate) mod query;
 pub mod row;
 pub mod stage;
+pub(crate) mod vanished;
 pub(crate) mod writer;
 
 use std::path::{Path, PathBuf};
@@ -38,6 +40,7 @@ pub(crate) const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/002_sync.sql"),
     include_str!("migrations/003_links.sql"),
+    include_str!("migrations/004_first_week.sql"),
 ];
 /// `PRAGMA application_id`: "PDOB", marks a file as a podero-onboard checkpoint.
 pub(crate) const APPLICATION_ID: i64 = 0x5044_4f42;

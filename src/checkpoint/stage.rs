@@ -57,6 +57,10 @@ pub struct Staged {
     /// Rows matched to a checkpoint row under the other kind of key (`match_property_keys`);
     /// when 0, `Checkpoint::attach_property_keys` has nothing to do and is not run.
     pub rematched: usize,
+    /// Rows of the checkpoint this input no longer has (`Checkpoint::record_vanished`).
+    pub vanished: u64,
+    /// Rows the checkpoint held before this run (the `--max-vanished` share's base).
+    pub known: u64,
 }
 
 /// A rejected row, as stored in `rejects`.
@@ -196,23 +200,6 @@ impl Checkpoint {
             .query_map(params![user, name, limit as i64], planned_row)
             .map_err(|e| sqlite(&self.path, e))?;
         rows.collect::<Result<_, _>>()
-            .map_err(|e| sqlite(&self.path, e))
-    }
-
-    /// Rows the checkpoint knows that this run's input no longer has (never deleted on
-    /// the server; only counted and reported).
-    pub(crate) fn vanished(&self) -> Result<u64, CheckpointError> {
-        self.conn
-            .query_row(
-                "SELECT count(*) FROM rows r WHERE NOT EXISTS (
-                     SELECT 1 FROM temp.input i
-                     WHERE i.user_id = r.user_id AND i.match_key = r.row_key)
-                 AND NOT EXISTS (
-                     SELECT 1 FROM rejects j
-                     WHERE j.user_id = r.user_id AND j.building_name = r.building_name)",
-                [],
-                |r| r.get(0),
-            )
             .map_err(|e| sqlite(&self.path, e))
     }
 }

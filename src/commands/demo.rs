@@ -1,8 +1,13 @@
 //! `demo`: the real job, end to end, against the built-in simulator. A newcomer sees the
 //! progress bar, retries of injected faults, unknown outcomes verified, rows failing
 //! with clear reasons, and the summary; then where the checkpoint is and what to try next.
+//!
+//! It runs anywhere, from a checkout or an installed binary: the sample CSV and the
+//! simulator's users are built into the binary and written into the demo's directory
+//! (so the report and the checkpoint name a real file). "Try next" names the program as
+//! it was invoked (`argv[0]`). A demo that cannot start leaves no directory behind.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::api::{ClientConfig, Credentials, RetryPolicy};
@@ -18,12 +23,24 @@ use crate::secret::Secret;
 use crate::shutdown::Shutdown;
 
 /// Users the demo's simulator knows (the sample CSV also has users it does not).
-pub const DEMO_USERS: &str = "samples/sandbox-users.csv";
+const DEMO_USERS: &[u8] = include_bytes!("../../samples/sandbox-users.csv");
+/// The sample CSV the demo onboards unless `--input` names another.
+const DEMO_INPUT: &[u8] = include_bytes!("../../samples/users.csv");
 
 /// Runs the demo.
-pub async fn demo(args: DemoArgs, shutdown: Shutdown) -> Result<ExitCode, AppError> {
-    let checkpoint = prepare_dir(&args.dir)?;
-    let sandbox = start_simulator(&args.input).await?;
+pub async fn demo(mut args: DemoArgs, shutdown: Shutdown) -> Result<ExitCode, AppError> {
+    if let Some(input) = &args.input {
+        std::fs::metadata(input).map_err(|e| {
+            AppError::Usage(format!("cannot read --input {}: {e}", input.display()))
+        })?;
+    }
+    let created = !args.dir.exists();
+    let started = start(&mut args).await;
+    if started.is_err() && created {
+        // Nothing of the demo is in it yet: leave no empty directory behind.
+        let _ = std::fs::remove_dir_all(&args.dir);
+    }
+    let (checkpoint, sandbox) = started?;
     eprintln!(
         "demo: simulator on {} (faults on: some 429s, 5xx and dropped responses)\n",
         sandbox.base_url()
@@ -39,11 +56,12 @@ pub async fn demo(args: DemoArgs, shutdown: Shutdown) -> Result<ExitCode, AppErr
         state.requests.values().sum::<u64>()
     );
     let cp = checkpoint.display();
+    let me = invoked_as();
     eprintln!(
         "the run exited with {} ({}).\n\nTry next:\n  \
-         cargo run --release -- status --checkpoint {cp}\n  \
-         cargo run --release -- export --checkpoint {cp}\n  \
-         cargo run --release -- export --checkpoint {cp} --state failed\n  \
+         {me} status --checkpoint {cp}\n  \
+         {me} export --checkpoint {cp}\n  \
+         {me} export --checkpoint {cp} --state failed\n  \
          less {}/report.csv",
         code as i32,
         match code {
@@ -59,7 +77,38 @@ pub async fn demo(args: DemoArgs, shutdown: Shutdown) -> Result<ExitCode, AppErr
     })
 }
 
-fn prepare_dir(dir: &Path) -> Result<std::path::PathBuf, AppError> {
+/// The demo's directory with the built-in files, and the simulator; `args.input` is set.
+async fn start(args: &mut DemoArgs) -> Result<(PathBuf, sandbox::Sandbox), AppError> {
+    let checkpoint = prepare_dir(&args.dir)?;
+    let write = |name: &str, bytes: &[u8]| {
+        let path = args.dir.join(name);
+        std::fs::write(&path, bytes)
+            .map(|()| path)
+            .map_err(|e| AppError::Usage(format!("cannot write {}: {e}", args.dir.display())))
+    };
+    let users = write("sandbox-users.csv", DEMO_USERS)?;
+    if args.input.is_none() {
+        args.input = Some(write("users.csv", DEMO_INPUT)?);
+    }
+    let sandbox = start_simulator(&users).await?;
+    Ok((checkpoint, sandbox))
+}
+
+/// The program as the user typed it (`argv[0]`): `podero-onboard` from the PATH,
+/// `target/release/podero-onboard` from a checkout.
+fn invoked_as() -> String {
+    let program = std::env::args_os().next().unwrap_or_default();
+    let program = program.to_string_lossy();
+    if program.is_empty() {
+        "podero-onboard".to_owned()
+    } else if program.contains([' ', '\'', '"']) {
+        format!("'{}'", program.replace('\'', "'\\''"))
+    } else {
+        program.into_owned()
+    }
+}
+
+fn prepare_dir(dir: &Path) -> Result<PathBuf, AppError> {
     let io = |e: std::io::Error| AppError::Usage(format!("cannot use {}: {e}", dir.display()));
     std::fs::create_dir_all(dir).map_err(io)?;
     let checkpoint = dir.join("checkpoint.sqlite");
@@ -75,18 +124,10 @@ fn prepare_dir(dir: &Path) -> Result<std::path::PathBuf, AppError> {
     Ok(checkpoint)
 }
 
-async fn start_simulator(input: &Path) -> Result<sandbox::Sandbox, AppError> {
-    let users = Path::new(DEMO_USERS);
-    let missing = |e: std::io::Error, path: &Path| {
-        AppError::Usage(format!(
-            "cannot read {}: {e}; run the demo from the repository's folder",
-            path.display()
-        ))
-    };
-    std::fs::metadata(input).map_err(|e| missing(e, input))?;
+async fn start_simulator(users: &Path) -> Result<sandbox::Sandbox, AppError> {
     let builder = sandbox::Builder::new()
         .users_from_csv(users)
-        .map_err(|e| missing(e, users))?
+        .map_err(|e| AppError::Fatal(format!("cannot read {}: {e}", users.display())))?
         .seed(7)
         .faults(Faults {
             random_429: 0.03,
@@ -105,10 +146,11 @@ async fn start_simulator(input: &Path) -> Result<sandbox::Sandbox, AppError> {
 fn demo_config(args: &DemoArgs, base_url: &str, checkpoint: &Path) -> RunConfig {
     RunConfig {
         input: InputOptions {
-            source: Source::Path(args.input.clone()),
+            source: Source::Path(args.input.clone().expect("set by `start`")),
             renames: Vec::new(),
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
             format: Default::default(),
+            default_building_name: None,
         },
         checkpoint: checkpoint.to_owned(),
         identity: Identity {
@@ -145,6 +187,7 @@ fn demo_config(args: &DemoArgs, base_url: &str, checkpoint: &Path) -> RunConfig 
         metrics_file: None,
         dry_run: false,
         strict: false,
+        max_vanished: crate::commands::run::vanished::MaxVanished::Percent(100.0),
         output: Output {
             quiet: false,
             verbose: 0,

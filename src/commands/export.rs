@@ -19,27 +19,35 @@ pub fn export(args: &ExportArgs) -> Result<ExitCode, AppError> {
     if args.links {
         // The links' JSON keeps an empty cell a string; the rows' JSON makes it null.
         let today = date::today();
-        return print(args.format, &LIVE_LINK_HEADER, false, |each| {
+        return print(args.format, LIVE_LINK_HEADER.to_vec(), false, |each| {
             checkpoint.for_each_live_link(&today, each)
         });
     }
+    if args.state == Some(StateFilter::Vanished) {
+        return print(args.format, EXPORT_HEADER.to_vec(), true, |each| {
+            checkpoint.for_each_vanished_export_row(each)
+        });
+    }
+    if args.state == Some(StateFilter::Failed) {
+        return super::export_failed::export_failed(&checkpoint, args.format);
+    }
     let state = args.state.map(state_name);
-    print(args.format, &EXPORT_HEADER, true, |each| {
+    print(args.format, EXPORT_HEADER.to_vec(), true, |each| {
         checkpoint.for_each_export_row(state, each)
     })
 }
 
 /// Streams the records `rows` produces to stdout; a checkpoint error ends the command, a
 /// closed pipe ends it quietly.
-fn print(
+pub(super) fn print(
     format: ExportFormat,
-    header: &'static [&'static str],
+    header: Vec<&'static str>,
     empty_is_null: bool,
     rows: impl FnOnce(&mut dyn FnMut(Vec<String>)) -> Result<(), CheckpointError>,
 ) -> Result<ExitCode, AppError> {
     let out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut records = match format {
-        ExportFormat::Csv => match Records::csv(out, header) {
+        ExportFormat::Csv => match Records::csv(out, &header) {
             Ok(records) => records,
             Err(e) => return stdout_written(Err(e)).map(|()| ExitCode::Success),
         },
@@ -65,5 +73,6 @@ fn state_name(state: StateFilter) -> &'static str {
         StateFilter::Unresolved => "unresolved",
         StateFilter::Pending => "pending",
         StateFilter::Posting => "posting",
+        StateFilter::Vanished => "vanished",
     }
 }

@@ -5,6 +5,7 @@
 pub(crate) mod completions;
 pub(crate) mod demo;
 pub(crate) mod export;
+pub(crate) mod export_failed;
 pub(crate) mod links;
 pub mod run;
 pub(crate) mod sandbox;

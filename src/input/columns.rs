@@ -67,6 +67,8 @@ pub(super) enum Kind {
     /// A coordinate in degrees, `-limit..=limit`.
     Degrees(f64),
     Email,
+    /// An ISO 3166-1 alpha-2 country code (matched case-insensitively, sent upper-case).
+    Country,
 }
 
 /// One known column.
@@ -153,12 +155,8 @@ pub(super) const COLUMNS: &[Column] = &[
     col("zip_code", "zip_code", User, text(UNDOCUMENTED_TEXT_CHARS)),
     col("town", "town", User, text(UNDOCUMENTED_TEXT_CHARS)),
     // The documented write schema (UserUpdateGuide) names it `country_iso2`; reads call it `country`.
-    col(
-        "country",
-        "country_iso2",
-        User,
-        text(UNDOCUMENTED_TEXT_CHARS),
-    ),
+    // The guide sends `DE`: an ISO 3166-1 alpha-2 code (the reference's "alpha-3" is a slip).
+    col("country", "country_iso2", User, Kind::Country),
     col("latitude", "latitude", User, Kind::Degrees(90.0)),
     col("longitude", "longitude", User, Kind::Degrees(180.0)),
     col("email", "email", User, Kind::Email),
@@ -258,6 +256,7 @@ pub(super) fn check(column: &Column, value: &str) -> Result<Cell, Problem> {
         Kind::Flag => flag(value),
         Kind::Degrees(limit) => degrees(column, value, limit),
         Kind::Email => email(value),
+        Kind::Country => country(value),
     }
 }
 
@@ -425,4 +424,49 @@ fn looks_like_email(value: &str) -> bool {
         && !domain.contains('@')
         && labels_ok
         && !value.chars().any(char::is_whitespace)
+}
+
+/// The canonical column that sends the API field `api` of the user (`building` false) or
+/// of the building, with its place in [`COLUMNS`]: how a stored body is written back as
+/// the CSV columns it came from (`export --state failed`).
+pub(crate) fn column_of_field(building: bool, api: &str) -> Option<(usize, &'static str)> {
+    let target = if building { Building } else { User };
+    COLUMNS
+        .iter()
+        .position(|c| c.target == target && c.api == api)
+        .map(|i| (i, COLUMNS[i].name))
+}
+
+/// Every ISO 3166-1 alpha-2 code (249, as assigned).
+const ISO_3166_ALPHA_2: &str = "\
+AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS \
+BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ EC EE \
+EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY HK HM \
+HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW KY KZ LA LB LC \
+LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ NA \
+NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW \
+SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO \
+TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW";
+
+/// Codes people write for a country whose ISO code differs.
+const NOT_ISO: &[(&str, &str)] = &[("UK", "GB"), ("EL", "GR")];
+
+fn country(value: &str) -> Result<Cell, Problem> {
+    let upper = value.to_ascii_uppercase();
+    let known = upper.len() == 2 && ISO_3166_ALPHA_2.split(' ').any(|code| code == upper);
+    if known {
+        return Ok(Cell::Json(Value::String(upper)));
+    }
+    let hint = match NOT_ISO.iter().find(|(common, _)| *common == upper) {
+        Some((common, iso)) => format!("{common} is not the ISO code: write {iso}"),
+        None if upper.len() == 3 && upper.bytes().all(|b| b.is_ascii_alphabetic()) => {
+            "looks like a three-letter code: write the two-letter one (AUT → AT, DEU → DE)".into()
+        }
+        None => "write the two-letter code, e.g. AT for Austria, DE for Germany, CH for \
+                 Switzerland"
+            .into(),
+    };
+    Err(Problem::of_value(format!(
+        "is not an ISO 3166-1 alpha-2 country code: {hint} (or leave the cell empty)"
+    )))
 }

@@ -1,5 +1,14 @@
 //! Header resolution: which file column feeds which known column, honouring
 //! `--column canonical=header` renames; and `parse_rename` for the command line.
+//!
+//! Real CRM exports do not fit one header per field, so a mapping may also:
+//! * give one header to several columns (`PLZ` is the user's and the building's
+//!   `zip_code`): the first column in [`COLUMNS`] order takes the header's slot, the
+//!   others are fed from it as [`Feed`]s;
+//! * join headers (`street_and_number=Straße+Hausnummer`): the trimmed, non-empty cells
+//!   joined by a space, checked like a cell of the column (a [`Feed`] too).
+//!
+//! A header that exists under the whole text (`A+B`) is taken as one header.
 
 use super::InputError;
 use super::columns::{COLUMNS, Column, find};
@@ -11,8 +20,20 @@ use super::{REQUIRED_COLUMNS, display};
 pub(super) struct Layout {
     pub headers: Vec<String>,
     pub slots: Vec<Option<&'static Column>>,
+    /// Columns fed from a header that already has a slot, or from a join of headers.
+    pub feeds: Vec<Feed>,
     /// The file's field separator (a decimal comma is read only when it is not `,`).
     pub delimiter: Delimiter,
+    /// `--building-name`: the name of a row that has none (checked already).
+    pub default_building_name: Option<String>,
+}
+
+/// A known column read from one or more positions other than its own slot.
+#[derive(Debug)]
+pub(super) struct Feed {
+    pub column: &'static Column,
+    /// The positions whose cells are joined (by a space) into the value.
+    pub positions: Vec<usize>,
 }
 
 /// Where the header is and how it was split, for messages.
@@ -30,12 +51,22 @@ impl Layout {
     /// Headers that feed no known column, escaped for a terminal or log (a header is the
     /// file's text: it may hold escape sequences or bidi controls).
     pub(super) fn ignored(&self) -> Vec<String> {
-        self.headers
-            .iter()
-            .zip(&self.slots)
-            .filter(|(_, slot)| slot.is_none())
-            .map(|(h, _)| display::shown(h))
+        (0..self.headers.len())
+            .filter(|&i| self.is_unused(i))
+            .map(|i| display::shown(&self.headers[i]))
             .collect()
+    }
+
+    /// Whether the header at `position` feeds no known column.
+    pub(super) fn is_unused(&self, position: usize) -> bool {
+        self.slots[position].is_none()
+            && !self.feeds.iter().any(|f| f.positions.contains(&position))
+    }
+
+    /// Every known column the file feeds (a slot or a feed).
+    pub(super) fn columns(&self) -> impl Iterator<Item = &'static Column> + '_ {
+        let slots = self.slots.iter().flatten().copied();
+        slots.chain(self.feeds.iter().map(|f| f.column))
     }
 }
 
@@ -65,6 +96,12 @@ pub fn parse_rename(s: &str) -> Result<(String, String), String> {
             "no header name after \"{canonical}=\": write {canonical}=<header in your file>"
         ));
     }
+    if header.split('+').any(|part| part.trim().is_empty()) {
+        return Err(format!(
+            "an empty header in \"{}\": join headers as {canonical}=FIRST+SECOND",
+            display::shown(header)
+        ));
+    }
     Ok((canonical, header.trim().to_owned()))
 }
 
@@ -84,24 +121,80 @@ pub(super) fn resolve(
     split: Split,
 ) -> Result<Layout, InputError> {
     let names = expected_names(renames, source)?;
-    let slots: Vec<Option<&'static Column>> = headers
-        .iter()
-        .map(|h| {
-            let h = normalise(h);
-            names
-                .iter()
-                .find(|(_, name)| name.as_deref() == Some(h.as_str()))
-                .map(|(c, _)| *c)
-        })
-        .collect();
-    let layout = Layout {
+    let normalised: Vec<String> = headers.iter().map(|h| normalise(h)).collect();
+    let mut layout = Layout {
+        slots: vec![None; headers.len()],
         headers,
-        slots,
+        feeds: Vec::new(),
         delimiter: split.delimiter,
+        default_building_name: None,
     };
-    reject_duplicates(&layout, source, split)?;
+    for (column, expected) in &names {
+        let Some(expected) = expected else { continue };
+        let Some(positions) = positions(&normalised, expected, column, source, split)? else {
+            continue;
+        };
+        match positions.as_slice() {
+            [one] if layout.slots[*one].is_none() => layout.slots[*one] = Some(*column),
+            _ => layout.feeds.push(Feed { column, positions }),
+        }
+    }
     require_columns(&layout, &names, source, split)?;
     Ok(layout)
+}
+
+/// Where the header `expected` (normalised) is: one position, the positions of a join
+/// (`A+B`), or `None` when the file does not have it. A header found twice is an error,
+/// as is a join naming a header the file lacks.
+fn positions(
+    headers: &[String],
+    expected: &str,
+    column: &Column,
+    source: &str,
+    split: Split,
+) -> Result<Option<Vec<usize>>, InputError> {
+    let found: Vec<usize> = (0..headers.len())
+        .filter(|&i| headers[i] == expected)
+        .collect();
+    match found.as_slice() {
+        [] => {}
+        [one] => return Ok(Some(vec![*one])),
+        [first, second, ..] => {
+            return Err(InputError::DuplicateColumn {
+                source_name: source.to_owned(),
+                line: split.line,
+                column: column.name.to_owned(),
+                first: first + 1,
+                second: second + 1,
+            });
+        }
+    }
+    if !expected.contains('+') {
+        return Ok(None);
+    }
+    let mut joined = Vec::new();
+    for part in expected.split('+').map(str::trim) {
+        match headers.iter().position(|h| h == part) {
+            Some(at) => joined.push(at),
+            None => {
+                return Err(InputError::Rename {
+                    source_name: source.to_owned(),
+                    detail: format!(
+                        "{}={expected} joins the header \"{}\", which the file does not have \
+                         (its headers: {})",
+                        column.name,
+                        display::shown(part),
+                        headers
+                            .iter()
+                            .map(|h| display::shown(h))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                });
+            }
+        }
+    }
+    Ok(Some(joined))
 }
 
 /// The (normalised) header each known column is read from; `None` when a rename gave
@@ -126,12 +219,11 @@ fn expected_names(renames: &[(String, String)], source: &str) -> Result<Expected
                 known_columns()
             )));
         };
-        if let Some((other, _)) = renamed
-            .iter()
-            .find(|(c, h)| *c == column.name || *h == header)
-        {
+        // One header may feed several columns; a column is read from one place.
+        if let Some((_, other)) = renamed.iter().find(|(c, _)| *c == column.name) {
             return Err(conflict(format!(
-                "--column {canonical}={header} conflicts with --column {other}=...: give each column and each header once"
+                "--column {canonical}={header} conflicts with --column {canonical}={other}: \
+                 map each column once (join headers with +)"
             )));
         }
         renamed.push((column.name, header.clone()));
@@ -140,31 +232,14 @@ fn expected_names(renames: &[(String, String)], source: &str) -> Result<Expected
         for (column, expected) in names.iter_mut() {
             if column.name == *name {
                 *expected = Some(header.clone());
-            } else if expected.as_deref() == Some(header.as_str()) {
+            } else if expected.as_deref() == Some(header.as_str())
+                && !renamed.iter().any(|(c, _)| *c == column.name)
+            {
                 *expected = None;
             }
         }
     }
     Ok(names)
-}
-
-fn reject_duplicates(layout: &Layout, source: &str, split: Split) -> Result<(), InputError> {
-    for (i, slot) in layout.slots.iter().enumerate() {
-        let Some(column) = slot else { continue };
-        let again = layout.slots[i + 1..]
-            .iter()
-            .position(|s| s.is_some_and(|c| c.name == column.name));
-        if let Some(offset) = again {
-            return Err(InputError::DuplicateColumn {
-                source_name: source.to_owned(),
-                line: split.line,
-                column: column.name.to_owned(),
-                first: i + 1,
-                second: i + 2 + offset,
-            });
-        }
-    }
-    Ok(())
 }
 
 fn require_columns(
@@ -173,7 +248,7 @@ fn require_columns(
     source: &str,
     split: Split,
 ) -> Result<(), InputError> {
-    let present = |name: &str| layout.slots.iter().flatten().any(|c| c.name == name);
+    let present = |name: &str| layout.columns().any(|c| c.name == name);
     // building_name is optional (absent: user-only rows), but not when `--column` asked
     // for it, or when CR-only line endings glued the rows onto the header.
     let renamed = names

@@ -104,11 +104,16 @@ pub(super) fn check_record(layout: &Layout, record: &ByteRecord, line: u64) -> R
             Err(invalid) => return identified(*invalid),
         }
     }
-    let keyed = layout
-        .slots
-        .iter()
-        .flatten()
-        .any(|c| c.target == Target::PropertyId);
+    for feed in &layout.feeds {
+        match check_cell(feed.column, &joined(record, &feed.positions), decimal_comma) {
+            Ok(cell) => draft.put(feed.column, cell),
+            Err(invalid) => return identified(*invalid),
+        }
+    }
+    if draft.building_name.is_none() {
+        draft.building_name = layout.default_building_name.clone();
+    }
+    let keyed = layout.columns().any(|c| c.target == Target::PropertyId);
     match check_building(&draft, keyed) {
         Some(invalid) => identified(invalid),
         None => Record::Valid(draft.finish(line)),
@@ -142,6 +147,24 @@ fn check_building(draft: &Draft, keyed: bool) -> Option<Invalid> {
         )),
         _ => None,
     }
+}
+
+/// The cells at `positions`, trimmed, the empty ones left out, joined by a space (a
+/// street and a house number): the value of a joined column.
+fn joined(record: &ByteRecord, positions: &[usize]) -> Vec<u8> {
+    let parts = positions
+        .iter()
+        .filter_map(|&i| record.get(i))
+        .map(<[u8]>::trim_ascii)
+        .filter(|part| !part.is_empty());
+    let mut value = Vec::new();
+    for part in parts {
+        if !value.is_empty() {
+            value.push(b' ');
+        }
+        value.extend_from_slice(part);
+    }
+    value
 }
 
 /// A cell of an invalid row, made safe to display (only computed for invalid rows).

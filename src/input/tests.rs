@@ -525,12 +525,35 @@ fn duplicated_column_is_fatal() {
 
 #[test]
 fn conflicting_renames_are_fatal() {
-    let err = reader_with(
-        HEADER.as_bytes(),
-        &[("town", "ort"), ("building_town", "ort")],
-    )
-    .unwrap_err();
+    let err = reader_with(HEADER.as_bytes(), &[("town", "ort"), ("town", "stadt")]).unwrap_err();
     assert!(matches!(err, InputError::Rename { .. }), "{err:?}");
+}
+
+#[test]
+fn one_header_feeds_several_columns_and_headers_join() {
+    let csv = format!("{HEADER},Ort,Straße,Nr\n{ID},crm-1,Home,Graz, Grüne Gasse ,5\n");
+    let renames = [
+        ("town", "ort"),
+        ("building_town", "ort"),
+        ("street_and_number", "straße+nr"),
+    ];
+    let mut reader = reader_with(csv.as_bytes(), &renames).unwrap();
+    assert!(
+        reader.ignored_columns().is_empty(),
+        "{:?}",
+        reader.ignored_columns()
+    );
+    let Some(Ok(Record::Valid(row))) = reader.next() else {
+        panic!("expected a valid row");
+    };
+    assert_eq!(row.user_fields["town"], "Graz");
+    assert_eq!(row.building_fields["town"], "Graz");
+    assert_eq!(row.user_fields["street_and_number"], "Grüne Gasse 5");
+    let missing = reader_with(csv.as_bytes(), &[("street_and_number", "straße+hausnr")]);
+    assert!(
+        matches!(missing, Err(InputError::Rename { .. })),
+        "{missing:?}"
+    );
 }
 
 #[test]

@@ -14,7 +14,7 @@ pub enum Records<W: Write> {
         /// The output.
         out: W,
         /// The keys.
-        header: &'static [&'static str],
+        header: Vec<&'static str>,
         /// Empty cells are `null` rather than `""`.
         empty_is_null: bool,
     },
@@ -22,14 +22,14 @@ pub enum Records<W: Write> {
 
 impl<W: Write> Records<W> {
     /// CSV, starting with the header.
-    pub fn csv(out: W, header: &'static [&'static str]) -> std::io::Result<Self> {
+    pub fn csv(out: W, header: &[&str]) -> std::io::Result<Self> {
         CsvWriter::new(out, header)
             .map(|writer| Records::Csv(Box::new(writer)))
             .map_err(io_error)
     }
 
     /// JSON lines.
-    pub fn json(out: W, header: &'static [&'static str], empty_is_null: bool) -> Self {
+    pub fn json(out: W, header: Vec<&'static str>, empty_is_null: bool) -> Self {
         Records::Json {
             out,
             header,

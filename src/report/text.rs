@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use super::Summary;
+use crate::checkpoint::query::FailureGroup;
 use crate::progress::human_duration;
 
 /// Renders the summary.
@@ -24,7 +25,7 @@ pub fn render(summary: &Summary) -> String {
         human_duration(std::time::Duration::from_secs_f64(summary.duration_secs))
     );
     if let Some(plan) = &summary.plan {
-        render_plan(&mut out, plan, r.invalid, r.duplicates);
+        render_plan(&mut out, plan, r);
     } else {
         render_counts(&mut out, r);
     }
@@ -86,7 +87,7 @@ fn render_counts(out: &mut String, r: &super::RowCounts) {
         ),
         (
             r.vanished,
-            "in the checkpoint but no longer in the input: left untouched",
+            "in the checkpoint but no longer in the input: left untouched (export --state vanished lists them)",
         ),
     ];
     for (count, what) in lines.into_iter().filter(|(count, _)| *count > 0) {
@@ -94,7 +95,8 @@ fn render_counts(out: &mut String, r: &super::RowCounts) {
     }
 }
 
-fn render_plan(out: &mut String, plan: &super::Plan, invalid: u64, duplicates: u64) {
+fn render_plan(out: &mut String, plan: &super::Plan, r: &super::RowCounts) {
+    let (invalid, duplicates) = (r.invalid, r.duplicates);
     let _ = writeln!(out, "plan (dry run, nothing sent):");
     let lines = [
         (
@@ -126,14 +128,24 @@ fn render_plan(out: &mut String, plan: &super::Plan, invalid: u64, duplicates: u
     for (count, what) in lines {
         let _ = writeln!(out, "  {count:>8}  {what}");
     }
+    if r.vanished > 0 {
+        let what = "in the checkpoint but no longer in the input: would be left untouched";
+        let _ = writeln!(out, "  {:>8}  {what}", r.vanished);
+    }
 }
 
 fn render_failures(out: &mut String, summary: &Summary) {
-    if summary.failures.is_empty() {
+    render_groups(out, "not done, by reason:", &summary.failures);
+}
+
+/// Failure groups under `title`: a count, the state and cause, the first lines and one
+/// example message each (`run`'s and `links`' summaries).
+pub fn render_groups(out: &mut String, title: &str, groups: &[FailureGroup]) {
+    if groups.is_empty() {
         return;
     }
-    let _ = writeln!(out, "not done, by reason:");
-    for group in &summary.failures {
+    let _ = writeln!(out, "{title}");
+    for group in groups {
         let lines: Vec<String> = group.lines.iter().map(u64::to_string).collect();
         let more = if group.count > group.lines.len() as u64 {
             ", …"

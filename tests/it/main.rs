@@ -25,6 +25,9 @@ mod durability;
 #[path = "../error_body_props.rs"]
 mod error_body_props;
 
+#[path = "../first_week.rs"]
+mod first_week;
+
 #[path = "../hostile_input.rs"]
 mod hostile_input;
 

@@ -122,7 +122,7 @@ impl LinksConfig {
         };
         let api = config::Api::new(&args.api, env, args.dry_run)?;
         Ok(LinksConfig {
-            input: config::input_options(&args.input, args.columns, &args.format),
+            input: config::input_options(&args.input, args.columns, &args.format)?,
             checkpoint: args.checkpoint,
             identity: api.identity,
             client: api.client,

@@ -16,11 +16,11 @@
 //! Links are capabilities: logs name the row, never the session or the link.
 
 pub mod config;
+pub mod out;
 pub mod summary;
 pub mod targets;
 pub mod worker;
 
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -36,11 +36,11 @@ use crate::error::AppError;
 use crate::exit_code::ExitCode;
 use crate::input;
 use crate::progress::Reading;
-use crate::report::csv::CsvWriter;
 use crate::report::{self, Requests};
 use crate::shutdown::Shutdown;
 use config::LinksConfig;
-use summary::{LinkCounts, LinksSummary, RowFailure};
+use out::{OutFate, OutFile};
+use summary::{LinksSummary, RowFailure};
 use targets::TargetCounts;
 use worker::{Context, LinkJob, LinkResult, Outcome};
 
@@ -70,12 +70,9 @@ pub async fn links(config: LinksConfig, shutdown: Shutdown) -> Result<ExitCode, 
     }
     let _lock = Lock::acquire(&config.checkpoint)?;
     let checkpoint = Checkpoint::open_for_run(&config.checkpoint, &config.identity)?;
-    let out = config
-        .out
-        .as_deref()
-        .map(|path| report::create_for("--out", path))
-        .transpose()?;
-    let reader = input::open(&config.input).map_err(|e| AppError::Usage(e.to_string()))?;
+    let out = config.out.as_deref().map(OutFile::open).transpose()?;
+    let reader = input::open(&config.input).map_err(AppError::from)?;
+    warn_without_email(&reader);
     let client = engine::connect(config.client.as_ref().filter(|_| !config.dry_run)).await?;
     config::warn_if_today_overridden(&config);
     let command = if config.dry_run {
@@ -99,7 +96,7 @@ pub async fn links(config: LinksConfig, shutdown: Shutdown) -> Result<ExitCode, 
             let sink = Sink::new(&mut summary, shown);
             send(&config, &drive, writer.sender(), out, sink).await
         }
-        None => dry_plan(&config, writer.sender(), out, &mut summary.links).await,
+        None => dry_plan(&config.today, writer.sender(), out, &mut summary).await,
     };
     progress.finish().await;
     let (checkpoint, written) = writer.finish();
@@ -126,6 +123,17 @@ fn finish(
         report::print_stdout(&summary.json())?;
     }
     Ok(())
+}
+
+/// The mail merge needs addresses: say so before anything is sent when the file has none.
+fn warn_without_email(reader: &input::Reader) {
+    if !reader.has_column("email") {
+        tracing::warn!(
+            "{}: no email column, so --out and export --links have no address to mail the \
+             links to; add the customers' email column, or map yours with --column email=HEADER",
+            reader.source_name()
+        );
+    }
 }
 
 /// Reads, joins and stages the input on a blocking thread.
@@ -183,25 +191,16 @@ fn link_jobs(writer: Sender) -> impl futures::Stream<Item = Result<LinkJob, Writ
     engine::jobs(TargetPages(writer)).map_ok(LinkJob::from)
 }
 
-/// The `--out` mail-merge file, written as links arrive.
-type OutFile = CsvWriter<std::io::BufWriter<std::fs::File>>;
-
 /// Every user through the workers on the engine, and the `--out` file, to the end; an
 /// `--out` failure becomes the run's ending, so the summary is still recorded.
 async fn send(
     config: &LinksConfig,
     drive: &Drive<'_>,
     writer: Sender,
-    out: Option<std::fs::File>,
+    out: Option<OutFile>,
     mut sink: Sink<'_>,
 ) -> Ending {
-    let out = out
-        .map(|file| CsvWriter::new(std::io::BufWriter::new(file), &OUT_HEADER))
-        .transpose();
-    sink.out = match out {
-        Ok(out) => out,
-        Err(e) => return Ending::Aborted(out_error(config, &e).to_string()),
-    };
+    sink.out = out;
     let ctx = Context {
         client: drive.client,
         writer: &writer,
@@ -221,30 +220,36 @@ async fn send(
         )),
         (ending, None) => ending,
     };
-    match sink.out.map_or(Ok(()), CsvWriter::finish) {
-        Err(e) => Ending::Aborted(out_error(config, &e).to_string()),
-        Ok(()) => ending,
+    let fate = sink.out.take().map(finish_out).transpose();
+    match fate {
+        Err(reason) => Ending::Aborted(reason),
+        Ok(fate) => {
+            sink.summary.out = fate;
+            ending
+        }
     }
 }
 
-fn out_error(config: &LinksConfig, error: &csv::Error) -> AppError {
-    let path = config.out.as_deref().unwrap_or(Path::new("")).display();
-    AppError::Fatal(format!("cannot write --out {path}: {error}"))
+/// Finishes `--out`; the error is the run's abort reason.
+fn finish_out(out: OutFile) -> Result<OutFate, String> {
+    let path = out.path().display().to_string();
+    out.finish()
+        .map_err(|e| format!("cannot write --out {path}: {e}"))
 }
 
 /// What a real run would do, from the checkpoint alone (new connections are not known):
-/// the same paged jobs, nothing sent; `--out` gets only its header.
+/// the same paged jobs, nothing sent; `--out` is left as it was (a new one gets the header).
 async fn dry_plan(
-    config: &LinksConfig,
+    today: &str,
     writer: Sender,
-    out: Option<std::fs::File>,
-    counts: &mut LinkCounts,
+    out: Option<OutFile>,
+    summary: &mut LinksSummary,
 ) -> Ending {
-    if let Some(file) = out
-        && let Err(e) = CsvWriter::new(file, &OUT_HEADER).and_then(CsvWriter::finish)
-    {
-        return Ending::Aborted(out_error(config, &e).to_string());
+    match out.map(finish_out).transpose() {
+        Ok(fate) => summary.out = fate,
+        Err(reason) => return Ending::Aborted(reason),
     }
+    let counts = &mut summary.links;
     let mut jobs = std::pin::pin!(link_jobs(writer));
     while let Some(job) = jobs.next().await {
         let job = match job {
@@ -252,21 +257,19 @@ async fn dry_plan(
             Err(error) => return Ending::Aborted(error.to_string()),
         };
         for target in job.targets {
-            counts.add(&planned(config, &target.history));
+            counts.add(&planned(today, &target.history));
         }
     }
     Ending::Completed
 }
 
-fn planned(config: &LinksConfig, history: &LinkHistory) -> LinkResult {
+fn planned(today: &str, history: &LinkHistory) -> LinkResult {
     match history {
         LinkHistory::Connected => LinkResult::Connected {
             newly: false,
             assigned: false,
         },
-        LinkHistory::Live(expires) if worker::still_valid(expires, &config.today) => {
-            LinkResult::StillValid
-        }
+        LinkHistory::Live(expires) if worker::still_valid(expires, today) => LinkResult::StillValid,
         history => LinkResult::Created {
             session: placeholder_session(),
             renewed: matches!(history, LinkHistory::Live(_)),
@@ -321,7 +324,8 @@ impl<'a> Sink<'a> {
                 tracing::info!(line, %user, building, newly, assigned, "connected")
             }
             LinkResult::Failed { status, message } => {
-                tracing::warn!(line, %user, building, error = %message, "no link");
+                // Grouped in the summary, like `run`'s failures; one line per row with -v.
+                tracing::info!(line, %user, building, error = %message, "no link");
                 self.summary
                     .push_failure(RowFailure::new(t, *status, message));
             }

@@ -5,9 +5,11 @@
 use serde::Serialize;
 
 use super::config::LinksConfig;
+use super::out::OutFate;
 use super::targets::TargetCounts;
 use super::worker::LinkResult;
 use crate::checkpoint::links::Target;
+use crate::checkpoint::query::FailureGroup;
 use crate::engine::Ending;
 use crate::report::{Requests, SummaryHeader};
 
@@ -15,6 +17,8 @@ use crate::report::{Requests, SummaryHeader};
 pub const SUMMARY_VERSION: u32 = 1;
 /// Failures listed in the summary (the rest are counted).
 const MAX_LISTED_FAILURES: usize = 100;
+/// Lines kept per failure group in the text summary.
+const EXAMPLE_LINES: usize = 5;
 
 /// The counts of one links run.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -121,6 +125,13 @@ pub struct LinksSummary {
     pub requests: Requests,
     /// Buildings without a link because of an error (at most 100 listed).
     pub failures: Vec<RowFailure>,
+    /// With `--out`: `written` (this run's new links, or a new file's header) or `kept`
+    /// (no new link: the file was left as it was).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub out: Option<OutFate>,
+    /// Every failure, grouped by cause like `run`'s (the text summary shows these).
+    #[serde(skip)]
+    groups: Vec<FailureGroup>,
 }
 
 impl LinksSummary {
@@ -146,6 +157,8 @@ impl LinksSummary {
             },
             requests: Requests::default(),
             failures: Vec::new(),
+            out: None,
+            groups: Vec::new(),
         }
     }
 
@@ -155,8 +168,38 @@ impl LinksSummary {
         self.header.conclude(ending.conclude(dry_run, troubled));
     }
 
-    /// Keeps a failure for the summary (bounded).
+    /// Keeps a failure for the summary (bounded) and counts it in its group.
     pub fn push_failure(&mut self, failure: RowFailure) {
+        let cause = failure
+            .http_status
+            .map_or_else(|| "no HTTP status".to_owned(), |s| format!("HTTP {s}"));
+        let at = self.groups.iter().position(|g| g.cause == cause);
+        let group = match at {
+            Some(at) => &mut self.groups[at],
+            None => {
+                self.groups.push(FailureGroup {
+                    state: "failed".into(),
+                    cause,
+                    count: 0,
+                    lines: Vec::new(),
+                    example: failure.error.clone(),
+                });
+                self.groups.last_mut().expect("just pushed")
+            }
+        };
+        // Outcomes arrive in completion order: keep the first lines of the file, and the
+        // example of the first one (as `run`'s groups do).
+        group.count += 1;
+        if group
+            .lines
+            .first()
+            .is_none_or(|&first| failure.line < first)
+        {
+            group.example = failure.error.clone();
+        }
+        group.lines.push(failure.line);
+        group.lines.sort_unstable();
+        group.lines.truncate(EXAMPLE_LINES);
         if self.failures.len() < MAX_LISTED_FAILURES {
             self.failures.push(failure);
         }
@@ -217,11 +260,14 @@ impl LinksSummary {
         for (n, what) in lines {
             out.push_str(&format!("  {n:>8}  {what}\n"));
         }
-        for f in &self.failures {
-            out.push_str(&format!(
-                "  line {}: user {} building {:?}: {}\n",
-                f.line, f.user_id, f.building_name, f.error
-            ));
+        let mut groups = self.groups.clone();
+        groups.sort_by_key(|group| std::cmp::Reverse(group.count));
+        crate::report::text::render_groups(&mut out, "no link, by reason:", &groups);
+        if self.out == Some(OutFate::Kept) {
+            out.push_str(
+                "--out left as it was: this run created no link (export --links lists every \
+                 live link)\n",
+            );
         }
         if let Some(reason) = &h.abort_reason {
             out.push_str(&format!("stopped: {reason}\n"));

@@ -52,7 +52,7 @@ pub fn stage(
     let mut staging = checkpoint.stage_targets()?;
     let mut counts = TargetCounts::default();
     while let Some(record) = reader.next() {
-        let record = record.map_err(|e| AppError::Usage(e.to_string()))?;
+        let record = record.map_err(AppError::from)?;
         counts.rows_read += 1;
         let row = match record {
             Record::Valid(row) => row,

@@ -37,6 +37,8 @@ pub struct RunConfig {
     pub dry_run: bool,
     /// `--strict`.
     pub strict: bool,
+    /// `--max-vanished`.
+    pub max_vanished: super::vanished::MaxVanished,
     /// Progress and logs.
     pub output: Output,
 }
@@ -62,7 +64,7 @@ impl RunConfig {
     pub fn new(args: RunArgs, env: Env<'_>) -> Result<Self, ConfigError> {
         let api = config::Api::new(&args.api, env, args.dry_run)?;
         Ok(RunConfig {
-            input: config::input_options(&args.input, args.columns, &args.format),
+            input: config::input_options(&args.input, args.columns, &args.format)?,
             checkpoint: args.checkpoint,
             identity: api.identity,
             client: api.client,
@@ -82,6 +84,7 @@ impl RunConfig {
             metrics_file: args.metrics_file,
             dry_run: args.dry_run,
             strict: args.strict,
+            max_vanished: args.max_vanished,
             output: Output::from(&args.output),
         })
     }

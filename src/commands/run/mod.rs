@@ -13,6 +13,7 @@ pub(crate) mod jobs;
 pub(crate) mod metrics;
 pub mod plan;
 pub(crate) mod summary;
+pub mod vanished;
 pub(crate) mod worker;
 
 use std::path::Path;
@@ -20,6 +21,7 @@ use std::time::Instant;
 
 use crate::api::Client;
 use crate::checkpoint::stage::Staged;
+use crate::checkpoint::vanished::VanishedCount;
 use crate::checkpoint::writer::{WriteError, Writer};
 use crate::checkpoint::{Checkpoint, Lock};
 use crate::engine::{self, Drive, Ending};
@@ -64,13 +66,28 @@ async fn run_job(
         .as_deref()
         .map(|path| report::create_for("--report", path))
         .transpose()?;
-    let reader = input::open(&config.input).map_err(|e| AppError::Usage(e.to_string()))?;
+    let reader = input::open(&config.input).map_err(AppError::from)?;
     warn_ignored_columns(&reader);
     let command = if config.dry_run { "dry-run" } else { "run" };
     let run_id = checkpoint.begin_run(command, reader.source_name())?;
     // The whole input is read before the first request (the token's included), so a
     // file problem that needs no server (no data rows, an oversized record) sends nothing.
     let (checkpoint, staged) = stage(checkpoint, reader, run_id, config).await?;
+    let count = VanishedCount {
+        vanished: staged.vanished,
+        known: staged.known,
+    };
+    // --only-failed is often fed only the rows to fix (`export --state failed`): the rows it
+    // lacks are not a cut export.
+    if !config.settings.plan.only_failed {
+        vanished::guard(
+            config.max_vanished,
+            count,
+            staged.rows_read,
+            &config.checkpoint,
+        )
+        .inspect_err(|error| end_aborted_run(&checkpoint, run_id, error))?;
+    }
     let client = engine::connect(config.client.as_ref().filter(|_| !config.dry_run))
         .await
         .inspect_err(|error| end_aborted_run(&checkpoint, run_id, error))?;
@@ -87,6 +104,10 @@ async fn run_job(
     let (ending, plan) = execute(config, sending, &writer, &shutdown).await;
     progress.finish().await;
     let (checkpoint, written) = writer.finish();
+    if !config.dry_run {
+        // `export --state failed` prints these rows with their input, to fix and feed back.
+        checkpoint.keep_failed_inputs()?;
+    }
     let tally = tally.lock().expect("tally lock").clone();
     let ending = ending.after_writer(written);
     let summary = Summarized {
@@ -160,7 +181,8 @@ fn warn_ignored_columns(reader: &input::Reader) {
     let ignored = reader.ignored_columns();
     if !ignored.is_empty() {
         tracing::warn!(
-            "{}: ignoring unknown columns {} (docs/user-guide.md#the-csv lists the known columns; --column maps one)",
+            "{}: ignoring unknown columns {} (`podero-onboard run --help` lists the known \
+             columns; --column COLUMN=HEADER or a --mapping file maps one)",
             reader.source_name(),
             ignored.join(", ")
         );
@@ -196,7 +218,7 @@ async fn stage(
     })
     .await
     .expect("staging panicked");
-    let staged = staged?.map_err(|e| AppError::Usage(e.to_string()))?;
+    let mut staged = staged?.map_err(AppError::from)?;
     if staged.rows_read == 0 {
         return Err(AppError::no_data_rows(&source));
     }
@@ -217,6 +239,8 @@ async fn stage(
             );
         }
     }
+    let count = checkpoint.record_vanished(run_id)?;
+    (staged.vanished, staged.known) = (count.vanished, count.known);
     Ok((checkpoint, staged))
 }
 
@@ -274,6 +298,13 @@ fn write_report(checkpoint: &Checkpoint, out: impl std::io::Write) -> Result<(),
     let mut failed = None;
     checkpoint
         .for_each_report_row(|record| {
+            if failed.is_none() {
+                failed = writer.write(&record).err();
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    checkpoint
+        .for_each_vanished_report_row(|record| {
             if failed.is_none() {
                 failed = writer.write(&record).err();
             }

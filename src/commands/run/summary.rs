@@ -107,7 +107,7 @@ impl Summarized<'_> {
             } else {
                 self.staged.valid.saturating_sub(processed)
             },
-            vanished: self.checkpoint.vanished()?,
+            vanished: self.staged.vanished,
             tally: self.tally.clone(),
         })
     }
