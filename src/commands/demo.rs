@@ -139,6 +139,7 @@ fn demo_config(args: &DemoArgs, base_url: &str, checkpoint: &Path) -> RunConfig 
             settle: Duration::from_millis(200),
             max_posts: 5,
             adopt_existing: false,
+            directory: Default::default(),
         },
         report: Some(args.dir.join("report.csv")),
         json: false,

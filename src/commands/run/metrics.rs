@@ -87,6 +87,9 @@ pub fn from_summary(summary: &Summary, checkpoint: &Checkpoint, previous: &Path)
         ("failed", rows.failed),
         ("unresolved", rows.tally.unresolved),
         ("not_processed", rows.not_processed),
+        ("users_created", rows.tally.users_created),
+        ("users_found", rows.tally.users_found),
+        ("users_adopted", rows.tally.users_adopted),
     ]);
     RunFigures {
         exit_code: summary.header.exit_code as i32,
