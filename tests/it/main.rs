@@ -19,6 +19,9 @@ mod contrib;
 #[path = "../docs.rs"]
 mod docs;
 
+// TEMP #[path = "../customers.rs"]
+// TEMP mod customers;
+
 #[path = "../durability.rs"]
 mod durability;
 
