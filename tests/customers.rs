@@ -22,7 +22,10 @@ fn new_customers_csv(customers: usize, second: usize) -> String {
         "external_user_id,email,first_name,last_name,zip_code,town,country,property_id,building_name\n",
     );
     for i in 0..customers {
-        let fields = format!("NEW-{i},new{i}@example.com,Kim,Nr{i},0{:04},Dresden,DE", 1000 + i);
+        let fields = format!(
+            "NEW-{i},new{i}@example.com,Kim,Nr{i},0{:04},Dresden,DE",
+            1000 + i
+        );
         csv.push_str(&format!("{fields},P-{i}-a,Home\n"));
         if i < second {
             csv.push_str(&format!("{fields},P-{i}-b,Cabin\n"));
@@ -135,14 +138,25 @@ async fn two_hundred_new_customers_under_drops_and_5xx_become_exactly_two_hundre
     assert!(state.duplicates().is_empty(), "{:?}", state.duplicates());
     for i in 0..200 {
         let user = user_of(&state, &format!("NEW-{i}"));
-        let expected = if i < 50 { vec!["Cabin", "Home"] } else { vec!["Home"] };
+        let expected = if i < 50 {
+            vec!["Cabin", "Home"]
+        } else {
+            vec!["Home"]
+        };
         assert_eq!(building_names(&state, user), expected, "customer NEW-{i}");
         let zip = &state.users[&user].fields["zip_code"];
-        assert_eq!(zip, &json!(format!("0{:04}", 1000 + i)), "postcode kept as text");
+        assert_eq!(
+            zip,
+            &json!(format!("0{:04}", 1000 + i)),
+            "postcode kept as text"
+        );
     }
     let customers = customers_table(&h);
     assert_eq!(customers.len(), 200);
-    assert!(customers.values().all(|(_, s)| s == "known"), "{customers:?}");
+    assert!(
+        customers.values().all(|(_, s)| s == "known"),
+        "{customers:?}"
+    );
     assert!(done.stderr.contains("exit code 0"), "{}", done.stderr);
 }
 
@@ -183,7 +197,12 @@ async fn a_sigkill_storm_during_creation_still_leaves_one_user_per_crm_id() {
         let target = (kill + 1) * 12;
         let what = format!("user POST number {target} before kill {kill}");
         wait_for(&h, &what, h.sandbox.wait_requests("create_user", target)).await;
-        wait_for(&h, "a user POST in flight", h.sandbox.wait_in_flight("create_user", 1)).await;
+        wait_for(
+            &h,
+            "a user POST in flight",
+            h.sandbox.wait_in_flight("create_user", 1),
+        )
+        .await;
         child.start_kill().expect("SIGKILL");
         child.wait().await.expect("wait");
         killed_creating += customers_table(&h)
@@ -210,8 +229,12 @@ async fn customers_that_exist_by_crm_id_are_found_updated_where_different_and_ne
     let anna = Uuid::from_u128(0xA);
     let ben = Uuid::from_u128(0xB);
     let seeded = [
-        SeedUser::new("CRM-A", "anna@example.com").id(anna).names("Anna", "Alt"),
-        SeedUser::new("CRM-B", "ben@example.com").id(ben).names("Ben", "Berg"),
+        SeedUser::new("CRM-A", "anna@example.com")
+            .id(anna)
+            .names("Anna", "Alt"),
+        SeedUser::new("CRM-B", "ben@example.com")
+            .id(ben)
+            .names("Ben", "Berg"),
     ];
     let h = Harness::new(sandbox::Builder::new().existing_users(seeded)).await;
     let csv = h.write(
@@ -236,7 +259,10 @@ async fn customers_that_exist_by_crm_id_are_found_updated_where_different_and_ne
     let state = h.state();
     assert_eq!(state.users.len(), 2);
     assert_eq!(state.users[&anna].fields["last_name"], json!("Neu"));
-    assert_eq!(state.users[&anna].email, "anna@example.com", "e-mail case is no change");
+    assert_eq!(
+        state.users[&anna].email, "anna@example.com",
+        "e-mail case is no change"
+    );
     assert_eq!(building_names(&state, anna), ["Home"]);
     let rows = &json_of(&out)["rows"];
     assert_eq!(rows["users_found"], json!(2));
@@ -267,7 +293,11 @@ async fn a_mixed_file_onboards_rows_with_and_without_user_id() {
     );
     let new = user_of(&state, "NEW-1");
     assert_eq!(building_names(&state, new), ["Home"]);
-    assert_eq!(state.count("get_user_by_ext_id"), 1, "only NEW-1 is looked up");
+    assert_eq!(
+        state.count("get_user_by_ext_id"),
+        1,
+        "only NEW-1 is looked up"
+    );
     assert_eq!(json_of(&out)["rows"]["users_created"], json!(1));
 }
 
@@ -286,10 +316,15 @@ async fn the_next_night_costs_nothing_and_a_changed_address_one_put() {
         counts(&[("token", 1)]),
         "an unchanged night: no API call"
     );
-    let moved = csv.replace("NEW-3,new3@example.com,Kim,Nr3,01003,Dresden", "NEW-3,new3@example.com,Kim,Nr3,01003,Leipzig");
+    let moved = csv.replace(
+        "NEW-3,new3@example.com,Kim,Nr3,01003,Dresden",
+        "NEW-3,new3@example.com,Kim,Nr3,01003,Leipzig",
+    );
     assert_ne!(moved, csv);
     let before = h.state().requests;
-    let night = h.run(&h.write("night2.csv", moved), &["--create-users"]).await;
+    let night = h
+        .run(&h.write("night2.csv", moved), &["--create-users"])
+        .await;
     h.expect_code(&night, 0);
     assert_eq!(
         delta(&h, &before),
@@ -297,7 +332,10 @@ async fn the_next_night_costs_nothing_and_a_changed_address_one_put() {
         "a changed address: one user PUT"
     );
     let state = h.state();
-    assert_eq!(state.users[&user_of(&state, "NEW-3")].fields["town"], json!("Leipzig"));
+    assert_eq!(
+        state.users[&user_of(&state, "NEW-3")].fields["town"],
+        json!("Leipzig")
+    );
 }
 
 // ---- an old checkpoint ----
@@ -317,10 +355,15 @@ async fn from_schema3() -> (Harness, String) {
     let h = Harness::new(sandbox::Builder::new().existing_users(users.into_values())).await;
     std::fs::copy(format!("{FIXTURE}/checkpoint.sqlite"), h.checkpoint()).unwrap();
     let conn = rusqlite::Connection::open(h.checkpoint()).unwrap();
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 3, "the fixture is a schema-3 checkpoint");
-    conn.execute("UPDATE meta SET value = ?1 WHERE key = 'base_url'", [h.sandbox.base_url()])
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
+    assert_eq!(version, 3, "the fixture is a schema-3 checkpoint");
+    conn.execute(
+        "UPDATE meta SET value = ?1 WHERE key = 'base_url'",
+        [h.sandbox.base_url()],
+    )
+    .unwrap();
     let mut stmt = conn
         .prepare("SELECT user_id, building_name, building_id FROM rows")
         .unwrap();
@@ -330,13 +373,24 @@ async fn from_schema3() -> (Harness, String) {
         .collect::<Result<_, _>>()
         .unwrap();
     for (user, name, id) in rows {
-        let line = csv.lines().find(|l| l.starts_with(&user) && l.contains(&format!(",{name},"))).unwrap();
+        let line = csv
+            .lines()
+            .find(|l| l.starts_with(&user) && l.contains(&format!(",{name},")))
+            .unwrap();
         let cells: Vec<&str> = line.split(',').collect();
         let fields = json!({"name": name, "property_type": cells[7],
             "num_occupants": cells[8].parse::<u64>().unwrap()});
-        let Value::Object(fields) = fields else { unreachable!() };
-        let building = Building { id: Uuid::parse_str(&id).unwrap(), name, fields, created_at_ms: 0 };
-        h.sandbox.insert_building(Uuid::parse_str(&user).unwrap(), building);
+        let Value::Object(fields) = fields else {
+            unreachable!()
+        };
+        let building = Building {
+            id: Uuid::parse_str(&id).unwrap(),
+            name,
+            fields,
+            created_at_ms: 0,
+        };
+        h.sandbox
+            .insert_building(Uuid::parse_str(&user).unwrap(), building);
     }
     (h, csv)
 }
@@ -353,7 +407,9 @@ async fn a_schema_3_checkpoint_is_upgraded_and_keeps_working_creating_nothing() 
         "the same file over the upgraded checkpoint: nothing sent"
     );
     let conn = rusqlite::Connection::open(h.checkpoint()).unwrap();
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(version, 4);
     let customers: i64 = conn
         .query_row("SELECT count(*) FROM customers", [], |r| r.get(0))
@@ -367,14 +423,21 @@ async fn a_schema_3_checkpoint_is_upgraded_and_keeps_working_creating_nothing() 
         .collect();
     let before = h.state().requests;
     let out = h
-        .run(&h.write("crm.csv", crm_keyed), &["--create-users", "--json"])
+        .run(
+            &h.write("crm.csv", crm_keyed),
+            &["--create-users", "--json"],
+        )
         .await;
     h.expect_code(&out, 0);
+    // The simulator's users were seeded without the postcodes and first names the CSV
+    // has: each found user gets one PUT of those fields (and only those).
     assert_eq!(
         delta(&h, &before),
-        counts(&[("token", 1), ("get_user_by_ext_id", 2)]),
+        counts(&[("token", 1), ("get_user_by_ext_id", 2), ("put_user", 2)]),
         "two lookups, no create, no POST"
     );
+    let anna = Uuid::parse_str("11111111-1111-4111-8111-000000000001").unwrap();
+    assert_eq!(h.state().users[&anna].fields["zip_code"], json!("01067"));
     assert_eq!(h.state().users.len(), 2);
     assert_eq!(h.state().buildings.values().map(Vec::len).sum::<usize>(), 3);
 }
@@ -396,7 +459,9 @@ async fn a_taken_email_fails_naming_it_and_adopt_existing_gives_the_user_the_crm
     );
     let report = h.path("report.csv");
     let report_arg = report.to_str().unwrap();
-    let out = h.run(&csv, &["--create-users", "--report", report_arg]).await;
+    let out = h
+        .run(&csv, &["--create-users", "--report", report_arg])
+        .await;
     h.expect_code(&out, 1);
     let report_text = std::fs::read_to_string(&report).unwrap();
     assert!(
@@ -410,7 +475,10 @@ async fn a_taken_email_fails_naming_it_and_adopt_existing_gives_the_user_the_crm
     h.expect_code(&out, 0);
     let state = h.state();
     assert_eq!(state.users.len(), 1, "adopted, not created");
-    assert_eq!(state.users[&app_user].external_user_id.as_deref(), Some("CRM-E"));
+    assert_eq!(
+        state.users[&app_user].external_user_id.as_deref(),
+        Some("CRM-E")
+    );
     assert_eq!(building_names(&state, app_user), ["Home"]);
     assert_eq!(state.count("list_users"), 1);
     assert_eq!(json_of(&out)["rows"]["users_adopted"], json!(1));
@@ -426,7 +494,12 @@ async fn an_email_held_by_a_user_with_another_crm_id_is_never_taken_over() {
         "external_user_id,email,building_name\nCRM-F,fay@example.com,Home\n",
     );
     let report = h.path("report.csv");
-    let args = ["--create-users", "--adopt-existing", "--report", report.to_str().unwrap()];
+    let args = [
+        "--create-users",
+        "--adopt-existing",
+        "--report",
+        report.to_str().unwrap(),
+    ];
     let out = h.run(&csv, &args).await;
     h.expect_code(&out, 1);
     let report_text = std::fs::read_to_string(&report).unwrap();
@@ -435,7 +508,10 @@ async fn an_email_held_by_a_user_with_another_crm_id_is_never_taken_over() {
         "names both CRM ids: {report_text}"
     );
     let state = h.state();
-    assert_eq!(state.users[&other].external_user_id.as_deref(), Some("CRM-OTHER"));
+    assert_eq!(
+        state.users[&other].external_user_id.as_deref(),
+        Some("CRM-OTHER")
+    );
     assert_eq!(state.users.len(), 1);
     assert_eq!(state.count("put_user"), 0);
 }
@@ -505,7 +581,15 @@ async fn customer_conflicts_are_rejected_before_any_call() {
     );
     let report = h.path("report.csv");
     let out = h
-        .run(&csv, &["--create-users", "--strict", "--report", report.to_str().unwrap()])
+        .run(
+            &csv,
+            &[
+                "--create-users",
+                "--strict",
+                "--report",
+                report.to_str().unwrap(),
+            ],
+        )
         .await;
     h.expect_code(&out, 1);
     assert_eq!(h.state().api_requests(), 0, "nothing sent");
@@ -526,7 +610,9 @@ async fn customer_conflicts_are_rejected_before_any_call() {
 async fn links_export_status_and_dry_run_know_crm_keyed_rows() {
     let h = Harness::new(sandbox::Builder::new()).await;
     let csv = h.write("new.csv", new_customers_csv(3, 1));
-    let dry = h.run(&csv, &["--create-users", "--dry-run", "--json"]).await;
+    let dry = h
+        .run(&csv, &["--create-users", "--dry-run", "--json"])
+        .await;
     h.expect_code(&dry, 0);
     let plan = &json_of(&dry)["plan"];
     assert_eq!(plan["look_up"], json!(3), "{plan}");
@@ -547,11 +633,12 @@ async fn links_export_status_and_dry_run_know_crm_keyed_rows() {
         assert_eq!(line["state"], json!("done"));
         assert!(line["building_id"].is_string());
     }
+    let checkpoint = h.checkpoint();
     let args = [
         "links",
         csv.to_str().unwrap(),
         "--checkpoint",
-        h.checkpoint().to_str().unwrap(),
+        checkpoint.to_str().unwrap(),
         "--language",
         "de",
         "--price-zone",
@@ -569,7 +656,7 @@ async fn links_export_status_and_dry_run_know_crm_keyed_rows() {
         "a link per building of the CRM-keyed rows"
     );
     let status = h
-        .exec_with(h.command(&["status", "--checkpoint", h.checkpoint().to_str().unwrap()]))
+        .exec_with(h.command(&["status", "--checkpoint", checkpoint.to_str().unwrap()]))
         .await;
     h.expect_code(&status, 0);
 }

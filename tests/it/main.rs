@@ -19,8 +19,8 @@ mod contrib;
 #[path = "../docs.rs"]
 mod docs;
 
-// TEMP #[path = "../customers.rs"]
-// TEMP mod customers;
+#[path = "../customers.rs"]
+mod customers;
 
 #[path = "../durability.rs"]
 mod durability;
