@@ -109,6 +109,24 @@ fn customers_table(h: &Harness) -> BTreeMap<String, (Option<String>, String)> {
         .expect("decode")
 }
 
+/// No create was ever sent for a customer that existed: every customer has its own
+/// e-mail, so a second create for one CRM id would have been refused as "e-mail taken"
+/// (the simulator's safety net, which Podero's may or may not match: the job must not
+/// lean on it, and this shows it never did).
+fn assert_no_second_create(state: &Snapshot) {
+    let refused: Vec<_> = state
+        .log
+        .iter()
+        .filter(|e| e.endpoint == "create_user" && (400..500).contains(&e.status))
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "{} creates were sent for existing customers, the first: {:?}",
+        refused.len(),
+        refused.first()
+    );
+}
+
 fn crms(n: usize) -> impl Iterator<Item = String> {
     (0..n).map(|i| format!("NEW-{i}"))
 }
@@ -134,6 +152,7 @@ async fn two_hundred_new_customers_under_drops_and_5xx_become_exactly_two_hundre
         h.describe_state()
     );
     assert_eq!(state.users.len(), 200, "exactly one user per customer");
+    assert_no_second_create(&state);
     assert_one_user_per_crm_id(&state, crms(200));
     assert!(state.duplicates().is_empty(), "{:?}", state.duplicates());
     for i in 0..200 {
@@ -218,6 +237,7 @@ async fn a_sigkill_storm_during_creation_still_leaves_one_user_per_crm_id() {
     rerun_until_done(&h, &csv, &["--create-users", "--timeout", "1"]).await;
     let state = h.state();
     assert_eq!(state.users.len(), CUSTOMERS);
+    assert_no_second_create(&state);
     assert_one_user_per_crm_id(&state, crms(CUSTOMERS));
     assert!(state.duplicates().is_empty(), "{:?}", state.duplicates());
     let buildings: usize = state.buildings.values().map(Vec::len).sum();
