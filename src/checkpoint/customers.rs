@@ -24,7 +24,7 @@ use crate::input::Row;
 
 /// How a customer's Podero user became known.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Found {
+pub enum Resolution {
     /// The by-ext-id lookup found it.
     Found,
     /// This job created it.
@@ -33,12 +33,12 @@ pub enum Found {
     Adopted,
 }
 
-impl Found {
+impl Resolution {
     fn as_str(self) -> &'static str {
         match self {
-            Found::Found => "found",
-            Found::Created => "created",
-            Found::Adopted => "adopted",
+            Resolution::Found => "found",
+            Resolution::Created => "created",
+            Resolution::Adopted => "adopted",
         }
     }
 }
@@ -223,7 +223,7 @@ pub(crate) fn intent(conn: &Connection, crm: &str) -> rusqlite::Result<()> {
 
 /// The customer `crm` is Podero user `user` (found, created or adopted). This run's
 /// staged rows of the customer learn the id too (`--report`, failure groups).
-pub(crate) fn known(conn: &Connection, crm: &str, user: Uuid, how: Found) -> rusqlite::Result<()> {
+pub(crate) fn known(conn: &Connection, crm: &str, user: Uuid, how: Resolution) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO customers (external_user_id, user_id, state, how, updated_at)
          VALUES (?1, ?2, 'known', ?3, ?4)

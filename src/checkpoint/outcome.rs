@@ -159,12 +159,12 @@ impl Tally {
     }
 
     /// Counts one customer that became known.
-    pub(crate) fn customer(&mut self, how: super::customers::Found) {
-        use super::customers::Found;
+    pub(crate) fn customer(&mut self, how: super::customers::Resolution) {
+        use super::customers::Resolution;
         match how {
-            Found::Found => self.users_found += 1,
-            Found::Created => self.users_created += 1,
-            Found::Adopted => self.users_adopted += 1,
+            Resolution::Found => self.users_found += 1,
+            Resolution::Created => self.users_created += 1,
+            Resolution::Adopted => self.users_adopted += 1,
         }
     }
 

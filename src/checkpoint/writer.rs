@@ -22,7 +22,7 @@ use rusqlite::{Connection, params};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::customers::{self, Found, NotKnown};
+use super::customers::{self, NotKnown, Resolution};
 use super::links::{self, NewLink, NotCreated, Target};
 use super::outcome::{RowOutcome, RowResult, Tally};
 use super::row::PlannedRow;
@@ -59,7 +59,7 @@ enum Msg {
     /// `run`: about to create the user of CRM id: record `creating`, answer after the commit.
     CustomerIntent(String, Reply<()>),
     /// `run`: the customer (CRM id) is this Podero user.
-    CustomerKnown(String, Uuid, Found),
+    CustomerKnown(String, Uuid, Resolution),
     /// `run`: the customer (CRM id) is not known after this attempt: state, status, error.
     CustomerNotKnown(String, NotKnown, Option<u16>, String),
     /// `run`: a resolved customer's rows with their history under its user id.
@@ -117,7 +117,7 @@ impl Sender {
     }
 
     /// The customer with CRM id `crm` is Podero user `user`.
-    pub fn customer_known(&self, crm: &str, user: Uuid, how: Found) {
+    pub fn customer_known(&self, crm: &str, user: Uuid, how: Resolution) {
         self.tell(Msg::CustomerKnown(crm.to_owned(), user, how));
     }
 

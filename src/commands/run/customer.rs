@@ -29,7 +29,7 @@ use super::config::Settings;
 use super::plan::{self, Action};
 use super::worker::UserJob;
 use crate::api::{CallError, Client, Directory, Failure, Lookup, PostOutcome};
-use crate::checkpoint::customers::{Found, NotKnown};
+use crate::checkpoint::customers::{NotKnown, Resolution};
 use crate::checkpoint::outcome::{RowResult, Tally};
 use crate::checkpoint::row::PlannedRow;
 use crate::checkpoint::writer::Sender;
@@ -43,7 +43,7 @@ pub type SharedDirectory = Arc<tokio::sync::OnceCell<Result<Arc<Directory>, Call
 pub enum Customer {
     /// Known: the job, its rows re-read and re-decided under the user (rows that now cost
     /// nothing are counted and dropped).
-    Known(UserJob, Found),
+    Known(UserJob, Resolution),
     /// Not known: every row of the job ends with this result.
     NotKnown(RowResult),
 }
@@ -103,7 +103,7 @@ impl Resolver<'_> {
                 },
             ));
         };
-        self.writer.customer_known(crm, id, Found::Found);
+        self.writer.customer_known(crm, id, Resolution::Found);
         let changes = differing(&job.user_payload, user);
         if !changes.is_empty()
             && let Err(error) = self.client.put_user(id, &Value::Object(changes)).await
@@ -111,7 +111,7 @@ impl Resolver<'_> {
             return user_update_failed(error);
         }
         self.writer.user_applied(id, job.user_payload.clone());
-        self.rows_of(job, id, Found::Found).await
+        self.rows_of(job, id, Resolution::Found).await
     }
 
     /// Not found, `--create-users`: intent, POST, and an unknown outcome looked up again.
@@ -140,10 +140,10 @@ impl Resolver<'_> {
     }
 
     async fn created(&self, job: UserJob, crm: &str, id: Uuid) -> Result<Customer, Halt> {
-        self.writer.customer_known(crm, id, Found::Created);
+        self.writer.customer_known(crm, id, Resolution::Created);
         // The create body carried the row's user fields.
         self.writer.user_applied(id, job.user_payload.clone());
-        self.rows_of(job, id, Found::Created).await
+        self.rows_of(job, id, Resolution::Created).await
     }
 
     /// The create's outcome is unknown: record it, wait, look the CRM id up again.
@@ -271,9 +271,9 @@ impl Resolver<'_> {
         if let Err(error) = self.client.put_user(id, &body).await {
             return user_update_failed(error);
         }
-        self.writer.customer_known(crm, id, Found::Adopted);
+        self.writer.customer_known(crm, id, Resolution::Adopted);
         self.writer.user_applied(id, job.user_payload.clone());
-        self.rows_of(job, id, Found::Adopted).await
+        self.rows_of(job, id, Resolution::Adopted).await
     }
 
     /// The lookup failed. A 5xx every time is what Podero answers when several users have
@@ -312,7 +312,7 @@ impl Resolver<'_> {
 
     /// The rows under the user's id, each decided again; those that now cost nothing
     /// (done by an earlier run that named the user_id) are counted, not worked on.
-    async fn rows_of(&self, job: UserJob, id: Uuid, how: Found) -> Result<Customer, Halt> {
+    async fn rows_of(&self, job: UserJob, id: Uuid, how: Resolution) -> Result<Customer, Halt> {
         let rows = job.rows.into_iter().map(|(row, _)| row).collect();
         let rows = self.writer.priors(id, rows).await?;
         let mut skipped = Tally::default();

@@ -19,7 +19,7 @@ use super::config::Settings;
 use super::customer::{Customer, Resolver};
 use super::plan::{self, BuildingStep};
 use crate::api::{CallError, Client, Failure, Listing, PostOutcome};
-use crate::checkpoint::customers::Found;
+use crate::checkpoint::customers::Resolution;
 use crate::checkpoint::outcome::{RowOutcome, RowResult};
 use crate::checkpoint::row::PlannedRow;
 use crate::checkpoint::writer::Sender;
@@ -113,7 +113,7 @@ pub async fn process(
             };
             match resolver.resolve(job.clone(), &crm).await {
                 Ok(Customer::Known(job, how)) => {
-                    created = how == Found::Created;
+                    created = how == Resolution::Created;
                     job
                 }
                 Ok(Customer::NotKnown(result)) => return every_row(&job, &result),
