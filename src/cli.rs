@@ -265,8 +265,8 @@ pub struct DemoArgs {
     /// Where the demo writes its checkpoint and report (recreated on each demo).
     #[arg(long, default_value = "demo-out")]
     pub dir: PathBuf,
-    /// The CSV to onboard.
-    #[arg(long, default_value = "samples/users.csv")]
+    /// The CSV to onboard (an export of new customers, onboarded with --create-users).
+    #[arg(long, default_value = "samples/new-customers.csv")]
     pub input: PathBuf,
     /// Requests per second (slow enough to watch).
     #[arg(long, default_value_t = 25.0)]

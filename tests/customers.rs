@@ -318,7 +318,13 @@ async fn a_mixed_file_onboards_rows_with_and_without_user_id() {
         1,
         "only NEW-1 is looked up"
     );
-    assert_eq!(json_of(&out)["rows"]["users_created"], json!(1));
+    let rows = &json_of(&out)["rows"];
+    assert_eq!(rows["users_created"], json!(1));
+    assert_eq!(
+        rows["vanished"],
+        json!(0),
+        "resolved rows are this input's rows"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

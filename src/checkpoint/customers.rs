@@ -223,7 +223,12 @@ pub(crate) fn intent(conn: &Connection, crm: &str) -> rusqlite::Result<()> {
 
 /// The customer `crm` is Podero user `user` (found, created or adopted). This run's
 /// staged rows of the customer learn the id too (`--report`, failure groups).
-pub(crate) fn known(conn: &Connection, crm: &str, user: Uuid, how: Resolution) -> rusqlite::Result<()> {
+pub(crate) fn known(
+    conn: &Connection,
+    crm: &str,
+    user: Uuid,
+    how: Resolution,
+) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO customers (external_user_id, user_id, state, how, updated_at)
          VALUES (?1, ?2, 'known', ?3, ?4)

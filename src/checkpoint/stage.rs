@@ -215,7 +215,8 @@ impl Checkpoint {
             .query_row(
                 "SELECT count(*) FROM rows r WHERE NOT EXISTS (
                      SELECT 1 FROM temp.input i
-                     WHERE i.user_id = r.user_id AND i.match_key = r.row_key)
+                     WHERE coalesce(i.resolved_user_id, i.user_id) = r.user_id
+                       AND i.match_key = r.row_key)
                  AND NOT EXISTS (
                      SELECT 1 FROM rejects j
                      WHERE j.user_id = r.user_id AND j.building_name = r.building_name)",
