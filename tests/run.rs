@@ -157,11 +157,12 @@ async fn demo_runs_from_the_repository_and_suggests_next_commands() {
         "buildings created",
         "0 duplicate buildings, 0 CRM ids held by two users",
         "links created",
-        "onboarding funnel",
         "status --checkpoint",
     ] {
         assert!(stderr.contains(expected), "{expected:?} missing:\n{stderr}");
     }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("onboarding funnel"), "status: {stdout}");
     assert!(dir.path().join("checkpoint.sqlite").exists());
     let report = std::fs::read_to_string(dir.path().join("report.csv")).expect("report");
     assert_eq!(
