@@ -123,8 +123,12 @@ impl Checkpoint {
         let failed = "
             SELECT r.state, coalesce('HTTP ' || r.http_status, 'no HTTP status'), i.line, r.error
             FROM rows r CROSS JOIN temp.input i
-                 ON coalesce(i.resolved_user_id, i.user_id) = r.user_id
-                    AND i.match_key = r.row_key
+                 ON i.user_id = r.user_id AND i.match_key = r.row_key
+            WHERE r.state IN ('failed', 'unresolved') AND i.resolved_user_id IS NULL
+            UNION ALL
+            SELECT r.state, coalesce('HTTP ' || r.http_status, 'no HTTP status'), i.line, r.error
+            FROM rows r CROSS JOIN temp.input i
+                 ON i.resolved_user_id = r.user_id AND i.match_key = r.row_key
             WHERE r.state IN ('failed', 'unresolved')
             UNION ALL
             SELECT kind, coalesce('column ' || column_name, 'row'), line, {REJECT_MESSAGE}

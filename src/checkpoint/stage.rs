@@ -103,6 +103,9 @@ const CREATE_TEMP: &str = "
     ) WITHOUT ROWID;
     CREATE UNIQUE INDEX temp.input_by_match ON input (user_id, match_key);
     CREATE INDEX temp.input_work ON input (user_id, row_key) WHERE skip IS NULL;
+    CREATE INDEX temp.input_by_crm ON input (external_user_id);
+    CREATE INDEX temp.input_by_resolved ON input (resolved_user_id, match_key)
+        WHERE resolved_user_id IS NOT NULL;
     DROP TABLE IF EXISTS temp.outcomes;
     CREATE TEMP TABLE outcomes (
         user_id TEXT NOT NULL,
@@ -215,8 +218,10 @@ impl Checkpoint {
             .query_row(
                 "SELECT count(*) FROM rows r WHERE NOT EXISTS (
                      SELECT 1 FROM temp.input i
-                     WHERE coalesce(i.resolved_user_id, i.user_id) = r.user_id
-                       AND i.match_key = r.row_key)
+                     WHERE i.user_id = r.user_id AND i.match_key = r.row_key)
+                 AND NOT EXISTS (
+                     SELECT 1 FROM temp.input i
+                     WHERE i.resolved_user_id = r.user_id AND i.match_key = r.row_key)
                  AND NOT EXISTS (
                      SELECT 1 FROM rejects j
                      WHERE j.user_id = r.user_id AND j.building_name = r.building_name)",
