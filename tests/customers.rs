@@ -302,8 +302,23 @@ async fn a_mixed_file_onboards_rows_with_and_without_user_id() {
              ,NEW-1,new1@example.com,Home\n"
         ),
     );
-    let out = h.run(&csv, &["--create-users", "--json"]).await;
+    let metrics = h.path("metrics.prom");
+    let metrics_arg = metrics.to_str().unwrap();
+    let out = h
+        .run(
+            &csv,
+            &["--create-users", "--json", "--metrics-file", metrics_arg],
+        )
+        .await;
     h.expect_code(&out, 0);
+    let prom = std::fs::read_to_string(&metrics).unwrap();
+    for line in [
+        "podero_onboard_last_run_customers{how=\"created\"} 1",
+        "podero_onboard_last_run_customers{how=\"found\"} 0",
+        "podero_onboard_last_run_rows{outcome=\"created\"} 3",
+    ] {
+        assert!(prom.lines().any(|l| l == line), "{line:?} missing:\n{prom}");
+    }
     let state = h.state();
     assert_eq!(state.users.len(), 2, "one user created, the named one kept");
     assert_eq!(
