@@ -700,4 +700,11 @@ async fn links_export_status_and_dry_run_know_crm_keyed_rows() {
         .exec_with(h.command(&["status", "--checkpoint", checkpoint.to_str().unwrap()]))
         .await;
     h.expect_code(&status, 0);
+    assert!(
+        status
+            .stdout
+            .contains("customers by CRM id (rows without user_id):\n         3  known (created)"),
+        "{}",
+        status.stdout
+    );
 }

@@ -171,6 +171,25 @@ impl Checkpoint {
         Ok(counts)
     }
 
+    /// Customers keyed by CRM id by state (`known` split by how: `known (created)`, ...).
+    pub(crate) fn customer_counts(&self) -> Result<BTreeMap<String, u64>, CheckpointError> {
+        let wrap = |e| sqlite(&self.path, e);
+        let mut statement = self
+            .conn
+            .prepare(
+                "SELECT CASE WHEN how IS NULL THEN state ELSE state || ' (' || how || ')' END,
+                        count(*)
+                 FROM customers GROUP BY 1",
+            )
+            .map_err(wrap)?;
+        let counts = statement
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(wrap)?
+            .collect::<Result<_, _>>()
+            .map_err(wrap)?;
+        Ok(counts)
+    }
+
     /// When the last `run` (not a dry run) that exited 0 ended, in unix seconds.
     pub(crate) fn last_success(&self) -> Result<Option<i64>, CheckpointError> {
         self.conn
