@@ -154,7 +154,9 @@ impl Resolver<'_> {
         error: &CallError,
         posts: u32,
     ) -> Result<Customer, Halt> {
-        tracing::info!(crm, %error, "user POST outcome unknown; looking the CRM id up");
+        // The line, not the CRM id: a CRM id may be personal data (see `api::path`).
+        let line = job.rows.first().map_or(0, |(row, _)| row.line);
+        tracing::info!(line, %error, "user POST outcome unknown; looking the CRM id up");
         self.writer
             .customer_not_known(crm, NotKnown::Unknown, error.status, error.to_string());
         tokio::time::sleep(self.settings.settle).await;
