@@ -708,3 +708,51 @@ async fn links_export_status_and_dry_run_know_crm_keyed_rows() {
         status.stdout
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_email_is_recognised_whether_podero_answers_400_409_or_422() {
+    for status in [400, 409, 422] {
+        let seeded = [SeedUser {
+            email: Some("gus@example.com".into()),
+            ..SeedUser::default()
+        }];
+        let faults = Faults {
+            email_taken_status: status,
+            ..Faults::default()
+        };
+        let builder = sandbox::Builder::new()
+            .existing_users(seeded)
+            .faults(faults);
+        let h = Harness::new(builder).await;
+        let csv = h.write(
+            "new.csv",
+            "external_user_id,email,building_name\nCRM-G,gus@example.com,Home\n",
+        );
+        let out = h
+            .run(&csv, &["--create-users", "--adopt-existing", "--json"])
+            .await;
+        h.expect_code(&out, 0);
+        assert_eq!(
+            json_of(&out)["rows"]["users_adopted"],
+            json!(1),
+            "HTTP {status}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crm_id_with_slashes_spaces_and_umlauts_is_found_as_one_path_segment() {
+    let id = Uuid::from_u128(0x51);
+    let crm = "Kunde 7/ä#1?x=..";
+    let seeded = [SeedUser::new(crm, "k7@example.com").id(id)];
+    let h = Harness::new(sandbox::Builder::new().existing_users(seeded)).await;
+    let csv = h.write(
+        "crm.csv",
+        format!("external_user_id,email,building_name\n\"{crm}\",k7@example.com,Home\n"),
+    );
+    let out = h.run(&csv, &["--create-users"]).await;
+    h.expect_code(&out, 0);
+    let state = h.state();
+    assert_eq!(state.count("create_user"), 0, "found, not created");
+    assert_eq!(building_names(&state, id), ["Home"]);
+}
