@@ -224,7 +224,8 @@ pub struct LogEntry {
     pub path: String,
     /// The status sent; `0` when the connection was dropped without a response.
     pub status: u16,
-    /// The user id in the path, when there is a valid one.
+    /// The user id in the path, when there is a valid one; for a POST user that
+    /// created one (answered or not), the new user's id.
     pub user_id: Option<Uuid>,
 }
 
