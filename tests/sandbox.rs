@@ -1323,9 +1323,14 @@ async fn faults_apply_to_create_user() {
         1,
         "the user exists anyway"
     );
+    let crm_1 = state.users_with_external_id("CRM-1")[0].id;
     assert_eq!(
-        state.log.last().map(|e| (e.endpoint.as_str(), e.status)),
-        Some(("create_user", 0))
+        state
+            .log
+            .last()
+            .map(|e| (e.endpoint.as_str(), e.status, e.user_id)),
+        Some(("create_user", 0, Some(crm_1))),
+        "the log names the user a dropped create made"
     );
     h.sandbox.set_faults(Faults {
         fail_5xx_after_commit: 1.0,

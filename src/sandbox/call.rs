@@ -105,6 +105,8 @@ pub(crate) struct Answer {
     pub body: Bytes,
     /// When set, the body is produced as it is sent and `body` is unused.
     pub streamed: Option<Streamed>,
+    /// The user a POST user created (for the request log).
+    pub created_user: Option<Uuid>,
     pub headers: Vec<(header::HeaderName, String)>,
     pub after: AfterCommit,
 }
@@ -118,6 +120,7 @@ impl Answer {
             content_type: "application/json",
             body,
             streamed: None,
+            created_user: None,
             headers: Vec::new(),
             after: AfterCommit::Respond,
         }
@@ -151,6 +154,7 @@ impl Answer {
             content_type: "text/html",
             body: Bytes::from(page),
             streamed: None,
+            created_user: None,
             headers: Vec::new(),
             after: AfterCommit::Respond,
         }

@@ -172,12 +172,12 @@ async fn dispatch(shared: &Shared, call: &Call) -> (Endpoint, Option<Uuid>, Answ
         ),
         Route::AdminUsers => (Endpoint::Admin, None, users::admin_users(shared, call)),
         Route::Api { endpoint, params } => {
-            let user_id = params.user.and_then(|u| Uuid::parse_str(u).ok());
             let answer = gated(shared, true, || {
                 endpoints::api(shared, call, endpoint, &params)
             })
             .await;
-            (endpoint, user_id, answer)
+            let in_path = params.user.and_then(|u| Uuid::parse_str(u).ok());
+            (endpoint, in_path.or(answer.created_user), answer)
         }
         Route::MethodNotAllowed { allow } => {
             shared.anomaly(call, "method not allowed");

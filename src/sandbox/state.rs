@@ -224,7 +224,8 @@ pub struct LogEntry {
     pub path: String,
     /// The status sent; `0` when the connection was dropped without a response.
     pub status: u16,
-    /// The user id in the path, when there is a valid one.
+    /// The user id in the path, when there is a valid one; for a POST user that
+    /// created one (answered or not), the new user's id.
     pub user_id: Option<Uuid>,
 }
 
@@ -590,5 +591,84 @@ impl State {
                 .push(format!("... and {} more anomalies", self.anomalies_dropped));
         }
         snap
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn fields(value: Value) -> Map<String, Value> {
+        value.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn the_indexes_follow_every_change_of_a_user() {
+        let mut state = State::default();
+        let created = state
+            .create_user(fields(
+                json!({"role": "user", "email": "A@x.de", "external_user_id": "C1"}),
+            ))
+            .expect("created");
+        let id = created.id;
+        assert_eq!(state.users_by_external_id("C1"), [id]);
+        assert_eq!(state.email_owner("a@X.DE"), Some(id));
+        let taken = state.create_user(fields(json!({"role": "user", "email": "a@x.de"})));
+        assert_eq!(taken.err(), Some(UserError::EmailTaken));
+        let changed = fields(json!({"external_user_id": "C2", "email": "b@x.de", "role": "staff"}));
+        let user = state.update_user(id, changed).expect("updated");
+        assert_eq!(
+            (user.email.as_str(), user.role.as_str()),
+            ("b@x.de", "staff")
+        );
+        assert!(state.users_by_external_id("C1").is_empty());
+        assert_eq!(state.users_by_external_id("C2"), [id]);
+        assert_eq!(
+            state.email_owner("a@x.de"),
+            None,
+            "the old address is free again"
+        );
+        let same_case = fields(json!({"email": "B@X.de"}));
+        assert!(state.update_user(id, same_case).is_ok(), "its own address");
+        let cleared = fields(json!({"external_user_id": null}));
+        assert!(state.update_user(id, cleared).is_ok());
+        assert!(state.users_by_external_id("C2").is_empty());
+        let other = state
+            .create_user(fields(json!({"role": "user", "email": "c@x.de"})))
+            .expect("created");
+        let steal = fields(json!({"email": "b@x.de"}));
+        assert_eq!(
+            state.update_user(other.id, steal).err(),
+            Some(UserError::EmailTaken)
+        );
+        assert_eq!(
+            state.update_user(Uuid::nil(), Map::new()).err(),
+            Some(UserError::NotFound)
+        );
+        assert_eq!(state.counts().privileged_users, 1);
+    }
+
+    #[test]
+    fn a_seed_batch_is_all_or_none_and_may_share_crm_ids() {
+        let mut state = State::default();
+        let ids = state
+            .seed_users(vec![
+                SeedUser::new("C1", "a@x.de"),
+                SeedUser::new("C1", "b@x.de"),
+            ])
+            .expect("seeded");
+        assert_eq!(state.users_by_external_id("C1"), ids.as_slice());
+        assert_eq!(state.counts().duplicate_external_ids, 1);
+        let clash = vec![SeedUser::new("C2", "c@x.de"), SeedUser::new("C3", "A@X.DE")];
+        assert!(state.seed_users(clash).is_err());
+        assert!(
+            state.email_owner("c@x.de").is_none(),
+            "nothing of the batch was added"
+        );
+        let bad_role = vec![SeedUser::new("C4", "d@x.de").role("owner")];
+        assert!(state.seed_users(bad_role).is_err());
+        assert_eq!(state.snap.users.len(), 2);
     }
 }

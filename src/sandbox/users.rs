@@ -55,6 +55,7 @@ pub(crate) fn create_user(shared: &Shared, call: &Call) -> Result<Answer, Answer
         _ => Answer::json(200, &user_json(shared.config.org_id, &user, 0)),
     };
     answer.after = after;
+    answer.created_user = Some(user.id);
     Ok(answer)
 }
 
