@@ -25,8 +25,9 @@
 # limiter effectively off (--rate 1000000); the naive peer (scripts/naive_peer.py,
 # aiohttp in a venv under the work dir, SQLite in WAL mode with synchronous=NORMAL) on
 # the same CSV and server, committing every row and, as a second variant, every 100
-# rows; CPU ms and context switches per row for each; and a rate check
-# (2,000 rows at --rate 200: ideal 2*2000/200 = 20 s). Prints one markdown table and
+# rows; CPU ms and context switches per row for each; a rate check
+# (2,000 rows at --rate 200: ideal 2*2000/200 = 20 s); a first run over 10k new customers
+# (no user_id, --create-users) and its re-run, against the simulator. Prints one markdown table and
 # the targets met or missed. Then the adaptive-rate scenarios (scripts/adaptive_bench.py,
 # issue 13): a simulator with --rate-limit R --burst 3 and the job at --rate 4R for
 # R = 5, 10, 50, and the limit changed 10 -> 20 and 20 -> 10 mid-run; a second table
@@ -52,6 +53,7 @@ THROUGHPUT=1
 FAST_RATE=1000000
 RATE_TEST_RATE=200
 RATE_TEST_ROWS=2000
+NEW_CUSTOMERS=10000
 ORG_ID="6f726700-0000-4000-8000-000000000001" # podero_onboard::sandbox::DEMO_ORG_ID
 
 die() {
@@ -206,9 +208,9 @@ print(wall, field("User time (seconds)"), field("System time (seconds)"),
 EOF
 }
 
-# measure SCENARIO SERVER CSV CHECKPOINT [RATE]: one `podero-onboard run`.
+# measure SCENARIO SERVER CSV CHECKPOINT [RATE] [FLAGS]: one `podero-onboard run`.
 measure() {
-    local scenario=$1 server=$2 csv=$3 checkpoint=$4 rate=${5:-$FAST_RATE}
+    local scenario=$1 server=$2 csv=$3 checkpoint=$4 rate=${5:-$FAST_RATE} flags=${6:-}
     local dir
     dir="$WORK/runs/$(tr -c 'A-Za-z0-9' '-' <<<"$scenario" | tr -s '-')$server-$(basename "$csv" .csv)"
     local rows before after code=0
@@ -218,7 +220,7 @@ measure() {
     log "$scenario: $rows rows against the $server (rate $rate, concurrency $CONCURRENCY)"
     /usr/bin/time -v -o "$dir/time.txt" "$BIN" run "$csv" --checkpoint "$checkpoint" \
         --base-url "$(url_of "$server")" --org-id "$ORG_ID" --rate "$rate" \
-        --concurrency "$CONCURRENCY" --json -q >"$dir/summary.json" 2>"$dir/stderr.txt" ||
+        --concurrency "$CONCURRENCY" $flags --json -q >"$dir/summary.json" 2>"$dir/stderr.txt" ||
         code=$?
     after=$(server_calls "$server")
     local ckpt_bytes
@@ -233,7 +235,8 @@ except Exception as e:
     sys.exit()
 r = s["rows"]
 parts = [f"{k.replace('_', ' ')} {r[k]}" for k in
-         ("created", "updated", "skipped_done", "failed", "unresolved", "not_processed") if r[k]]
+         ("users_created", "users_found", "created", "updated", "skipped_done", "failed",
+          "unresolved", "not_processed") if r.get(k)]
 print(f"{s['requests']['total']}\t{', '.join(parts) or 'nothing'}")
 EOF
 )
@@ -292,6 +295,23 @@ if [ "$THROUGHPUT" = 1 ]; then
 # Rate check first, while the machine is as quiet as this script can make it.
 rm -f "$WORK/rate.sqlite"*
 measure "rate $RATE_TEST_RATE/s" sandbox "$RATE_CSV" "$WORK/rate.sqlite" "$RATE_TEST_RATE"
+
+# First run over an export of new customers (no user_id, one property each, issue 19):
+# per customer a lookup by CRM id (404), a user POST and a building POST, so the server
+# should count 3 calls per row. Against the simulator only (the static responder has no
+# users endpoints); the CRM ids are new to it.
+NEW_CSV="$CSV/new-$NEW_CUSTOMERS.csv"
+[ -s "$NEW_CSV" ] || python3 - "$NEW_CUSTOMERS" "$NEW_CSV" <<'EOF'
+import sys
+n, path = int(sys.argv[1]), sys.argv[2]
+with open(path, "w") as f:
+    f.write("external_user_id,email,first_name,zip_code,property_id,building_name\n")
+    for i in range(n):
+        f.write(f"BENCH-NEW-{i},new{i}@bench.example,Kim,0{i % 10000:04},P-{i},Home\n")
+EOF
+rm -f "$WORK/ckpt-new.sqlite"*
+measure "first run, new customers" sandbox "$NEW_CSV" "$WORK/ckpt-new.sqlite" "$FAST_RATE" --create-users
+measure "re-run, new customers" sandbox "$NEW_CSV" "$WORK/ckpt-new.sqlite" "$FAST_RATE" --create-users
 
 for n in $SIZES; do
     for server in static sandbox; do

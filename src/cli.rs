@@ -160,11 +160,20 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = ResolveUnknown::Verify)]
     pub resolve_unknown: ResolveUnknown,
 
-    /// Before a user's first building POST, list the user's buildings and adopt one with
-    /// the row's name (created in the Podero app, say) instead of creating a second: one
-    /// match is adopted and updated with the row's fields, several are left `unresolved`
-    /// for a human. Needs the list-buildings endpoint; without it the run stops (exit 3)
-    /// before any POST.
+    /// Rows without user_id: create the Podero user (role "user", the row's e-mail, names
+    /// and address, the CRM id as external_user_id) of a CRM id that Podero does not know.
+    /// Without it such a row fails. Each CRM id is looked up before it is created, and an
+    /// unknown outcome is looked up again before anything is re-sent: one user per CRM id.
+    #[arg(long)]
+    pub create_users: bool,
+
+    /// Adopt what exists instead of creating a second one. Buildings: before a user's first
+    /// building POST, list the user's buildings and adopt one with the row's name (created
+    /// in the Podero app, say): one match is adopted and updated with the row's fields,
+    /// several are left `unresolved` for a human; needs the list-buildings endpoint, without
+    /// it the run stops (exit 3) before any POST. Users (with --create-users): when a new
+    /// customer's e-mail is taken, list the organization's users once and give the CRM id
+    /// to the user with that e-mail if it has no CRM id (never one that has another).
     #[arg(long)]
     pub adopt_existing: bool,
 
@@ -272,7 +281,8 @@ pub struct DemoArgs {
     /// Where the demo writes its checkpoint and report (recreated on each demo).
     #[arg(long, default_value = "demo-out")]
     pub dir: PathBuf,
-    /// The CSV to onboard (default: the built-in sample, written into --dir as users.csv).
+    /// The CSV to onboard (default: the built-in export of new customers, written into
+    /// --dir as new-customers.csv and onboarded with --create-users).
     #[arg(long)]
     pub input: Option<PathBuf>,
     /// Requests per second (slow enough to watch).

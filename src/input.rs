@@ -1,4 +1,5 @@
-//! CSV input: a partner's CSV of existing Podero users → validated [`Row`]s.
+//! CSV input: a partner's CSV of customers (Podero users, or CRM customers not in Podero
+//! yet) → validated [`Row`]s.
 //!
 //! Design:
 //! - **Streaming, bounded memory.** [`open`] reads and checks the header eagerly; the
@@ -66,9 +67,14 @@ pub use record::{Invalid, Record, Row};
 /// Default bound on one record's size (1 MiB): far above any real row.
 pub const DEFAULT_MAX_RECORD_BYTES: usize = 1 << 20;
 
+/// The Podero user id column: optional. A row with it names its user; a row without it
+/// (no column, or an empty cell) is keyed by its CRM id, and its user is found by that id
+/// (or created, with `run --create-users`).
+pub const USER_ID_COLUMN: &str = "user_id";
+
 /// Columns every file must have (or map with `--column`). `building_name` is optional: a
 /// file without it (or a row with it empty) updates users only.
-pub const REQUIRED_COLUMNS: [&str; 2] = ["user_id", "external_user_id"];
+pub const REQUIRED_COLUMNS: [&str; 1] = ["external_user_id"];
 
 /// Optional columns that say which building a row is about: `building_name` (empty or
 /// absent: a user-only row) and `property_id` (present: the CRM's property id is the row's

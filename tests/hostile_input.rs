@@ -219,8 +219,8 @@ row_cases! {
         RowCase::line3(row_with_user_id("5eed0000-0000-4000-8000 000000000001"), Some("user_id"), NOT_A_UUID);
     user_id_in_braces_is_invalid =>
         RowCase::line3(row_with_user_id(&format!("{{{}}}", user(1))), Some("user_id"), NOT_A_UUID);
-    empty_user_id_is_invalid =>
-        RowCase::line3(row_with_user_id(""), Some("user_id"), "fill in the Podero user id");
+    // An empty user_id is no longer invalid: the row is keyed by its CRM id (issue 19,
+    // tests/customers.rs).
     // An empty building_name alone is a user-only row (issue 11); with building data it is invalid.
     building_name_empty_with_building_data_is_invalid =>
         RowCase {

@@ -174,7 +174,7 @@ async fn dry_run_sends_nothing_and_its_plan_is_what_the_real_run_then_does() {
     let plan = summary(&dry)["plan"].clone();
     assert_eq!(
         plan,
-        json!({"onboard": 4, "update": 3, "retry": 2, "verify": 1, "update_building": 0, "user_only": 0, "skip_done": 14, "skip_failed": 1}),
+        json!({"onboard": 4, "update": 3, "retry": 2, "verify": 1, "update_building": 0, "user_only": 0, "skip_done": 14, "skip_failed": 1, "look_up": 0, "create_users": false}),
         "{}",
         dry.stderr
     );
@@ -696,6 +696,9 @@ async fn json_summary_keeps_its_field_names() {
     "failed_permanent": 1,
     "failed_transient": 0,
     "unresolved": 0,
+    "users_created": 0,
+    "users_found": 0,
+    "users_adopted": 0,
     "failed": 1,
     "not_processed": 0,
     "vanished": 0

@@ -149,14 +149,25 @@ async fn demo_runs_from_the_repository_and_suggests_next_commands() {
         .expect("demo runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("buildings created"), "{stderr}");
-    assert!(stderr.contains("0 duplicates"), "{stderr}");
-    assert!(stderr.contains("status --checkpoint"), "{stderr}");
+    // The sample export of new customers: created (one found by CRM id), their
+    // buildings, their Connect links, and the status funnel.
+    for expected in [
+        "customers created in Podero (--create-users)",
+        "customers found in Podero by their CRM id",
+        "buildings created",
+        "0 duplicate buildings, 0 CRM ids held by two users",
+        "links created",
+        "status --checkpoint",
+    ] {
+        assert!(stderr.contains(expected), "{expected:?} missing:\n{stderr}");
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("onboarding funnel"), "status: {stdout}");
     assert!(dir.path().join("checkpoint.sqlite").exists());
     let report = std::fs::read_to_string(dir.path().join("report.csv")).expect("report");
     assert_eq!(
         report.lines().count(),
-        44,
+        16,
         "header + one line per input line"
     );
 }

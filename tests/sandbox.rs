@@ -24,11 +24,15 @@ struct Harness {
 impl Harness {
     /// Starts `builder` with two generated users.
     async fn start(builder: Builder) -> Self {
-        let sandbox = builder
-            .generated_users(2)
-            .start()
-            .await
-            .expect("sandbox starts");
+        Harness {
+            user: sandbox::generated_user_id(0),
+            ..Harness::start_bare(builder.generated_users(2)).await
+        }
+    }
+
+    /// Starts `builder` as it is (`user` is nil).
+    async fn start_bare(builder: Builder) -> Self {
+        let sandbox = builder.start().await.expect("sandbox starts");
         // reqwest is built without a default TLS crypto provider (see `api::tls`).
         podero_onboard::api::tls::install_crypto_provider();
         let http = reqwest::Client::builder()
@@ -38,7 +42,7 @@ impl Harness {
         Harness {
             sandbox,
             http,
-            user: sandbox::generated_user_id(0),
+            user: Uuid::nil(),
         }
     }
 
@@ -1040,6 +1044,417 @@ async fn dropping_the_sandbox_stops_the_server() {
         .expect("client");
     assert!(fresh.get(&url).send().await.is_err());
     drop(http);
+}
+
+// ---------------------------------------------------------------- creating and finding users
+
+impl Harness {
+    /// `POST .../users` with `body`.
+    async fn create_user(&self, token: &str, body: Value) -> Response {
+        self.call(Method::POST, &self.api("/users"), token, Some(body))
+            .await
+    }
+
+    /// `GET .../users/by-ext-id/{encoded}` (the caller percent-encodes).
+    async fn by_ext_id(&self, token: &str, encoded: &str) -> Response {
+        self.get(token, &self.api(&format!("/users/by-ext-id/{encoded}")))
+            .await
+    }
+
+    /// `PUT /__sandbox/faults` with `body`: its status.
+    async fn put_faults(&self, body: Value) -> StatusCode {
+        let response = self.http.put(self.url("/__sandbox/faults")).json(&body);
+        response.send().await.expect("faults").status()
+    }
+}
+
+/// A create body for a customer with this CRM id and e-mail.
+fn customer_body(crm: &str, email: &str) -> Value {
+    json!({"role": "user", "email": email, "external_user_id": crm,
+        "first_name": "Kim", "last_name": "Muster", "street_and_number": "Hauptstr. 1",
+        "zip_code": "01067", "town": "Dresden", "country_iso2": "DE"})
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_created_user_is_answered_with_200_and_found_by_its_external_id() {
+    let h = Harness::plain().await;
+    let token = h.token().await;
+    let crm = "CRM 1/ä";
+    let (status, created) = parts(
+        h.create_user(&token, customer_body(crm, "kim@example.com"))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{created}");
+    let id: Uuid = serde_json::from_value(created["id"].clone()).expect("a UUID id");
+    assert_eq!(
+        (
+            &created["external_user_id"],
+            &created["role"],
+            &created["email"]
+        ),
+        (&json!(crm), &json!("user"), &json!("kim@example.com"))
+    );
+    assert_eq!(
+        (&created["zip_code"], &created["country"], &created["town"]),
+        (&json!("01067"), &json!("DE"), &json!("Dresden"))
+    );
+    assert_eq!(created["num_heat_pumps"], 0);
+    let (status, found) = parts(h.by_ext_id(&token, "CRM%201%2F%C3%A4").await).await;
+    assert_eq!((status, &found["id"]), (200, &json!(id)), "{found}");
+    assert_eq!(found["first_name"], "Kim");
+    let state = h.sandbox.state();
+    let user = &state.users[&id];
+    assert_eq!(
+        (user.external_user_id.as_deref(), user.role.as_str()),
+        (Some(crm), "user")
+    );
+    assert_eq!(user.email, "kim@example.com");
+    assert_eq!(state.users_with_external_id(crm).len(), 1);
+    assert_eq!(state.count("create_user"), 1);
+    assert_eq!(state.count("get_user_by_ext_id"), 1);
+    assert!(state.anomalies.is_empty(), "{:?}", state.anomalies);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_user_validates_like_django_ninja_and_creates_nothing_on_422() {
+    let h = Harness::plain().await;
+    let token = h.token().await;
+    let cases = [
+        (json!({"role": "user"}), vec!["missing"]),
+        (json!({"email": "a@example.com"}), vec!["missing"]),
+        (
+            json!({"role": "owner", "email": "a@example.com"}),
+            vec!["enum"],
+        ),
+        (
+            json!({"role": "user", "email": "not-an-email"}),
+            vec!["value_error"],
+        ),
+        (json!({"role": "user", "email": 5}), vec!["string_type"]),
+        (
+            json!({"role": "user", "email": "a@example.com", "zip_code": 1067}),
+            vec!["string_type"],
+        ),
+        (
+            json!({"role": "user", "email": "a@example.com", "external_user_id": 7}),
+            vec!["string_type"],
+        ),
+        (
+            json!({"role": "user", "email": "a@example.com", "crm_id": "x"}),
+            vec!["extra_forbidden"],
+        ),
+        (json!(["a@example.com"]), vec!["model_attributes_type"]),
+    ];
+    for (body, expected) in cases {
+        let (status, answer) = parts(h.create_user(&token, body.clone()).await).await;
+        assert_eq!(status, 422, "{body} → {answer}");
+        assert_eq!(error_types(&answer), expected, "{body} → {answer}");
+        let loc = &answer["detail"][0]["loc"];
+        assert_eq!(loc[0], "body", "{answer}");
+    }
+    let state = h.sandbox.state();
+    assert_eq!(state.users.len(), 2, "only the two generated users");
+    assert_eq!(state.count("create_user"), 9);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_taken_email_is_refused_case_insensitively_with_the_configured_status() {
+    let seeded = sandbox::SeedUser::new("APP-1", "Anna@Example.com");
+    let h = Harness::start(Builder::new().existing_users([seeded])).await;
+    let token = h.token().await;
+    let body = customer_body("CRM-9", "anna@example.COM");
+    let (status, answer) = parts(h.create_user(&token, body.clone()).await).await;
+    assert_eq!(status, 400, "the default: {answer}");
+    assert!(answer["detail"].is_string(), "a string detail: {answer}");
+    assert_eq!(
+        h.put_faults(json!({"email_taken_status": 409})).await,
+        StatusCode::OK
+    );
+    let (status, answer) = parts(h.create_user(&token, body.clone()).await).await;
+    assert_eq!((status, answer["detail"].is_string()), (409, true));
+    h.sandbox.set_faults(Faults {
+        email_taken_status: 422,
+        ..Faults::default()
+    });
+    let (status, answer) = parts(h.create_user(&token, body.clone()).await).await;
+    assert_eq!((status, answer["detail"].is_string()), (422, true));
+    assert_eq!(
+        h.put_faults(json!({"email_taken_status": 500})).await,
+        StatusCode::BAD_REQUEST,
+        "only a 4xx"
+    );
+    // `{}` resets every knob, this one to 400.
+    assert_eq!(h.put_faults(json!({})).await, StatusCode::OK);
+    assert_eq!(h.create_user(&token, body).await.status(), 400);
+    let state = h.sandbox.state();
+    assert_eq!(state.users.len(), 3, "two generated users and Anna");
+    assert!(state.users_with_external_id("CRM-9").is_empty());
+    let free = customer_body("CRM-9", "anna2@example.com");
+    assert_eq!(h.create_user(&token, free).await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_user_with_one_external_id_is_created_and_by_ext_id_then_answers_a_plain_500() {
+    let h = Harness::plain().await;
+    let token = h.token().await;
+    for email in ["one@example.com", "two@example.com"] {
+        let response = h.create_user(&token, customer_body("CRM-7", email)).await;
+        assert_eq!(response.status(), 200, "external ids are not unique");
+    }
+    let state = h.sandbox.state();
+    assert_eq!(state.users_with_external_id("CRM-7").len(), 2);
+    assert_eq!(state.external_id_duplicates(), [("CRM-7".to_owned(), 2)]);
+    for _ in 0..2 {
+        let response = h.by_ext_id(&token, "CRM-7").await;
+        assert_eq!(response.status(), 500, "every time");
+        let content_type = response.headers()["content-type"].to_str().unwrap_or("");
+        assert!(content_type.starts_with("text/html"), "{content_type}");
+        let text = response.text().await.expect("body");
+        assert!(
+            serde_json::from_str::<Value>(&text).is_err(),
+            "not JSON: {text}"
+        );
+        assert!(text.contains("Server Error (500)"), "{text}");
+    }
+    let counts: sandbox::Counts = h
+        .http
+        .get(h.url("/__sandbox/state?counts=1"))
+        .send()
+        .await
+        .expect("counts")
+        .json()
+        .await
+        .expect("counts JSON");
+    assert_eq!(counts.duplicate_external_ids, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_external_id_is_a_json_404() {
+    let h = Harness::start(
+        Builder::new().existing_users([sandbox::SeedUser::new("CRM-1", "one@example.com")]),
+    )
+    .await;
+    let token = h.token().await;
+    for encoded in ["CRM-2", "crm-1", "CRM-1%20"] {
+        let response = h.by_ext_id(&token, encoded).await;
+        let content_type = response.headers()["content-type"].to_owned();
+        let (status, body) = parts(response).await;
+        assert_eq!(
+            (status, body, content_type.to_str().unwrap_or("")),
+            (404, json!({"detail": "Not Found"}), "application/json"),
+            "{encoded}"
+        );
+    }
+    assert_eq!(h.by_ext_id(&token, "CRM-1").await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_users_list_is_a_bare_array_of_every_user_with_num_heat_pumps() {
+    let h = Harness::start(Builder::new().existing_users(crate::common::users::customers(0..1001)))
+        .await;
+    let token = h.token().await;
+    let first = h.sandbox.state().users_with_external_id("CRM-0")[0].id;
+    h.sandbox.connect_heat_pump(first, None);
+    h.sandbox.connect_heat_pump(first, None);
+    h.sandbox.connect_heat_pump(h.user, None);
+    let response = h.get(&token, &h.api("/users")).await;
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers().get("content-length").is_none(),
+        "streamed (chunked), not one buffer"
+    );
+    let (_, body) = parts(response).await;
+    let users = body.as_array().expect("a bare array");
+    assert_eq!(users.len(), 1003, "1001 customers and 2 generated users");
+    let pumps = |id: Uuid| {
+        let user = users.iter().find(|u| u["id"] == json!(id)).expect("listed");
+        user["num_heat_pumps"].as_u64()
+    };
+    assert_eq!((pumps(first), pumps(h.user)), (Some(2), Some(1)));
+    assert_eq!(pumps(sandbox::generated_user_id(1)), Some(0));
+    let crm_500 = users
+        .iter()
+        .find(|u| u["external_user_id"] == "CRM-500")
+        .expect("CRM-500 listed");
+    assert_eq!(crm_500["email"], "customer-500@example.com");
+    assert_eq!(crm_500["first_name"], "Kim");
+    let ids: Vec<&str> = users.iter().filter_map(|u| u["id"].as_str()).collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "each user once, in id order"
+    );
+    assert_eq!(h.sandbox.state().count("list_users"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_users_list_is_valid_json_at_every_size() {
+    // 0, 1, one chunk (500), one more, two chunks.
+    for n in [0, 1, 500, 501, 1000] {
+        let builder = Builder::new().existing_users(crate::common::users::customers(0..n));
+        let h = Harness::start_bare(builder).await;
+        let token = h.token().await;
+        let (status, body) = parts(h.get(&token, &h.api("/users")).await).await;
+        assert_eq!(status, 200);
+        assert_eq!(body.as_array().map(Vec::len), Some(n), "{n} users");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn faults_apply_to_create_user() {
+    let h = Harness::start(Builder::new().faults(Faults {
+        commit_then_drop: 1.0,
+        ..Faults::default()
+    }))
+    .await;
+    let token = h.token().await;
+    let error = h
+        .http
+        .post(h.api("/users"))
+        .bearer_auth(&token)
+        .json(&customer_body("CRM-1", "one@example.com"))
+        .send()
+        .await
+        .expect_err("dropped after the commit");
+    assert!(error.is_request() && error.status().is_none(), "{error:?}");
+    let state = h.sandbox.state();
+    assert_eq!(
+        state.users_with_external_id("CRM-1").len(),
+        1,
+        "the user exists anyway"
+    );
+    let crm_1 = state.users_with_external_id("CRM-1")[0].id;
+    assert_eq!(
+        state
+            .log
+            .last()
+            .map(|e| (e.endpoint.as_str(), e.status, e.user_id)),
+        Some(("create_user", 0, Some(crm_1))),
+        "the log names the user a dropped create made"
+    );
+    h.sandbox.set_faults(Faults {
+        fail_5xx_after_commit: 1.0,
+        ..Faults::default()
+    });
+    let response = h
+        .create_user(&token, customer_body("CRM-2", "two@example.com"))
+        .await;
+    assert_eq!(response.status(), 500);
+    assert_eq!(h.sandbox.state().users_with_external_id("CRM-2").len(), 1);
+    h.sandbox.set_faults(Faults {
+        random_5xx: 1.0,
+        ..Faults::default()
+    });
+    let response = h
+        .create_user(&token, customer_body("CRM-3", "three@example.com"))
+        .await;
+    assert!(response.status().is_server_error());
+    assert!(
+        h.sandbox.state().users_with_external_id("CRM-3").is_empty(),
+        "a random 5xx comes before the commit"
+    );
+    h.sandbox.set_faults(Faults {
+        commit_then_drop: 1.0,
+        ..Faults::default()
+    });
+    let taken = h
+        .create_user(&token, customer_body("CRM-4", "one@example.com"))
+        .await;
+    assert_eq!(taken.status(), 400, "no commit, no commit fault");
+    assert_eq!(h.sandbox.state().count("create_user"), 4);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn users_are_seeded_over_http_all_or_none_behind_the_admin_token() {
+    let h = Harness::start_bare(Builder::new().admin_token("adm1n")).await;
+    let seed = |body: Value, token: Option<&str>| {
+        let mut request = h.http.post(h.url("/__sandbox/users")).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    let one = json!({"external_user_id": "CRM-1", "email": "one@example.com"});
+    assert_eq!(seed(one.clone(), None).await.expect("seed").status(), 401);
+    let (status, body) = parts(seed(one, Some("adm1n")).await.expect("seed")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["ids"].as_array().map(Vec::len), Some(1));
+    let id = Uuid::from_u128(7);
+    let many = json!([
+        {"id": id, "external_user_id": "CRM-2", "email": "two@example.com",
+         "first_name": "Kim", "last_name": "Two"},
+        {"external_user_id": "CRM-2", "email": "second-two@example.com", "role": "admin"},
+        {"email": "app-user@example.com"}
+    ]);
+    let (status, body) = parts(seed(many, Some("adm1n")).await.expect("seed")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["ids"][0], json!(id));
+    let clash = json!([{"email": "three@example.com"}, {"email": "ONE@example.com"}]);
+    let (status, body) = parts(seed(clash, Some("adm1n")).await.expect("seed")).await;
+    assert_eq!(status, 400, "{body}");
+    for bad in [
+        json!({"role": "owner"}),
+        json!({"crm": "x"}),
+        json!([{"id": id}]),
+    ] {
+        let status = seed(bad.clone(), Some("adm1n"))
+            .await
+            .expect("seed")
+            .status();
+        assert_eq!(status, 400, "{bad}");
+    }
+    let state = h.sandbox.state();
+    assert_eq!(state.users.len(), 4, "the refused batches added nobody");
+    assert!(state.user_by_email("three@example.com").is_none());
+    let user = &state.users[&id];
+    assert_eq!(
+        (
+            user.external_user_id.as_deref(),
+            user.email.as_str(),
+            user.role.as_str()
+        ),
+        (Some("CRM-2"), "two@example.com", "user")
+    );
+    assert_eq!(user.fields["last_name"], "Two");
+    assert_eq!(state.external_id_duplicates(), [("CRM-2".to_owned(), 2)]);
+    assert_eq!(
+        state
+            .user_by_email("App-User@example.com")
+            .map(|u| u.external_user_id.clone()),
+        Some(None)
+    );
+    assert_eq!(state.users.values().filter(|u| u.role != "user").count(), 1);
+    assert!(state.anomalies.is_empty(), "{:?}", state.anomalies);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn seeded_users_are_checked_at_start_and_in_process() {
+    let twice = [
+        sandbox::SeedUser::new("CRM-1", "same@example.com"),
+        sandbox::SeedUser::new("CRM-2", "Same@Example.com"),
+    ];
+    let error = Builder::new()
+        .existing_users(twice)
+        .start()
+        .await
+        .expect_err("one e-mail twice");
+    assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
+    let h =
+        Harness::start(Builder::new().existing_users(crate::common::users::customers(0..3))).await;
+    let ids = h
+        .sandbox
+        .add_users([sandbox::SeedUser::new("CRM-0", "other@example.com").role("staff")])
+        .expect("a second holder of CRM-0 is allowed");
+    assert_eq!(ids.len(), 1);
+    let refused = h.sandbox.add_users([crate::common::users::customer(1)]);
+    assert!(refused.is_err(), "customer-1's e-mail is taken");
+    let state = h.sandbox.state();
+    assert_eq!(state.users.len(), 2 + 3 + 1);
+    assert_eq!(state.users[&ids[0]].role, "staff");
+    assert_eq!(
+        crate::common::users::users_by_crm_id(&state)["CRM-0"].len(),
+        2
+    );
 }
 
 // ---------------------------------------------------------------- speed

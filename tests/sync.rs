@@ -431,7 +431,8 @@ async fn the_dry_run_plans_exactly_what_the_run_then_does() {
     assert_eq!(
         plan,
         json!({"onboard": 1, "update": 1, "retry": 0, "verify": 0, "update_building": 1,
-               "user_only": 2, "skip_done": 1, "skip_failed": 0}),
+               "user_only": 2, "skip_done": 1, "skip_failed": 0, "look_up": 0,
+               "create_users": false}),
         "{}",
         dry.stderr
     );

@@ -173,6 +173,8 @@ impl Client {
             body: Some(body),
             // An extra session is harmless (see the module header): retry like a PUT.
             idempotent: true,
+            accept_404: false,
+            sink: None,
         };
         let (status, bytes) = self.call(&request).await?;
         let session = serde_json::from_slice::<Session>(&bytes).map_err(|_| CallError {
@@ -216,6 +218,8 @@ impl Client {
             target: None,
             body: Some(&body),
             idempotent: true,
+            accept_404: false,
+            sink: None,
         };
         self.call(&request).await.map(|_| ())
     }

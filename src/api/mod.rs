@@ -26,8 +26,9 @@ pub mod gate;
 pub mod path;
 pub mod stats;
 pub mod tls;
+pub mod users;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::RngExt;
@@ -42,6 +43,8 @@ pub use error::{CallError, Failure};
 use error::{describe_body_redacted, parse_retry_after};
 use gate::Gate;
 use stats::Stats;
+use users::DirectoryReader;
+pub use users::{Directory, Listed, Lookup};
 
 /// Largest response body read; a larger one is an error, not a memory spike.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
@@ -228,6 +231,10 @@ struct Request<'a> {
     body: Option<&'a serde_json::Value>,
     /// Whether an ambiguous failure may be retried (true for PUT and GET).
     idempotent: bool,
+    /// A 404 is an answer for the caller, not an error (the by-ext-id lookup's miss).
+    accept_404: bool,
+    /// A 2xx body is streamed into this reader instead of being read whole (the user list).
+    sink: Option<&'a Mutex<DirectoryReader>>,
 }
 
 impl Client {
@@ -289,6 +296,8 @@ impl Client {
             target: self.target(user, false),
             body: Some(body),
             idempotent: true,
+            accept_404: false,
+            sink: None,
         };
         self.call(&request).await.map(|_| ())
     }
@@ -302,6 +311,8 @@ impl Client {
             target: self.target(user, true),
             body: Some(body),
             idempotent: false,
+            accept_404: false,
+            sink: None,
         };
         match self.call(&request).await {
             Ok((status, bytes)) => match serde_json::from_slice::<IdOnly>(&bytes) {
@@ -328,6 +339,8 @@ impl Client {
             target: self.target(user, true),
             body: None,
             idempotent: true,
+            accept_404: false,
+            sink: None,
         };
         match self.call(&request).await {
             Ok((status, bytes)) => serde_json::from_slice::<Vec<BuildingEntry>>(&bytes)
@@ -369,6 +382,8 @@ impl Client {
             target: None,
             body: None,
             idempotent: true,
+            accept_404: false,
+            sink: None,
         };
         let (status, bytes) = self.call(&request).await?;
         serde_json::from_slice(&bytes).map_err(|_| CallError {
@@ -393,8 +408,107 @@ impl Client {
             target: None,
             body: Some(body),
             idempotent: true,
+            accept_404: false,
+            sink: None,
         };
         self.call(&request).await.map(|_| ())
+    }
+
+    /// `GET .../users/by-ext-id/{external_id}` (the id percent-encoded as one path segment):
+    /// the user with that CRM id, or [`Lookup::NotFound`] on a 404 with a JSON body. A 404
+    /// that is not JSON is no answer about the user (a proxy, a wrong base URL): fatal, since
+    /// creating users on a guess could double them. Several users with one CRM id: Podero
+    /// answers a 500 (retried like any GET; the caller decides).
+    pub async fn find_user(&self, external_id: &str) -> Result<Lookup, CallError> {
+        let segment = path::external_id_segment(external_id).map_err(|e| CallError {
+            failure: Failure::Rejected,
+            status: None,
+            message: e.to_string(),
+        })?;
+        let request = Request {
+            method: Method::GET,
+            url: format!("{}/users/by-ext-id/{segment}", self.api),
+            target: None,
+            body: None,
+            idempotent: true,
+            accept_404: true,
+            sink: None,
+        };
+        let (status, bytes) = self.call(&request).await?;
+        let json = serde_json::from_slice::<serde_json::Value>(&bytes);
+        match (status, json) {
+            (404, Ok(_)) => Ok(Lookup::NotFound),
+            (404, Err(_)) => Err(CallError {
+                failure: Failure::Fatal,
+                status: Some(404),
+                message: format!(
+                    "the CRM id lookup (GET .../users/by-ext-id/...) answered 404 without a JSON \
+                     body ({}): that is not Podero saying \"no such user\"; check --base-url \
+                     (and any proxy). Nothing was created",
+                    self.describe(&bytes, "")
+                ),
+            }),
+            (_, Ok(serde_json::Value::Object(user))) if user.get("id").is_some() => {
+                Ok(Lookup::Found(user))
+            }
+            _ => Err(CallError {
+                failure: Failure::Ambiguous,
+                status: Some(status),
+                message: "the CRM id lookup answered without a user object".into(),
+            }),
+        }
+    }
+
+    /// `POST .../users`: creates a user. Not idempotent, like the building POST: re-sent
+    /// only after failures that prove it was not processed; a 2xx without a readable id is
+    /// [`PostOutcome::Unknown`].
+    pub async fn create_user(&self, body: &serde_json::Value) -> PostOutcome {
+        let request = Request {
+            method: Method::POST,
+            url: format!("{}/users", self.api),
+            target: None,
+            body: Some(body),
+            idempotent: false,
+            accept_404: false,
+            sink: None,
+        };
+        match self.call(&request).await {
+            Ok((status, bytes)) => match serde_json::from_slice::<IdOnly>(&bytes) {
+                Ok(created) => PostOutcome::Created(created.id),
+                Err(_) => PostOutcome::Unknown(CallError {
+                    failure: Failure::Ambiguous,
+                    status: Some(status),
+                    message: format!(
+                        "the server answered {status} without a user id ({}); the user may exist",
+                        self.describe(&bytes, "")
+                    ),
+                }),
+            },
+            Err(e) if e.failure == Failure::Ambiguous => PostOutcome::Unknown(e),
+            Err(e) => PostOutcome::NotCreated(e),
+        }
+    }
+
+    /// `GET .../users`: every user of the organization (one bare array, possibly huge),
+    /// parsed as it streams in; only id, e-mail and CRM id are kept.
+    pub async fn list_users(&self) -> Result<Directory, CallError> {
+        let sink = Mutex::new(DirectoryReader::default());
+        let request = Request {
+            method: Method::GET,
+            url: format!("{}/users", self.api),
+            target: None,
+            body: None,
+            idempotent: true,
+            accept_404: false,
+            sink: Some(&sink),
+        };
+        let (status, _) = self.call(&request).await?;
+        let directory = sink.lock().expect("directory reader lock").finish();
+        directory.map_err(|message| CallError {
+            failure: Failure::Ambiguous,
+            status: Some(status),
+            message,
+        })
     }
 
     /// `.../users/{user}` or `.../users/{user}/buildings`, from the parsed base.
@@ -498,7 +612,7 @@ impl Client {
             builder = builder.json(body);
         }
         let result = match builder.send().await {
-            Ok(response) => self.read(response).await,
+            Ok(response) => self.read(response, request).await,
             Err(error) => Err(self.transport_error(&error)),
         };
         self.observe(&result);
@@ -517,6 +631,7 @@ impl Client {
     async fn read(
         &self,
         mut response: reqwest::Response,
+        request: &Request<'_>,
     ) -> Result<(u16, bytes::Bytes), CallError> {
         let status = response.status().as_u16();
         let retry_after = response
@@ -524,6 +639,12 @@ impl Client {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
+        if let (Some(sink), true) = (request.sink, (200..300).contains(&status)) {
+            return self
+                .stream_into(response, sink)
+                .await
+                .map(|()| (status, bytes::Bytes::new()));
+        }
         let body = read_bounded(&mut response).await.map_err(|error| {
             let mut e = match error {
                 BodyError::TooLarge => CallError {
@@ -537,7 +658,7 @@ impl Client {
             e.failure = Failure::Ambiguous;
             e
         })?;
-        if (200..300).contains(&status) {
+        if (200..300).contains(&status) || (status == 404 && request.accept_404) {
             return Ok((status, body));
         }
         let mut message = self.describe(&body, response.url().path());
@@ -567,6 +688,34 @@ impl Client {
                 connect::redact_links(&text)
             }
         })
+    }
+
+    /// Streams a 2xx body into `sink` (started afresh: an attempt may be a retry).
+    async fn stream_into(
+        &self,
+        mut response: reqwest::Response,
+        sink: &Mutex<DirectoryReader>,
+    ) -> Result<(), CallError> {
+        let status = response.status().as_u16();
+        let unreadable = |message: String| CallError {
+            failure: Failure::Ambiguous,
+            status: Some(status),
+            message,
+        };
+        let lock = || sink.lock().expect("directory reader lock");
+        lock().reset();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => lock().feed(&chunk).map_err(unreadable)?,
+                Ok(None) => return Ok(()),
+                Err(error) => {
+                    let mut e = self.transport_error(&error);
+                    e.status = Some(status);
+                    e.failure = Failure::Ambiguous;
+                    return Err(e);
+                }
+            }
+        }
     }
 
     fn transport_error(&self, error: &reqwest::Error) -> CallError {

@@ -19,6 +19,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::customers;
 use super::row::row_key;
 use super::{Checkpoint, CheckpointError, now, sqlite};
 use crate::input::Row;
@@ -136,9 +137,17 @@ impl TargetStaging<'_> {
         if row.building_name.is_empty() {
             return Ok(Added::NoBuilding);
         }
+        // A row without user_id is its customer's: the user `run` found or created for it.
+        let user = match row.user_id {
+            Some(id) => Some(id),
+            None => customers::known_user(&self.tx, &row.external_user_id)?,
+        };
         let property = row.property_id.as_deref();
-        let Some(building_id) = done_building(&self.tx, row.user_id, &row.building_name, property)?
-        else {
+        let building = match user {
+            Some(user) => done_building(&self.tx, user, &row.building_name, property)?,
+            None => None,
+        };
+        let (Some(user), Some(building_id)) = (user, building) else {
             return Ok(Added::NotOnboarded);
         };
         let field = |name: &str| match row.user_fields.get(name) {
@@ -155,7 +164,7 @@ impl TargetStaging<'_> {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?
             .execute(params![
-                row.user_id.to_string(),
+                user.to_string(),
                 row.line,
                 building_id.to_string(),
                 row.building_name,

@@ -2,7 +2,7 @@
 //!
 //! The checkpoint owns every SQL statement of the program. Layout: `schema.sql` and
 //! `migrations/` (documented in docs/checkpoint.md), [`lock`] (a sidecar lock file so only
-//! one run uses a checkpoint at a time), [`row`] (a row's identity, state and history) and
+//! one run uses a checkpoint at a time), `customers` (CRM ids → Podero users), [`row`] (a row's identity, state and history) and
 //! [`outcome`] (what a run did to it), [`stage`] (`run`'s input, validated and planned),
 //! `links` (`links`' buildings, their link history, the funnel), `query` (reports,
 //! `status`, `export`), and `writer` (the one thread that writes during a run of either
@@ -12,6 +12,7 @@
 //! crash *and* power loss. That matters for the POST intent: it is committed before the
 //! request is sent, and the worker waits for the commit.
 
+pub(crate) mod customers;
 pub(crate) mod failed;
 pub(crate) mod links;
 pub mod lock;
@@ -41,6 +42,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/002_sync.sql"),
     include_str!("migrations/003_links.sql"),
     include_str!("migrations/004_first_week.sql"),
+    include_str!("migrations/005_customers.sql"),
 ];
 /// `PRAGMA application_id`: "PDOB", marks a file as a podero-onboard checkpoint.
 pub(crate) const APPLICATION_ID: i64 = 0x5044_4f42;

@@ -7,8 +7,12 @@ use uuid::Uuid;
 /// The final word on one row in this run.
 #[derive(Clone, Debug)]
 pub(crate) struct RowOutcome {
-    /// The row's user.
+    /// The row's user; nil when the row's customer (a lookup row) was not found.
     pub user_id: Uuid,
+    /// The row's staged owner key (its user id, or `ext:<CRM id>` for a lookup row).
+    pub owner: String,
+    /// The row was staged as a lookup row (keyed by its CRM id).
+    pub lookup: bool,
     /// The row's building name (empty for a user-only row).
     pub building_name: String,
     /// The row's property id, if the file has them.
@@ -127,6 +131,13 @@ pub struct Tally {
     pub failed_transient: u64,
     /// POST outcome unknown and not verifiable.
     pub unresolved: u64,
+    /// Customers (CRM ids) whose Podero user this run created (`--create-users`).
+    pub users_created: u64,
+    /// Customers (CRM ids) found in Podero by their CRM id.
+    pub users_found: u64,
+    /// Customers (CRM ids) whose e-mail belonged to a user without a CRM id, adopted
+    /// (`--adopt-existing`).
+    pub users_adopted: u64,
 }
 
 impl Tally {
@@ -144,6 +155,16 @@ impl Tally {
             } => self.failed_permanent += 1,
             RowResult::Failed { .. } => self.failed_transient += 1,
             RowResult::Unresolved { .. } => self.unresolved += 1,
+        }
+    }
+
+    /// Counts one customer that became known.
+    pub(crate) fn customer(&mut self, how: super::customers::Resolution) {
+        use super::customers::Resolution;
+        match how {
+            Resolution::Found => self.users_found += 1,
+            Resolution::Created => self.users_created += 1,
+            Resolution::Adopted => self.users_adopted += 1,
         }
     }
 

@@ -15,6 +15,11 @@ const REJECT_MESSAGE: &str = "CASE
         ELSE 'column ' || j.column_name || ': value \"' || j.value || '\" ' || j.reason
     END";
 
+/// A staged row's user as the report shows it: the resolved user, or empty while the
+/// customer is known only by its CRM id (its owner key `ext:<CRM id>` is no user id).
+const USER_SHOWN: &str = "CASE WHEN coalesce(i.resolved_user_id, i.user_id) LIKE 'ext:%' THEN ''
+        ELSE coalesce(i.resolved_user_id, i.user_id) END";
+
 /// Lines kept per failure group.
 const EXAMPLE_LINES: usize = 5;
 
@@ -60,23 +65,22 @@ impl Checkpoint {
         mut each: impl FnMut(Vec<String>),
     ) -> Result<(), CheckpointError> {
         let sql = "
-            SELECT i.line, i.user_id, i.external_user_id, i.building_name, r.building_id,
+            SELECT i.line, {USER_SHOWN}, i.external_user_id, i.building_name, r.building_id,
                    coalesce(r.state, 'pending'), coalesce(r.attempts, 0), r.http_status, r.error,
                    coalesce(o.outcome, 'no_call')
             FROM temp.input i LEFT JOIN rows r
-                 ON r.user_id = i.user_id AND r.row_key = i.match_key
+                 ON r.user_id = coalesce(i.resolved_user_id, i.user_id)
+                    AND r.row_key = i.match_key
             LEFT JOIN temp.outcomes o ON o.user_id = i.user_id AND o.row_key = i.row_key
             UNION ALL
             SELECT j.line, j.user_id, j.external_user_id, j.building_name, NULL, j.kind, 0, NULL,
                    {REJECT_MESSAGE}, 'not_sent'
             FROM rejects j
             ORDER BY 1";
-        self.stream(
-            &sql.replace("{REJECT_MESSAGE}", REJECT_MESSAGE),
-            [],
-            10,
-            &mut each,
-        )
+        let sql = sql
+            .replace("{REJECT_MESSAGE}", REJECT_MESSAGE)
+            .replace("{USER_SHOWN}", USER_SHOWN);
+        self.stream(&sql, [], 10, &mut each)
     }
 
     /// Rows of the checkpoint for `export` ([`crate::report::csv::EXPORT_HEADER`]),
@@ -87,7 +91,8 @@ impl Checkpoint {
         mut each: impl FnMut(Vec<String>),
     ) -> Result<(), CheckpointError> {
         let sql = "
-            SELECT user_id, external_user_id, building_name, building_id, state, error, property_id
+            SELECT CASE WHEN user_id LIKE 'ext:%' THEN '' ELSE user_id END, external_user_id,
+                   building_name, building_id, state, error, property_id
             FROM rows WHERE ?1 IS NULL OR state = ?1
             ORDER BY user_id, building_name, row_key";
         self.stream(sql, params![state], 7, &mut each)
@@ -119,6 +124,11 @@ impl Checkpoint {
             SELECT r.state, coalesce('HTTP ' || r.http_status, 'no HTTP status'), i.line, r.error
             FROM rows r CROSS JOIN temp.input i
                  ON i.user_id = r.user_id AND i.match_key = r.row_key
+            WHERE r.state IN ('failed', 'unresolved') AND i.resolved_user_id IS NULL
+            UNION ALL
+            SELECT r.state, coalesce('HTTP ' || r.http_status, 'no HTTP status'), i.line, r.error
+            FROM rows r CROSS JOIN temp.input i
+                 ON i.resolved_user_id = r.user_id AND i.match_key = r.row_key
             WHERE r.state IN ('failed', 'unresolved')
             UNION ALL
             SELECT kind, coalesce('column ' || column_name, 'row'), line, {REJECT_MESSAGE}
@@ -152,6 +162,25 @@ impl Checkpoint {
         let mut statement = self
             .conn
             .prepare("SELECT state, count(*) FROM rows GROUP BY state")
+            .map_err(wrap)?;
+        let counts = statement
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(wrap)?
+            .collect::<Result<_, _>>()
+            .map_err(wrap)?;
+        Ok(counts)
+    }
+
+    /// Customers keyed by CRM id by state (`known` split by how: `known (created)`, ...).
+    pub(crate) fn customer_counts(&self) -> Result<BTreeMap<String, u64>, CheckpointError> {
+        let wrap = |e| sqlite(&self.path, e);
+        let mut statement = self
+            .conn
+            .prepare(
+                "SELECT CASE WHEN how IS NULL THEN state ELSE state || ' (' || how || ')' END,
+                        count(*)
+                 FROM customers GROUP BY 1",
+            )
             .map_err(wrap)?;
         let counts = statement
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))

@@ -54,8 +54,13 @@ pub struct Prior {
 pub struct PlannedRow {
     /// Line in this run's input.
     pub line: u64,
-    /// The Podero user.
+    /// The Podero user; nil while [`lookup`](Self::lookup) is set and the customer is not
+    /// found yet.
     pub user_id: Uuid,
+    /// The row names no user_id and the checkpoint does not know its customer yet: the user
+    /// is found by the CRM id (or created) before anything else. Its staged owner key is
+    /// `ext:<CRM id>` (see [`owner_key`]).
+    pub lookup: bool,
     /// The building name; empty for a user-only row.
     pub building_name: String,
     /// The CRM's property id, when the file has that column.
@@ -77,6 +82,28 @@ pub struct PlannedRow {
     pub prior: Option<Prior>,
     /// The user payload last applied successfully, if any.
     pub user_applied: Option<String>,
+}
+
+/// The owner part of a row's identity: the Podero user id, or `ext:<CRM id>` for a row
+/// whose customer is known only by its CRM id (see `migrations/004_customers.sql`).
+pub(crate) fn owner_key(user_id: Option<Uuid>, external_user_id: &str) -> String {
+    match user_id {
+        Some(id) => id.to_string(),
+        None => format!("{EXT_PREFIX}{external_user_id}"),
+    }
+}
+
+/// The prefix of a CRM-keyed owner key.
+pub(crate) const EXT_PREFIX: &str = "ext:";
+
+impl PlannedRow {
+    /// The row's staged owner key (`user_id`, or `ext:<CRM id>` for a lookup row).
+    pub fn owner(&self) -> String {
+        owner_key(
+            (!self.lookup).then_some(self.user_id),
+            &self.external_user_id,
+        )
+    }
 }
 
 /// A row's identity within its user: `''` for a user-only row, `property:<id>` when the
@@ -113,6 +140,13 @@ mod tests {
         assert_eq!(fingerprint("a", "b"), fingerprint("a", "b"));
         assert_ne!(fingerprint("a", "b"), fingerprint("ab", ""));
         assert_eq!(fingerprint("", ""), 0xaf63_bd4c_8601_b7df_u64 as i64);
+    }
+
+    #[test]
+    fn owners_are_user_ids_or_crm_ids() {
+        let id = Uuid::from_u128(1);
+        assert_eq!(owner_key(Some(id), "C1"), id.to_string());
+        assert_eq!(owner_key(None, "C1"), "ext:C1");
     }
 
     #[test]

@@ -26,8 +26,9 @@
 use rusqlite::{OptionalExtension, params};
 use uuid::Uuid;
 
+use super::customers;
 use super::outcome::{Skip, Tally};
-use super::row::{PlannedRow, Prior, State, fingerprint, row_key};
+use super::row::{EXT_PREFIX, PlannedRow, Prior, State, fingerprint, row_key};
 use super::{Checkpoint, CheckpointError, sqlite};
 use crate::input::{Invalid, Record, Row};
 
@@ -38,6 +39,8 @@ pub trait Planner {
     fn payloads(&self, row: &Row) -> (String, String);
     /// Whether a row the checkpoint knows (its prior filled in) costs nothing in this run.
     fn skip(&self, row: &PlannedRow) -> Option<Skip>;
+    /// `--create-users`: a row without user_id may create its customer, so it needs an e-mail.
+    fn create_users(&self) -> bool;
 }
 
 /// What staging found.
@@ -90,6 +93,9 @@ const CREATE_TEMP: &str = "
         user_id TEXT NOT NULL,
         row_key TEXT NOT NULL,
         match_key TEXT NOT NULL,
+        lookup INTEGER NOT NULL DEFAULT 0,
+        resolved_user_id TEXT,
+        given INTEGER NOT NULL DEFAULT 0,
         building_name TEXT NOT NULL,
         property_id TEXT,
         line INTEGER NOT NULL,
@@ -101,6 +107,9 @@ const CREATE_TEMP: &str = "
     ) WITHOUT ROWID;
     CREATE UNIQUE INDEX temp.input_by_match ON input (user_id, match_key);
     CREATE INDEX temp.input_work ON input (user_id, row_key) WHERE skip IS NULL;
+    CREATE INDEX temp.input_by_crm ON input (external_user_id);
+    CREATE INDEX temp.input_by_resolved ON input (resolved_user_id, match_key)
+        WHERE resolved_user_id IS NOT NULL;
     DROP TABLE IF EXISTS temp.outcomes;
     CREATE TEMP TABLE outcomes (
         user_id TEXT NOT NULL,
@@ -140,6 +149,8 @@ impl Checkpoint {
             }
             .map_err(|e| sqlite(&path, e))?;
         }
+        staged.invalid += customers::reject_conflicts(&tx, run).map_err(|e| sqlite(&path, e))?;
+        staged.duplicates += customers::merge_owners(&tx, run).map_err(|e| sqlite(&path, e))?;
         staged.invalid += reject_conflicts(&tx, run).map_err(|e| sqlite(&path, e))?;
         staged.rematched = match_property_keys(&tx).map_err(|e| sqlite(&path, e))?;
         staged.valid = tx
@@ -187,7 +198,8 @@ impl Checkpoint {
             .prepare_cached(
                 "SELECT i.user_id, i.building_name, i.line, i.external_user_id, i.user_payload,
                         i.building_payload, r.state, r.building_id, r.permanent, r.fingerprint,
-                        u.payload, i.property_id, i.row_key, i.match_key, r.building_payload
+                        u.payload, i.property_id, i.row_key, i.match_key, r.building_payload,
+                        i.lookup
                  FROM temp.input i
                  LEFT JOIN rows r ON r.user_id = i.user_id AND r.row_key = i.match_key
                  LEFT JOIN users u ON u.user_id = i.user_id
@@ -221,9 +233,12 @@ fn planned_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PlannedRow> {
         }),
         None => None,
     };
+    let lookup: bool = r.get(15)?;
     Ok(PlannedRow {
         line: r.get(2)?,
+        // A lookup row's owner is `ext:<CRM id>`: its user is not known yet (nil).
         user_id: Uuid::parse_str(&user_id).unwrap_or_default(),
+        lookup,
         building_name: r.get(1)?,
         property_id: r.get(11)?,
         row_key: r.get(12)?,
@@ -244,12 +259,19 @@ fn stage_row(
     planner: &impl Planner,
     staged: &mut Staged,
 ) -> rusqlite::Result<()> {
-    let user_id = row.user_id.to_string();
+    if let Some(reject) = customers::needs_email(row, planner.create_users()) {
+        staged.invalid += 1;
+        return insert_reject(tx, run, &reject);
+    }
+    let owner = customers::owner(tx, row)?;
+    let lookup = owner.starts_with(EXT_PREFIX);
+    let user_id = owner;
     let key = row_key(&row.building_name, row.property_id.as_deref());
     let (user_payload, building_payload) = planner.payloads(row);
     let planned = PlannedRow {
         line: row.line,
-        user_id: row.user_id,
+        user_id: Uuid::parse_str(&user_id).unwrap_or_default(),
+        lookup,
         building_name: row.building_name.clone(),
         property_id: row.property_id.clone(),
         match_key: key.clone(),
@@ -267,8 +289,8 @@ fn stage_row(
         .prepare_cached(
             "INSERT OR IGNORE INTO temp.input
              (user_id, row_key, match_key, building_name, property_id, line, external_user_id,
-              user_payload, building_payload, skip)
-             VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+              user_payload, building_payload, skip, lookup, given)
+             VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?
         .execute(params![
             user_id,
@@ -279,7 +301,9 @@ fn stage_row(
             row.external_user_id,
             planned.user_payload,
             planned.building_payload,
-            skip
+            skip,
+            lookup,
+            row.user_id.is_some(),
         ])?;
     if inserted == 1 {
         return Ok(());
@@ -289,15 +313,20 @@ fn stage_row(
         .prepare_cached("SELECT line FROM temp.input WHERE user_id = ?1 AND row_key = ?2")?
         .query_row(params![user_id, key], |r| r.get(0))
         .optional()?;
+    let who = if row.user_id.is_some() {
+        "user_id"
+    } else {
+        "customer"
+    };
     let same = match (&row.property_id, row.building_name.is_empty()) {
-        (_, true) => "same user_id, no building: one user-only line per user",
-        (Some(_), false) => "same user_id and property_id",
-        (None, false) => "same user_id and building_name",
+        (_, true) => format!("same {who}, no building: one user-only line per user"),
+        (Some(_), false) => format!("same {who} and property_id"),
+        (None, false) => format!("same {who} and building_name"),
     };
     let reject = Reject {
         line: row.line,
         kind: "duplicate".into(),
-        user_id: Some(user_id),
+        user_id: row.user_id.map(|id| id.to_string()),
         building_name: Some(row.building_name.clone()),
         external_user_id: Some(row.external_user_id.clone()),
         column: None,
@@ -363,15 +392,22 @@ fn reject_conflicts(tx: &rusqlite::Transaction<'_>, run: i64) -> rusqlite::Resul
         .collect::<Result<_, _>>()?;
     let mut rejected = 0;
     for (user_id, lines) in conflicts {
-        let reason = format!(
-            "user {user_id} has different external_user_id or user fields on its lines \
-             (line: external_user_id = {lines}); make them agree"
-        );
+        let reason = match user_id.strip_prefix(EXT_PREFIX) {
+            Some(crm) => format!(
+                "the customer with CRM id {crm} has different user fields (e-mail, names, \
+                 address) on its lines ({lines}); make them agree"
+            ),
+            None => format!(
+                "user {user_id} has different external_user_id or user fields on its lines \
+                 (line: external_user_id = {lines}); make them agree"
+            ),
+        };
         rejected += tx.execute(
             "INSERT OR REPLACE INTO rejects
              (line, run_id, kind, user_id, building_name, external_user_id, column_name, value,
               reason)
-             SELECT line, ?2, 'conflict', user_id, building_name, external_user_id,
+             SELECT line, ?2, 'conflict', CASE WHEN given THEN user_id END, building_name,
+                    external_user_id,
                     'external_user_id', external_user_id, ?3
              FROM temp.input WHERE user_id = ?1",
             params![user_id, run, reason],

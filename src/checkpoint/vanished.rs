@@ -5,8 +5,10 @@
 //! later, and `run --max-vanished` stops before any call when there are too many. Nothing
 //! is ever deleted on the server.
 //!
-//! A row is vanished when no input row continues it (`temp.input.match_key`) and no
-//! rejected input line names it (an invalid row is still in the file: it is reported as
+//! A row is vanished when no input row continues it (`temp.input.match_key`, under the
+//! row's user id or, for a row of a file without user_id, under the user its CRM id
+//! resolved to, or as a row whose customer is still to be looked up by the same CRM id)
+//! and no rejected input line names it (an invalid row is still in the file: it is reported as
 //! invalid, not as vanished).
 
 use rusqlite::params;
@@ -39,6 +41,13 @@ impl Checkpoint {
                  WHERE NOT EXISTS (
                      SELECT 1 FROM temp.input i
                      WHERE i.user_id = r.user_id AND i.match_key = r.row_key)
+                 AND NOT EXISTS (
+                     SELECT 1 FROM temp.input i
+                     WHERE i.resolved_user_id = r.user_id AND i.match_key = r.row_key)
+                 AND NOT EXISTS (
+                     SELECT 1 FROM temp.input i
+                     WHERE i.lookup = 1 AND i.external_user_id = r.external_user_id
+                       AND i.match_key = r.row_key)
                  AND NOT EXISTS (
                      SELECT 1 FROM rejects j
                      WHERE j.user_id = r.user_id AND j.building_name = r.building_name)",

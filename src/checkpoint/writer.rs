@@ -22,6 +22,7 @@ use rusqlite::{Connection, params};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use super::customers::{self, NotKnown, Resolution};
 use super::links::{self, NewLink, NotCreated, Target};
 use super::outcome::{RowOutcome, RowResult, Tally};
 use super::row::PlannedRow;
@@ -55,6 +56,14 @@ enum Msg {
     Skipped(Tally),
     /// `run`: the buildings the checkpoint records for a user.
     Claimed(Uuid, Reply<Vec<Uuid>>),
+    /// `run`: about to create the user of CRM id: record `creating`, answer after the commit.
+    CustomerIntent(String, Reply<()>),
+    /// `run`: the customer (CRM id) is this Podero user.
+    CustomerKnown(String, Uuid, Resolution),
+    /// `run`: the customer (CRM id) is not known after this attempt: state, status, error.
+    CustomerNotKnown(String, NotKnown, Option<u16>, String),
+    /// `run`: a resolved customer's rows with their history under its user id.
+    Priors(Uuid, Vec<PlannedRow>, Reply<Vec<PlannedRow>>),
     /// `run`: the plan page after (user_id, row_key).
     PlanPage(Option<(String, String)>, usize, Reply<Vec<PlannedRow>>),
     /// `links`: about to create a session: record `creating`, answer its id after the commit.
@@ -98,6 +107,39 @@ impl Sender {
     /// Rows that cost nothing, counted by reason.
     pub fn skipped(&self, skipped: Tally) {
         self.tell(Msg::Skipped(skipped));
+    }
+
+    /// Records `creating` for the CRM id and waits for the commit: only then may the user
+    /// POST leave.
+    pub async fn customer_intent(&self, crm: &str) -> Result<(), WriteError> {
+        self.ask(|reply| Msg::CustomerIntent(crm.to_owned(), reply))
+            .await
+    }
+
+    /// The customer with CRM id `crm` is Podero user `user`.
+    pub fn customer_known(&self, crm: &str, user: Uuid, how: Resolution) {
+        self.tell(Msg::CustomerKnown(crm.to_owned(), user, how));
+    }
+
+    /// The customer with CRM id `crm` is not known after this attempt.
+    pub fn customer_not_known(
+        &self,
+        crm: &str,
+        state: NotKnown,
+        status: Option<u16>,
+        error: String,
+    ) {
+        self.tell(Msg::CustomerNotKnown(crm.to_owned(), state, status, error));
+    }
+
+    /// A resolved customer's rows, given `user` and their history under it (read after
+    /// every earlier message is applied).
+    pub async fn priors(
+        &self,
+        user: Uuid,
+        rows: Vec<PlannedRow>,
+    ) -> Result<Vec<PlannedRow>, WriteError> {
+        self.ask(|reply| Msg::Priors(user, rows, reply)).await
     }
 
     /// The building ids the checkpoint records for `user_id` (any row, any state).
@@ -280,6 +322,13 @@ impl Thread<'_> {
                 write_user(conn, *user_id, payload).map(|()| None)
             }
             Msg::Outcome(outcome) => write_outcome(conn, outcome).map(|()| None),
+            Msg::CustomerIntent(crm, _) => customers::intent(conn, crm).map(|()| None),
+            Msg::CustomerKnown(crm, user, how) => {
+                customers::known(conn, crm, *user, *how).map(|()| None)
+            }
+            Msg::CustomerNotKnown(crm, state, status, error) => {
+                customers::not_known(conn, crm, *state, *status, error).map(|()| None)
+            }
             Msg::LinkIntent(target, _) => links::intent(conn, self.run_id, target).map(Some),
             Msg::LinkCreated(id, building, link) => {
                 links::created(conn, *id, *building, link).map(|()| None)
@@ -292,6 +341,7 @@ impl Thread<'_> {
             }
             Msg::Skipped(_)
             | Msg::Claimed(..)
+            | Msg::Priors(..)
             | Msg::PlanPage(..)
             | Msg::TargetPage(..)
             | Msg::Flush(_) => Ok(None),
@@ -303,11 +353,15 @@ impl Thread<'_> {
         let read = |e| WriteError::Failed(Arc::new(sqlite(self.checkpoint.path(), e)));
         let conn = self.checkpoint.conn();
         match msg {
-            Msg::Intent(_, reply) | Msg::Flush(reply) => {
+            Msg::Intent(_, reply) | Msg::Flush(reply) | Msg::CustomerIntent(_, reply) => {
                 let _ = reply.send(Ok(()));
             }
             Msg::LinkIntent(_, reply) => {
                 let _ = reply.send(ids.next().ok_or(WriteError::Stopped));
+            }
+            Msg::CustomerKnown(_, _, how) => self.tally().customer(how),
+            Msg::Priors(user, rows, reply) => {
+                let _ = reply.send(customers::priors(conn, user, rows).map_err(read));
             }
             Msg::Outcome(outcome) => self.tally().add(&outcome.result),
             Msg::Skipped(skipped) => self.tally().add_skips(&skipped),
@@ -322,6 +376,7 @@ impl Thread<'_> {
                 let _ = reply.send(links::target_page(conn, after.as_ref(), limit).map_err(read));
             }
             Msg::UserApplied(..)
+            | Msg::CustomerNotKnown(..)
             | Msg::LinkCreated(..)
             | Msg::LinkNotCreated(..)
             | Msg::Connected(..) => {}
@@ -337,7 +392,10 @@ impl Thread<'_> {
 fn refuse(msgs: impl IntoIterator<Item = Msg>, error: &WriteError) {
     for msg in msgs {
         match msg {
-            Msg::Intent(_, reply) | Msg::Flush(reply) => {
+            Msg::Intent(_, reply) | Msg::Flush(reply) | Msg::CustomerIntent(_, reply) => {
+                let _ = reply.send(Err(error.clone()));
+            }
+            Msg::Priors(.., reply) => {
                 let _ = reply.send(Err(error.clone()));
             }
             Msg::LinkIntent(_, reply) => {
@@ -382,6 +440,9 @@ fn write_user(conn: &Connection, user_id: Uuid, payload: &str) -> rusqlite::Resu
 }
 
 fn write_intent(conn: &Connection, row: &PlannedRow) -> rusqlite::Result<()> {
+    if row.lookup {
+        customers::move_to_user(conn, &row.external_user_id, row.user_id, &row.row_key)?;
+    }
     rekey(
         conn,
         row.user_id,
@@ -447,6 +508,15 @@ fn write_outcome(conn: &Connection, outcome: &RowOutcome) -> rusqlite::Result<()
         }
     };
     let o = outcome;
+    // A lookup row whose customer was not found stays under its owner key `ext:<CRM id>`.
+    let user = if o.user_id.is_nil() {
+        o.owner.clone()
+    } else {
+        o.user_id.to_string()
+    };
+    if o.lookup && !o.user_id.is_nil() {
+        customers::move_to_user(conn, &o.external_user_id, o.user_id, &o.row_key)?;
+    }
     rekey(
         conn,
         o.user_id,
@@ -458,7 +528,7 @@ fn write_outcome(conn: &Connection, outcome: &RowOutcome) -> rusqlite::Result<()
     conn.prepare_cached(
         "INSERT OR REPLACE INTO temp.outcomes (user_id, row_key, outcome) VALUES (?1, ?2, ?3)",
     )?
-    .execute(params![o.user_id.to_string(), o.row_key, o.result.name()])?;
+    .execute(params![o.owner, o.row_key, o.result.name()])?;
     // A property-keyed row may have a new building_name (a rename): it is a field here.
     conn.prepare_cached(
         "INSERT INTO rows (user_id, row_key, building_name, property_id, line, external_user_id,
@@ -477,7 +547,7 @@ fn write_outcome(conn: &Connection, outcome: &RowOutcome) -> rusqlite::Result<()
              building_payload = coalesce(excluded.building_payload, rows.building_payload)",
     )?
     .execute(params![
-        outcome.user_id.to_string(),
+        user,
         outcome.building_name,
         outcome.line,
         outcome.external_user_id,

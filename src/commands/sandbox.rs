@@ -58,6 +58,8 @@ impl SandboxArgs {
             commit_then_stall: self.commit_then_stall,
             stall: Duration::from_secs(self.stall_secs),
             fail_5xx_after_commit: self.fail_5xx_after_commit,
+            // No flag (yet): `PUT /__sandbox/faults` sets it at runtime.
+            email_taken_status: crate::sandbox::DEFAULT_EMAIL_TAKEN_STATUS,
         }
     }
 

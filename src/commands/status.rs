@@ -25,11 +25,13 @@ pub fn status(args: &StatusArgs) -> Result<ExitCode, AppError> {
     let base = checkpoint.meta("base_url")?.unwrap_or_default();
     let rejects = checkpoint.reject_count()?;
     let funnel = checkpoint.funnel(&date::today())?;
+    let customers = checkpoint.customer_counts()?;
     let text = if args.json {
         let mut value = json!({
             "checkpoint": args.checkpoint.display().to_string(),
             "org_id": org, "base_url": base,
             "rows_by_state": counts, "invalid_in_last_run": rejects, "runs": runs,
+            "customers_by_state": customers,
         });
         if let Some(funnel) = &funnel {
             value["links_funnel"] = json!(funnel);
@@ -43,6 +45,7 @@ pub fn status(args: &StatusArgs) -> Result<ExitCode, AppError> {
             args.checkpoint.display()
         );
         render_counts(&mut out, &counts, rejects);
+        render_customers(&mut out, &customers);
         if let Some(funnel) = &funnel {
             render_funnel(&mut out, funnel);
         }
@@ -66,6 +69,17 @@ fn render_counts(out: &mut String, counts: &BTreeMap<String, u64>, rejects: u64)
         out.push_str(&format!(
             "invalid rows in the last run: {rejects} (the run's --report lists them)\n"
         ));
+    }
+}
+
+/// Customers keyed by CRM id (rows without user_id), by state; nothing when there are none.
+fn render_customers(out: &mut String, customers: &BTreeMap<String, u64>) {
+    if customers.is_empty() {
+        return;
+    }
+    out.push_str("customers by CRM id (rows without user_id):\n");
+    for (state, n) in customers {
+        out.push_str(&format!("  {n:>8}  {state}\n"));
     }
 }
 

@@ -262,13 +262,15 @@ pub(super) fn check(column: &Column, value: &str) -> Result<Cell, Problem> {
 
 fn empty(column: &Column) -> Result<Cell, Problem> {
     let reason = match column.target {
-        Target::UserId => {
-            "is empty: fill in the Podero user id (the UUID Podero returned when the user was created)"
-        }
         Target::ExternalUserId => "is empty: fill in the CRM id (your own id for this customer)",
-        // An empty building name is a user-only row; an empty property id is checked
-        // with the rest of the row (`record::check_building`).
-        Target::BuildingName | Target::PropertyId | Target::User | Target::Building => {
+        // An empty user id keys the row by its CRM id; an empty building name is a
+        // user-only row; an empty property id is checked with the rest of the row
+        // (`record::check_building`).
+        Target::UserId
+        | Target::BuildingName
+        | Target::PropertyId
+        | Target::User
+        | Target::Building => {
             return Ok(Cell::Empty);
         }
     };

@@ -21,8 +21,9 @@ use super::{
 pub struct Row {
     /// 1-based line where the record starts (the header is line 1).
     pub line: u64,
-    /// The Podero user id (goes into the URL path).
-    pub user_id: Uuid,
+    /// The Podero user id (goes into the URL path); `None` when the file has no such
+    /// column or the cell is empty: the row is then keyed by its CRM id.
+    pub user_id: Option<Uuid>,
     /// The partner's CRM id, 1 to [`MAX_EXTERNAL_USER_ID_CHARS`] chars.
     pub external_user_id: String,
     /// The building's name, 1 to [`MAX_BUILDING_NAME_CHARS`] chars; empty for a user-only
@@ -266,12 +267,12 @@ impl Draft {
     }
 
     fn finish(self, line: u64) -> Row {
-        let (Some(user_id), Some(external_user_id)) = (self.user_id, self.external_user_id) else {
+        let Some(external_user_id) = self.external_user_id else {
             unreachable!("required columns are checked at the header and never empty");
         };
         Row {
             line,
-            user_id,
+            user_id: self.user_id,
             external_user_id,
             building_name: self.building_name.unwrap_or_default(),
             property_id: self.property_id,

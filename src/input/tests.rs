@@ -79,7 +79,7 @@ fn user_id_row(user_id: &str) -> String {
 fn valid_row_is_parsed_with_its_line() {
     let row = valid(&format!("{HEADER}\n {ID} , crm-1 , Main House \n"));
     assert_eq!(row.line, 2);
-    assert_eq!(row.user_id.to_string(), ID);
+    assert_eq!(row.user_id.map(|id| id.to_string()).as_deref(), Some(ID));
     assert_eq!(row.external_user_id, "crm-1");
     assert_eq!(row.building_name, "Main House");
     assert!(row.user_fields.is_empty() && row.building_fields.is_empty());
@@ -88,7 +88,7 @@ fn valid_row_is_parsed_with_its_line() {
 #[test]
 fn uppercase_user_id_is_accepted() {
     let row = valid(&user_id_row(&ID.to_uppercase()));
-    assert_eq!(row.user_id.to_string(), ID);
+    assert_eq!(row.user_id.map(|id| id.to_string()).as_deref(), Some(ID));
 }
 
 #[test]
@@ -172,9 +172,18 @@ fn user_id_rejects_nil_uuid() {
 }
 
 #[test]
-fn user_id_rejects_empty() {
-    let invalid = assert_rejects(&user_id_row(""), "user_id", "fill in the Podero user id");
-    assert_eq!(invalid.value, None);
+fn an_empty_user_id_keys_the_row_by_its_crm_id() {
+    let row = valid(&user_id_row(""));
+    assert_eq!(row.user_id, None);
+    assert_eq!(row.external_user_id, "crm-1");
+}
+
+#[test]
+fn a_file_without_user_id_is_a_file_of_crm_keyed_customers_keeping_postcode_zeros() {
+    let csv = "external_user_id,email,zip_code,building_name\nC-1,ann@example.com,01067,Home\n";
+    let row = valid(csv);
+    assert_eq!(row.user_id, None);
+    assert_eq!(row.user_fields["zip_code"], serde_json::json!("01067"));
 }
 
 // ---- external_user_id ----
@@ -862,8 +871,9 @@ fn open_reads_a_file() {
 #[test]
 fn column_constants_match_the_column_table() {
     let table: Vec<&str> = columns::COLUMNS.iter().map(|c| c.name).collect();
-    let listed: Vec<&str> = REQUIRED_COLUMNS
+    let listed: Vec<&str> = [USER_ID_COLUMN]
         .iter()
+        .chain(&REQUIRED_COLUMNS)
         .chain(BUILDING_KEY_COLUMNS)
         .chain(USER_COLUMNS)
         .chain(BUILDING_COLUMNS)

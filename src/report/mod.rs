@@ -136,6 +136,11 @@ pub struct Plan {
     pub skip_done: u64,
     /// Failed permanently, unchanged: not retried without --retry-failed.
     pub skip_failed: u64,
+    /// Customers known only by their CRM id: looked up in Podero (and, with
+    /// `--create-users`, created if missing) before their rows.
+    pub look_up: u64,
+    /// Whether `--create-users` was given (the customers not found would be created).
+    pub create_users: bool,
 }
 
 /// Requests sent in the run.

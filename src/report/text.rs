@@ -46,6 +46,15 @@ pub fn render(summary: &Summary) -> String {
 fn render_counts(out: &mut String, r: &super::RowCounts) {
     let t = &r.tally;
     let lines = [
+        (
+            t.users_created,
+            "customers created in Podero (--create-users): new users",
+        ),
+        (t.users_found, "customers found in Podero by their CRM id"),
+        (
+            t.users_adopted,
+            "customers adopted by e-mail (--adopt-existing): CRM id given to the user",
+        ),
         (t.created, "buildings created"),
         (
             t.adopted,
@@ -98,6 +107,14 @@ fn render_counts(out: &mut String, r: &super::RowCounts) {
 fn render_plan(out: &mut String, plan: &super::Plan, r: &super::RowCounts) {
     let (invalid, duplicates) = (r.invalid, r.duplicates);
     let _ = writeln!(out, "plan (dry run, nothing sent):");
+    let look_up = if plan.create_users {
+        "customers to look up by CRM id, created if missing (--create-users)"
+    } else {
+        "customers to look up by CRM id (not created if missing: see --create-users)"
+    };
+    if plan.look_up > 0 {
+        let _ = writeln!(out, "  {:>8}  {look_up}", plan.look_up);
+    }
     let lines = [
         (
             plan.onboard,

@@ -23,7 +23,7 @@ use super::call::{Config, ListBuildings, Shared};
 use super::clock;
 use super::faults::{FaultState, Faults};
 use super::service;
-use super::state::{Snapshot, State};
+use super::state::{SeedUser, Snapshot, State};
 use super::tls::ServerTls;
 use super::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_ORG_ID, generated_user_id};
 
@@ -37,6 +37,8 @@ pub struct Builder {
     request_log: bool,
     /// Buildings the users have before any client call (created in the app, say).
     existing: Vec<(Uuid, serde_json::Map<String, serde_json::Value>)>,
+    /// Users with a CRM id, e-mail or names that exist before any client call.
+    seeded: Vec<SeedUser>,
     tls: Option<ServerTls>,
 }
 
@@ -66,6 +68,7 @@ impl Builder {
             seed: 0,
             request_log: true,
             existing: Vec::new(),
+            seeded: Vec::new(),
             tls: None,
         }
     }
@@ -79,6 +82,15 @@ impl Builder {
         fields: serde_json::Map<String, serde_json::Value>,
     ) -> Self {
         self.existing.push((user, fields));
+        self
+    }
+
+    /// Adds users that exist before any client call, with a CRM id, e-mail, names or role
+    /// (see [`SeedUser`]; a few or 100k). Several may share one CRM id; e-mails must be
+    /// unique (case-insensitively) and ids new, else [`Builder::start`] fails with
+    /// `InvalidInput`.
+    pub fn existing_users(mut self, users: impl IntoIterator<Item = SeedUser>) -> Self {
+        self.seeded.extend(users);
         self
     }
 
@@ -175,13 +187,14 @@ impl Builder {
     pub async fn start_on(self, addr: SocketAddr) -> std::io::Result<Sandbox> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let mut state = State {
-            log_on: self.request_log,
-            ..State::default()
-        };
+        let mut state = State::default();
+        state.log_on = self.request_log;
         for id in self.users {
             state.add_user(id);
         }
+        state
+            .seed_users(self.seeded)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         for (user, fields) in self.existing {
             state.add_user(user);
             state.add_building(user, fields, 0);
@@ -362,6 +375,16 @@ impl Sandbox {
     /// Adds a user.
     pub fn add_user(&self, id: Uuid) {
         self.shared.state().add_user(id);
+    }
+
+    /// Adds users that existed before (see [`Builder::existing_users`]), all or none;
+    /// returns their ids in order, or why the batch was refused (a taken e-mail, an
+    /// existing id, an unknown role).
+    pub fn add_users(
+        &self,
+        users: impl IntoIterator<Item = SeedUser>,
+    ) -> Result<Vec<Uuid>, String> {
+        self.shared.state().seed_users(users.into_iter().collect())
     }
 
     /// Adds `building` (its id and fields as given) to `user`, adding the user if needed:

@@ -7,11 +7,10 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Response, StatusCode};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -94,12 +93,23 @@ pub(crate) struct Call {
     pub at_ms: u64,
 }
 
+/// A body written while it is sent, chunk by chunk, instead of [`Answer::body`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Streamed {
+    /// Every user of the organization, as `GET .../users` answers (see `users::UserList`).
+    Users,
+}
+
 /// The answer an endpoint decided on, and what to do with it.
 #[derive(Debug)]
 pub(crate) struct Answer {
     pub status: u16,
     pub content_type: &'static str,
     pub body: Bytes,
+    /// When set, the body is produced as it is sent and `body` is unused.
+    pub streamed: Option<Streamed>,
+    /// The user a POST user created (for the request log).
+    pub created_user: Option<Uuid>,
     pub headers: Vec<(header::HeaderName, String)>,
     pub after: AfterCommit,
 }
@@ -112,8 +122,18 @@ impl Answer {
             status,
             content_type: "application/json",
             body,
+            streamed: None,
+            created_user: None,
             headers: Vec::new(),
             after: AfterCommit::Respond,
+        }
+    }
+
+    /// A JSON answer whose body is written while it is sent.
+    pub fn streamed_json(status: u16, what: Streamed) -> Self {
+        Answer {
+            streamed: Some(what),
+            ..Answer::json(status, &Value::Null)
         }
     }
 
@@ -136,8 +156,19 @@ impl Answer {
             status,
             content_type: "text/html",
             body: Bytes::from(page),
+            streamed: None,
+            created_user: None,
             headers: Vec::new(),
             after: AfterCommit::Respond,
+        }
+    }
+
+    /// Django's own 500 page (`DEBUG = False`): what an unhandled exception in a view,
+    /// such as `MultipleObjectsReturned`, answers. Not JSON.
+    pub fn django_500() -> Self {
+        Answer {
+            body: Bytes::from_static(b"\n<!doctype html>\n<html lang=\"en\">\n<head>\n  <title>Server Error (500)</title>\n</head>\n<body>\n  <h1>Server Error (500)</h1><p></p>\n</body>\n</html>\n"),
+            ..Answer::html(500)
         }
     }
 
@@ -147,9 +178,9 @@ impl Answer {
         self
     }
 
-    /// The HTTP response.
-    pub fn into_response(self) -> Response<Full<Bytes>> {
-        let mut response = Response::new(Full::new(self.body));
+    /// The HTTP response, its body made by `body` of [`Answer::body`].
+    pub fn into_response_with<B>(self, body: impl FnOnce(Bytes) -> B) -> Response<B> {
+        let mut response = Response::new(body(self.body));
         *response.status_mut() =
             StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let headers = response.headers_mut();
@@ -201,6 +232,47 @@ pub(crate) fn json_body(shared: &Shared, call: &Call) -> Result<Value, Answer> {
     })
 }
 
+/// Validates a body with `rule`; 422 (an anomaly too when the shape is wrong).
+pub(crate) fn validated(
+    shared: &Shared,
+    call: &Call,
+    rule: fn(&Value) -> validate::Validated,
+) -> Result<Map<String, Value>, Answer> {
+    let body = json_body(shared, call)?;
+    rule(&body).map_err(|problems| {
+        for p in problems.iter().filter(|p| p.is_client_bug()) {
+            shared.anomaly(
+                call,
+                &format!("{} at {}: {}", p.kind, p.loc.join("."), p.msg),
+            );
+        }
+        Answer::json(422, &validate::detail(&problems))
+    })
+}
+
+/// Decodes `%XX` escapes; invalid escapes are kept as they are.
+pub(crate) fn percent_decode(raw: &str) -> String {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// The 404 of an unknown path or object.
 pub(crate) fn not_found() -> Answer {
     Answer::detail(404, "Not Found")
@@ -212,4 +284,17 @@ pub(crate) fn media_type_is(content_type: &str, media_type: &str) -> bool {
         .split(';')
         .next()
         .is_some_and(|t| t.trim().eq_ignore_ascii_case(media_type))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding_keeps_invalid_escapes() {
+        assert_eq!(percent_decode("a%20b%2Fc"), "a b/c");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+        assert_eq!(percent_decode("CRM%C3%A9+1"), "CRMé+1");
+    }
 }

@@ -1,5 +1,5 @@
-//! The API's behaviour: the token endpoint and the partner endpoints over the
-//! simulator's state. Each function turns a [`Call`] into an [`Answer`]; none
+//! The API's behaviour: the token endpoint, the dispatch of the partner endpoints
+//! (users in `users`, sessions and heat pumps in `connect`) and the buildings. Each function turns a [`Call`] into an [`Answer`]; none
 //! awaits, so the state lock is only ever held for a few map operations.
 //!
 //! Check order on API paths (django-ninja's): auth (401) → `org_id` is a UUID
@@ -13,12 +13,14 @@ use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use super::call::{
-    Answer, Call, ListBuildings, Shared, json_body, media_type_is, not_found, parse_uuid,
+    Answer, Call, ListBuildings, Shared, media_type_is, not_found, parse_uuid, percent_decode,
+    validated,
 };
 use super::faults::AfterCommit;
 use super::route::{Endpoint, Params};
-use super::state::{Building, State, User};
-use super::validate::{self, Problem};
+use super::state::Building;
+use super::users;
+use super::validate;
 
 /// Purge expired tokens once this many are stored.
 const TOKEN_PURGE_AT: usize = 1024;
@@ -121,11 +123,15 @@ pub(crate) fn api(shared: &Shared, call: &Call, endpoint: Endpoint, params: &Par
         return answer;
     }
     let result = match endpoint {
-        Endpoint::ListUsers => Ok(list_users(shared)),
-        Endpoint::GetUserByExtId => Ok(user_by_ext_id(shared, params.external_id.unwrap_or(""))),
-        Endpoint::GetUser => path_user(shared, call, params).map(|u| get_user(shared, u)),
+        Endpoint::ListUsers => Ok(users::list_users()),
+        Endpoint::CreateUser => users::create_user(shared, call),
+        Endpoint::GetUserByExtId => Ok(users::user_by_ext_id(
+            shared,
+            params.external_id.unwrap_or(""),
+        )),
+        Endpoint::GetUser => path_user(shared, call, params).map(|u| users::get_user(shared, u)),
         Endpoint::PutUser => {
-            path_user(shared, call, params).and_then(|u| put_user(shared, call, u))
+            path_user(shared, call, params).and_then(|u| users::put_user(shared, call, u))
         }
         Endpoint::CreateBuilding => {
             path_user(shared, call, params).and_then(|u| create_building(shared, call, u))
@@ -201,91 +207,6 @@ fn path_building(shared: &Shared, call: &Call, params: &Params) -> Result<(Uuid,
     Ok((user, building))
 }
 
-/// Validates a body with `rule`; 422 (an anomaly too when the shape is wrong).
-fn validated(
-    shared: &Shared,
-    call: &Call,
-    rule: fn(&Value) -> validate::Validated,
-) -> Result<Map<String, Value>, Answer> {
-    let body = json_body(shared, call)?;
-    rule(&body).map_err(|problems| {
-        for p in problems.iter().filter(|p| p.is_client_bug()) {
-            shared.anomaly(
-                call,
-                &format!("{} at {}: {}", p.kind, p.loc.join("."), p.msg),
-            );
-        }
-        Answer::json(422, &validate::detail(&problems))
-    })
-}
-
-fn list_users(shared: &Shared) -> Answer {
-    let org = shared.config.org_id;
-    let users: Vec<Value> = shared
-        .state()
-        .snap
-        .users
-        .values()
-        .map(|u| user_json(org, u))
-        .collect();
-    Answer::json(200, &Value::Array(users))
-}
-
-fn user_by_ext_id(shared: &Shared, raw: &str) -> Answer {
-    let external_id = percent_decode(raw);
-    let state = shared.state();
-    let found = state
-        .snap
-        .users
-        .values()
-        .find(|u| u.external_user_id.as_deref() == Some(&external_id));
-    found.map_or_else(not_found, |u| {
-        Answer::json(200, &user_json(shared.config.org_id, u))
-    })
-}
-
-fn get_user(shared: &Shared, user: Uuid) -> Answer {
-    let state = shared.state();
-    let found = state.snap.users.get(&user);
-    found.map_or_else(not_found, |u| {
-        Answer::json(200, &user_json(shared.config.org_id, u))
-    })
-}
-
-fn put_user(shared: &Shared, call: &Call, id: Uuid) -> Result<Answer, Answer> {
-    let fields = validated(shared, call, validate::user_update)?;
-    let mut state = shared.state();
-    if !state.snap.users.contains_key(&id) {
-        return Err(not_found());
-    }
-    if let Some(Value::String(email)) = fields.get("email")
-        && email_taken(&state, id, email)
-    {
-        let problem = Problem::body(
-            "value_error",
-            "email",
-            "A user with this email already exists",
-        );
-        return Err(Answer::json(422, &validate::detail(&[problem])));
-    }
-    let user = state.snap.users.get_mut(&id).ok_or_else(not_found)?;
-    for (key, value) in fields {
-        if key == "external_user_id" {
-            user.external_user_id = value.as_str().map(String::from);
-        }
-        user.fields.insert(key, value);
-    }
-    Ok(Answer::json(200, &user_json(shared.config.org_id, user)))
-}
-
-fn email_taken(state: &State, id: Uuid, email: &str) -> bool {
-    state
-        .snap
-        .users
-        .values()
-        .any(|u| u.id != id && u.email().eq_ignore_ascii_case(email))
-}
-
 fn create_building(shared: &Shared, call: &Call, user: Uuid) -> Result<Answer, Answer> {
     let fields = validated(shared, call, validate::building)?;
     let mut state = shared.state();
@@ -340,38 +261,6 @@ fn update_building(shared: &Shared, call: &Call, user: Uuid, id: Uuid) -> Result
     Ok(Answer::json(200, &building_json(building)))
 }
 
-/// A user as the API returns it.
-fn user_json(org: Uuid, user: &User) -> Value {
-    let field = |name: &str| user.fields.get(name).cloned().unwrap_or(Value::Null);
-    let role = user
-        .fields
-        .get("role")
-        .cloned()
-        .unwrap_or_else(|| json!("user"));
-    json!({
-        "id": user.id,
-        "organization_id": org,
-        "external_user_id": user.external_user_id,
-        "role": role,
-        "email": user.email(),
-        "first_name": field("first_name"),
-        "last_name": field("last_name"),
-        "street_and_number": field("street_and_number"),
-        "street_add_info": field("street_add_info"),
-        "zip_code": field("zip_code"),
-        "town": field("town"),
-        "country": if user.fields.contains_key("country_iso2") { field("country_iso2") } else { field("country") },
-        "latitude": field("latitude"),
-        "longitude": field("longitude"),
-        "location_last_updated": null,
-        "is_onboarded": false,
-        "num_inverters": 0,
-        "num_heat_pumps": 0,
-        "num_electric_vehicles": 0,
-        "num_wallboxes": 0,
-    })
-}
-
 /// A building as the API returns it: every field, `null` when unset.
 fn building_json(building: &Building) -> Value {
     let mut out = Map::new();
@@ -386,39 +275,9 @@ fn building_json(building: &Building) -> Value {
     Value::Object(out)
 }
 
-/// Decodes `%XX` escapes; invalid escapes are kept as they are.
-fn percent_decode(raw: &str) -> String {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn percent_decoding_keeps_invalid_escapes() {
-        assert_eq!(percent_decode("a%20b%2Fc"), "a b/c");
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz"), "%zz");
-    }
 
     #[test]
     fn content_type_parameters_are_ignored() {

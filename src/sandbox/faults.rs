@@ -4,8 +4,11 @@
 //! the endpoint. Latency and the rate limit apply to the token endpoint too
 //! (a real gateway limits every path); the random 429/5xx apply to API paths
 //! only, so a client can always obtain a token. The three `commit_then_*` /
-//! `fail_5xx_after_commit` faults apply only to a *successful* POST building:
-//! the building exists, but the client cannot know it.
+//! `fail_5xx_after_commit` faults apply only to a *successful* POST building or
+//! POST user: the building or user exists, but the client cannot know it.
+//!
+//! [`Faults::email_taken_status`] is no fault but lives here because it is an
+//! unknown of the real API a test varies at runtime, through the same admin call.
 //!
 //! All random draws come from one `StdRng` seeded by [`crate::sandbox::Builder::seed`],
 //! so a single-connection run is reproducible.
@@ -41,17 +44,22 @@ pub struct Faults {
     pub latency: Duration,
     /// Up to this much more delay, uniformly random.
     pub jitter: Duration,
-    /// POST building only: the building is created, then the connection is
-    /// closed without a response.
+    /// POST building and POST user: the building (user) is created, then the
+    /// connection is closed without a response.
     pub commit_then_drop: f64,
-    /// POST building only: the building is created, then the response waits `stall`.
+    /// POST building and POST user: created, then the response waits `stall`.
     pub commit_then_stall: f64,
     /// How long a stalled response waits (default 120 s).
     pub stall: Duration,
-    /// POST building only: the building is created, then the answer is a 500
-    /// with an HTML body.
+    /// POST building and POST user: created, then the answer is a 500 with an HTML body.
     pub fail_5xx_after_commit: f64,
+    /// The status of a POST user whose e-mail another user holds (undocumented:
+    /// 400, 409 and 422 are all plausible), with `{"detail": "..."}`. Default 400.
+    pub email_taken_status: u16,
 }
+
+/// The default of [`Faults::email_taken_status`].
+pub const DEFAULT_EMAIL_TAKEN_STATUS: u16 = 400;
 
 impl Default for Faults {
     fn default() -> Self {
@@ -65,6 +73,7 @@ impl Default for Faults {
             commit_then_stall: 0.0,
             stall: Duration::from_secs(120),
             fail_5xx_after_commit: 0.0,
+            email_taken_status: DEFAULT_EMAIL_TAKEN_STATUS,
         }
     }
 }
@@ -82,6 +91,16 @@ pub(crate) struct FaultsJson {
     commit_then_stall: f64,
     stall_ms: Option<u64>,
     fail_5xx_after_commit: f64,
+    email_taken_status: Option<u16>,
+}
+
+impl FaultsJson {
+    /// Why these settings cannot be used, if they cannot.
+    pub fn problem(&self) -> Option<String> {
+        self.email_taken_status
+            .filter(|s| !(400..500).contains(s))
+            .map(|s| format!("email_taken_status must be a 4xx status, not {s}"))
+    }
 }
 
 impl From<FaultsJson> for Faults {
@@ -98,6 +117,7 @@ impl From<FaultsJson> for Faults {
                 .stall_ms
                 .map_or(Faults::default().stall, Duration::from_millis),
             fail_5xx_after_commit: j.fail_5xx_after_commit,
+            email_taken_status: j.email_taken_status.unwrap_or(DEFAULT_EMAIL_TAKEN_STATUS),
         }
     }
 }
@@ -115,7 +135,7 @@ pub(crate) enum Gate {
     Random5xx { status: u16, html: bool },
 }
 
-/// What happens after a POST building committed.
+/// What happens after a POST building or POST user committed.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum AfterCommit {
     /// Answer normally.
@@ -231,7 +251,12 @@ impl FaultState {
         Gate::Pass
     }
 
-    /// Decides the fate of a POST building that has just committed.
+    /// The status of a POST user with a taken e-mail.
+    pub fn email_taken_status(&self) -> u16 {
+        self.faults.email_taken_status
+    }
+
+    /// Decides the fate of a POST building or POST user that has just committed.
     pub fn after_commit(&mut self) -> AfterCommit {
         if self.roll(self.faults.commit_then_drop) {
             AfterCommit::Drop

@@ -21,7 +21,10 @@
 //!   answer, the shared state and configuration, and the small helpers.
 //! * `route` — a hand-written router: method + path segments → [`Endpoint`] (the
 //!   session paths too).
-//! * `endpoints` — the API behaviour (token, users, buildings) over the state.
+//! * `endpoints` — the API behaviour (token, the dispatch of API paths, buildings)
+//!   over the state.
+//! * `users` — the users: create (e-mail unique, external id not), by-ext-id, the
+//!   streamed list, PUT, and the seeding of users that existed before.
 //! * `connect` — device onboarding sessions (Connect links), heat pumps and
 //!   "mark connected".
 //! * `clock` — the simulator's calendar (movable, for link expiry).
@@ -51,15 +54,16 @@ mod route;
 mod service;
 mod state;
 mod tls;
+mod users;
 mod validate;
 
 use uuid::Uuid;
 
 pub use builder::{Builder, Sandbox};
 pub use call::ListBuildings;
-pub use faults::{Faults, RateLimit};
+pub use faults::{DEFAULT_EMAIL_TAKEN_STATUS, Faults, RateLimit};
 pub use route::Endpoint;
-pub use state::{Building, Counts, HeatPump, LogEntry, Session, Snapshot, User};
+pub use state::{Building, Counts, HeatPump, LogEntry, SeedUser, Session, Snapshot, User};
 pub use tls::ServerTls;
 
 /// The organization id a default [`Builder`] serves.

@@ -6,6 +6,8 @@ use hyper::Method;
 
 /// The API prefix every partner path starts with.
 const API_PREFIX: &str = "/api/partners/v2.0/org/";
+/// The admin path that seeds users (its bodies may be large: see `service`).
+pub(crate) const ADMIN_USERS_PATH: &str = "/__sandbox/users";
 /// The session path (it has no `/org/{org_id}`).
 const SESSION_PATH: &str = "/api/partners/v2.0/device-onboarding";
 
@@ -16,6 +18,8 @@ pub enum Endpoint {
     Token,
     /// `GET .../users`
     ListUsers,
+    /// `POST .../users`
+    CreateUser,
     /// `GET .../users/by-ext-id/{external_id}`
     GetUserByExtId,
     /// `GET .../users/{user_id}`
@@ -38,7 +42,8 @@ pub enum Endpoint {
     ListHeatPumps,
     /// `PUT .../users/{user_id}/heat-pumps/{heat_pump_id}`
     UpdateHeatPump,
-    /// `GET /__sandbox/state` (`?counts=1`: counters only), `PUT /__sandbox/faults`
+    /// `GET /__sandbox/state` (`?counts=1`: counters only), `PUT /__sandbox/faults`,
+    /// `PUT /__sandbox/clock`, `POST /__sandbox/heat-pumps`, `POST /__sandbox/users`
     Admin,
     /// Anything else (404 or 405).
     Unknown,
@@ -50,6 +55,7 @@ impl Endpoint {
         match self {
             Endpoint::Token => "token",
             Endpoint::ListUsers => "list_users",
+            Endpoint::CreateUser => "create_user",
             Endpoint::GetUserByExtId => "get_user_by_ext_id",
             Endpoint::GetUser => "get_user",
             Endpoint::PutUser => "put_user",
@@ -80,6 +86,8 @@ pub(crate) enum Route<'a> {
     AdminClock,
     /// `POST /__sandbox/heat-pumps` `{"user_id": ..., "building_id": ...|null}`: a customer connected
     AdminConnect,
+    /// `POST /__sandbox/users`: users that existed before (one or an array)
+    AdminUsers,
     /// An API endpoint with its raw path parameters.
     Api {
         endpoint: Endpoint,
@@ -113,6 +121,9 @@ pub(crate) fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
         "/__sandbox/clock" => return by_method(method, &[(Method::PUT, Route::AdminClock)], "PUT"),
         "/__sandbox/heat-pumps" => {
             return by_method(method, &[(Method::POST, Route::AdminConnect)], "POST");
+        }
+        ADMIN_USERS_PATH => {
+            return by_method(method, &[(Method::POST, Route::AdminUsers)], "POST");
         }
         _ => {}
     }
@@ -197,7 +208,10 @@ fn api_shape(rest: &str) -> Option<(Shape, Params<'_>)> {
 fn api_route<'a>(method: &Method, shape: Shape, params: Params<'a>) -> Route<'a> {
     use Endpoint as E;
     let (allowed, allow): (&[(Method, Endpoint)], &'static str) = match shape {
-        Shape::Users => (&[(Method::GET, E::ListUsers)], "GET"),
+        Shape::Users => (
+            &[(Method::GET, E::ListUsers), (Method::POST, E::CreateUser)],
+            "GET, POST",
+        ),
         Shape::ByExtId => (&[(Method::GET, E::GetUserByExtId)], "GET"),
         Shape::User => (
             &[(Method::GET, E::GetUser), (Method::PUT, E::PutUser)],
@@ -289,6 +303,10 @@ mod tests {
         assert_eq!(
             endpoint(Method::GET, &format!("{ORG}/users")),
             Some(Endpoint::ListUsers)
+        );
+        assert_eq!(
+            endpoint(Method::POST, &format!("{ORG}/users")),
+            Some(Endpoint::CreateUser)
         );
         assert_eq!(
             endpoint(Method::PUT, &format!("{ORG}/users/u")),

@@ -4,21 +4,24 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::call::{Answer, Call, Config, Shared};
+use super::call::{Answer, Call, Config, Shared, Streamed};
 use super::endpoints;
 use super::faults::{AfterCommit, FaultsJson, Gate};
-use super::route::{Endpoint, Route, route};
+use super::route::{ADMIN_USERS_PATH, Endpoint, Route, route};
 use super::state::LogEntry;
+use super::users::{self, UserList};
 
 /// Request bodies larger than this are refused (413).
 const MAX_BODY: usize = 1 << 20;
+/// The limit for `POST /__sandbox/users`, which seeds users in bulk (100k is ~10 MB).
+const MAX_SEED_BODY: usize = 256 << 20;
 
 /// The service error that makes hyper close the connection without a response.
 #[derive(Debug, thiserror::Error)]
@@ -29,7 +32,7 @@ pub(crate) struct Dropped;
 pub(crate) async fn serve(
     shared: Arc<Shared>,
     req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Dropped> {
+) -> Result<Response<ResponseBody>, Dropped> {
     let call = read_call(&shared, req).await;
     let _in_flight = InFlight::enter(&shared, endpoint_of(&call.call));
     let (endpoint, user_id, answer) = match call.body_error {
@@ -48,10 +51,21 @@ pub(crate) async fn serve(
         AfterCommit::Drop => Err(Dropped),
         AfterCommit::Stall(delay) => {
             tokio::time::sleep(delay).await;
-            Ok(answer.into_response())
+            Ok(respond(&shared, answer))
         }
-        AfterCommit::Respond | AfterCommit::Fail500 => Ok(answer.into_response()),
+        AfterCommit::Respond | AfterCommit::Fail500 => Ok(respond(&shared, answer)),
     }
+}
+
+/// A response body: all at once, or the users list written as it is sent.
+pub(crate) type ResponseBody = Either<Full<Bytes>, UserList>;
+
+fn respond(shared: &Arc<Shared>, answer: Answer) -> Response<ResponseBody> {
+    let streamed = answer.streamed;
+    answer.into_response_with(|bytes| match streamed {
+        Some(Streamed::Users) => Either::Right(UserList::new(Arc::clone(shared))),
+        None => Either::Left(Full::new(bytes)),
+    })
 }
 
 /// A request that has arrived and is not yet answered, counted in
@@ -105,7 +119,12 @@ async fn read_call(shared: &Shared, req: Request<Incoming>) -> ReadCall {
             .and_then(|v: &HeaderValue| v.to_str().ok())
             .map(String::from)
     };
-    let (body, body_error) = match Limited::new(body, MAX_BODY).collect().await {
+    let limit = if parts.uri.path() == ADMIN_USERS_PATH {
+        MAX_SEED_BODY
+    } else {
+        MAX_BODY
+    };
+    let (body, body_error) = match Limited::new(body, limit).collect().await {
         Ok(collected) => (collected.to_bytes(), None),
         Err(_) => (
             Bytes::new(),
@@ -151,13 +170,14 @@ async fn dispatch(shared: &Shared, call: &Call) -> (Endpoint, Option<Uuid>, Answ
             None,
             super::connect::admin_connect(shared, call),
         ),
+        Route::AdminUsers => (Endpoint::Admin, None, users::admin_users(shared, call)),
         Route::Api { endpoint, params } => {
-            let user_id = params.user.and_then(|u| Uuid::parse_str(u).ok());
             let answer = gated(shared, true, || {
                 endpoints::api(shared, call, endpoint, &params)
             })
             .await;
-            (endpoint, user_id, answer)
+            let in_path = params.user.and_then(|u| Uuid::parse_str(u).ok());
+            (endpoint, in_path.or(answer.created_user), answer)
         }
         Route::MethodNotAllowed { allow } => {
             shared.anomaly(call, "method not allowed");
@@ -182,7 +202,11 @@ async fn dispatch(shared: &Shared, call: &Call) -> (Endpoint, Option<Uuid>, Answ
 fn is_admin(route: &Route<'_>) -> bool {
     matches!(
         route,
-        Route::AdminState | Route::AdminFaults | Route::AdminClock | Route::AdminConnect
+        Route::AdminState
+            | Route::AdminFaults
+            | Route::AdminClock
+            | Route::AdminConnect
+            | Route::AdminUsers
     )
 }
 
@@ -252,6 +276,9 @@ fn admin_counts(shared: &Shared) -> Answer {
 
 fn admin_faults(shared: &Shared, call: &Call) -> Answer {
     match serde_json::from_slice::<FaultsJson>(&call.body) {
+        Ok(faults) if faults.problem().is_some() => {
+            Answer::detail(400, &faults.problem().unwrap_or_default())
+        }
         Ok(faults) => {
             shared.faults().set(faults.into());
             Answer::json(200, &json!({ "ok": true }))

@@ -81,6 +81,23 @@ const USER_FIELDS: &[Field] = &[
     field("role", Kind::Enum(ROLES), false),
 ];
 
+/// The fields of a POST user (the guide's create schema): the PUT fields without
+/// `country` (the create schema names only `country_iso2`); `role` and `email` required.
+const USER_CREATE_FIELDS: &[Field] = &[
+    field("role", Kind::Enum(ROLES), false),
+    field("email", Kind::Email, false),
+    field("external_user_id", Kind::Str(None), true),
+    field("first_name", Kind::Str(None), true),
+    field("last_name", Kind::Str(None), true),
+    field("street_and_number", Kind::Str(None), true),
+    field("street_add_info", Kind::Str(None), true),
+    field("zip_code", Kind::Str(None), true),
+    field("town", Kind::Str(None), true),
+    field("country_iso2", Kind::Str(None), true),
+    field("latitude", Kind::Number, true),
+    field("longitude", Kind::Number, true),
+];
+
 /// The building fields (POST and PUT building); `name` is also required.
 const BUILDING_FIELDS: &[Field] = &[
     field("name", Kind::Str(Some(100)), false),
@@ -156,6 +173,11 @@ pub(crate) fn detail(problems: &[Problem]) -> Value {
 /// Validates a PUT user body; returns the fields to set.
 pub(crate) fn user_update(body: &Value) -> Validated {
     object_of(body, USER_FIELDS, &[])
+}
+
+/// Validates a POST user body; returns the fields of the new user.
+pub(crate) fn user_create(body: &Value) -> Validated {
+    object_of(body, USER_CREATE_FIELDS, &["role", "email"])
 }
 
 /// Validates a POST/PUT building body; returns the fields to store.
@@ -300,6 +322,38 @@ mod tests {
         assert_eq!(kinds(user_update(&json!({"role": "owner"}))), ["enum"]);
         assert_eq!(
             kinds(user_update(&json!({"externalUserId": "x"}))),
+            ["extra_forbidden"]
+        );
+    }
+
+    #[test]
+    fn user_create_rules() {
+        let ok = json!({"role": "user", "email": "a@b.de", "external_user_id": "CRM-1",
+            "zip_code": "01067", "country_iso2": "DE", "first_name": null});
+        assert!(user_create(&ok).is_ok());
+        assert_eq!(kinds(user_create(&json!({}))), ["missing", "missing"]);
+        assert_eq!(
+            kinds(user_create(&json!({"role": "owner", "email": "a@b.de"}))),
+            ["enum"]
+        );
+        assert_eq!(
+            kinds(user_create(&json!({"role": "user", "email": "nope"}))),
+            ["value_error"]
+        );
+        assert_eq!(
+            kinds(user_create(
+                &json!({"role": "user", "email": "a@b.de", "zip_code": 1067})
+            )),
+            ["string_type"]
+        );
+        assert_eq!(
+            kinds(user_create(&json!({"role": "user", "email": null}))),
+            ["string_type"]
+        );
+        assert_eq!(
+            kinds(user_create(
+                &json!({"role": "user", "email": "a@b.de", "country": "DE"})
+            )),
             ["extra_forbidden"]
         );
     }

@@ -5,6 +5,7 @@
 
 pub mod hostile;
 pub mod pki;
+pub mod users;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

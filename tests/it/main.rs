@@ -19,6 +19,9 @@ mod contrib;
 #[path = "../docs.rs"]
 mod docs;
 
+#[path = "../customers.rs"]
+mod customers;
+
 #[path = "../durability.rs"]
 mod durability;
 

@@ -55,8 +55,10 @@ pub struct Settings {
     /// Most POSTs per row and run when their outcomes keep being unknown.
     pub max_posts: u32,
     /// `--adopt-existing`: list a user's buildings before its first POST and adopt one of
-    /// the row's name.
+    /// the row's name; with `--create-users`, adopt the user holding a new customer's e-mail.
     pub adopt_existing: bool,
+    /// The organization's user list, read at most once per run (for `--adopt-existing`).
+    pub directory: super::customer::SharedDirectory,
 }
 
 impl RunConfig {
@@ -73,11 +75,13 @@ impl RunConfig {
                 plan: plan::Options {
                     retry_failed: args.retry_failed,
                     only_failed: args.only_failed,
+                    create_users: args.create_users,
                 },
                 repost_unknown: args.resolve_unknown == ResolveUnknown::Repost,
                 settle: Duration::from_secs(1),
                 max_posts: args.api.max_attempts,
                 adopt_existing: args.adopt_existing,
+                directory: Default::default(),
             },
             report: args.report,
             json: args.json,

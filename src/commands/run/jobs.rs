@@ -1,12 +1,10 @@
 //! `run`'s jobs on the engine: the plan pages (staged rows joined with their history, read
 //! through the writer), each row decided by the [`plan`], the rows with work grouped per
-//! user into a [`UserJob`], each job through the [`worker`], each outcome to the writer.
+//! owner (a user, or a customer known only by its CRM id) into a [`UserJob`], each job through the [`worker`], each outcome to the writer.
 //! Skipped rows are counted (sent to the writer) and never leave the pager.
 //!
 //! The dry run reads the same pages with the same decisions and only counts them, so its
 //! plan is exactly what the run then does.
-
-use uuid::Uuid;
 
 use super::config::Settings;
 use super::plan::{self, Action, BuildingStep};
@@ -29,6 +27,7 @@ impl From<Vec<Work>> for UserJob {
         let first = &work[0].row;
         UserJob {
             user_id: first.user_id,
+            lookup: first.lookup.then(|| first.external_user_id.clone()),
             user_payload: first.user_payload.clone(),
             put: work.iter().any(|w| w.put),
             rows: work.into_iter().map(|w| (w.row, w.step)).collect(),
@@ -46,7 +45,7 @@ impl Pages for PlanPages {
     type Row = PlannedRow;
     type Work = Work;
     type Cursor = (String, String);
-    type Key = Uuid;
+    type Key = String;
 
     async fn fetch(
         &mut self,
@@ -57,7 +56,7 @@ impl Pages for PlanPages {
     }
 
     fn cursor(row: &PlannedRow) -> (String, String) {
-        (row.user_id.to_string(), row.row_key.clone())
+        (row.owner(), row.row_key.clone())
     }
 
     fn keep(&mut self, page: Vec<PlannedRow>) -> Vec<Work> {
@@ -79,8 +78,10 @@ impl Pages for PlanPages {
         work
     }
 
-    fn key(work: &Work) -> Uuid {
-        work.row.user_id
+    /// One job per owner: a user, or a customer known only by its CRM id (so never two
+    /// creates for one CRM id in flight).
+    fn key(work: &Work) -> String {
+        work.row.owner()
     }
 }
 
@@ -110,10 +111,17 @@ pub async fn drive(drive: &Drive<'_>, writer: &Writer, settings: &Settings) -> E
 /// `--retry-failed`), nothing sent.
 pub async fn dry_plan(writer: &Writer, options: plan::Options) -> Result<Plan, WriteError> {
     use futures::StreamExt;
-    let mut plan = Plan::default();
+    let mut plan = Plan {
+        create_users: options.create_users,
+        ..Plan::default()
+    };
     let mut jobs = std::pin::pin!(user_jobs(writer.sender(), options));
     while let Some(job) = jobs.next().await {
-        for (row, step) in job?.rows {
+        let job = job?;
+        if job.lookup.is_some() {
+            plan.look_up += 1;
+        }
+        for (row, step) in job.rows {
             match (step, &row.prior) {
                 (BuildingStep::NoBuilding, _) => plan.user_only += 1,
                 (BuildingStep::Update, _) => plan.update_building += 1,

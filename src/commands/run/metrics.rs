@@ -46,6 +46,9 @@ pub struct RunFigures {
     pub rows_by_state: BTreeMap<String, u64>,
     /// This run's row outcomes (created, failed, ...).
     pub run_rows: BTreeMap<&'static str, u64>,
+    /// This run's customers known only by CRM id, by how they became known (created,
+    /// found, adopted): customers, not rows, so a family of their own.
+    pub run_customers: BTreeMap<&'static str, u64>,
     /// This run's requests by HTTP status (`network`: no response).
     pub requests: BTreeMap<String, u64>,
 }
@@ -88,6 +91,11 @@ pub fn from_summary(summary: &Summary, checkpoint: &Checkpoint, previous: &Path)
         ("unresolved", rows.tally.unresolved),
         ("not_processed", rows.not_processed),
     ]);
+    let run_customers = BTreeMap::from([
+        ("created", rows.tally.users_created),
+        ("found", rows.tally.users_found),
+        ("adopted", rows.tally.users_adopted),
+    ]);
     RunFigures {
         exit_code: summary.header.exit_code as i32,
         duration_secs: summary.duration_secs,
@@ -95,6 +103,7 @@ pub fn from_summary(summary: &Summary, checkpoint: &Checkpoint, previous: &Path)
         last_success: last_success(Some(checkpoint), previous),
         rows_by_state: checkpoint.state_counts().unwrap_or_default(),
         run_rows,
+        run_customers,
         requests: summary.requests.by_status.clone(),
     }
 }
@@ -187,6 +196,16 @@ pub fn render(figures: &RunFigures) -> String {
         "podero_onboard_last_run_rows",
         "Rows of the last run by what happened to them.",
         &run_rows,
+    );
+    let customers: Vec<_> = figures
+        .run_customers
+        .iter()
+        .map(|(how, n)| (format!("{{how=\"{how}\"}}"), n.to_string()))
+        .collect();
+    family(
+        "podero_onboard_last_run_customers",
+        "Customers of the last run known only by CRM id whose Podero user was created, found or adopted.",
+        &customers,
     );
     let requests: Vec<_> = figures
         .requests

@@ -5,10 +5,12 @@
 //! Every phase is a function below, in the order it runs.
 //!
 //! The pieces: [`config`] (the validated flags), [`plan`] (each row's decision and the
-//! bodies it is sent as), `jobs` (the plan pages as per-user jobs), `worker` (one
+//! bodies it is sent as), `jobs` (the plan pages as per-user jobs), `customer` (a
+//! customer known only by its CRM id: found or created, exactly once), `worker` (one
 //! user's requests), `summary` and `metrics` (what the run reports).
 
 pub mod config;
+pub(crate) mod customer;
 pub(crate) mod jobs;
 pub(crate) mod metrics;
 pub mod plan;

@@ -25,6 +25,8 @@ pub struct Options {
     pub retry_failed: bool,
     /// Work only on rows that failed or are unresolved.
     pub only_failed: bool,
+    /// `--create-users`: create the Podero user of a CRM id that is not found.
+    pub create_users: bool,
 }
 
 impl Planner for Options {
@@ -37,6 +39,10 @@ impl Planner for Options {
             Action::Skip(skip) => Some(skip),
             Action::Work { .. } => None,
         }
+    }
+
+    fn create_users(&self) -> bool {
+        self.create_users
     }
 }
 
@@ -105,27 +111,40 @@ pub(crate) enum Action {
     },
 }
 
+/// The building step of a row the checkpoint does not know.
+fn initial_step(row: &PlannedRow) -> BuildingStep {
+    if row.building_name.is_empty() {
+        BuildingStep::NoBuilding
+    } else {
+        BuildingStep::Create
+    }
+}
+
 /// Decides one row.
 pub(crate) fn decide(row: &PlannedRow, options: Options) -> Action {
     let put = row.user_applied.as_deref() != Some(row.user_payload.as_str());
     let Some(prior) = &row.prior else {
         return if options.only_failed {
             Action::Skip(Skip::NotSelected)
-        } else if row.building_name.is_empty() {
-            Action::Work {
-                put,
-                building: BuildingStep::NoBuilding,
-            }
         } else {
             Action::Work {
                 put,
-                building: BuildingStep::Create,
+                building: initial_step(row),
             }
         };
     };
     let troubled = matches!(prior.state, State::Failed | State::Unresolved);
     if options.only_failed && !troubled {
         return Action::Skip(Skip::NotSelected);
+    }
+    if row.lookup {
+        // Its customer is not known yet: it is looked up whatever happened before (an
+        // earlier "not found" may be found now, or created with --create-users), and the
+        // row is decided again under the user's id (`worker::customer`).
+        return Action::Work {
+            put,
+            building: initial_step(row),
+        };
     }
     let building = match (prior.state, prior.building_id) {
         _ if row.building_name.is_empty() => BuildingStep::NoBuilding,
@@ -158,6 +177,7 @@ mod tests {
         PlannedRow {
             line: 2,
             user_id: Uuid::nil(),
+            lookup: false,
             building_name: "Home".into(),
             property_id: None,
             row_key: "name:Home".into(),
@@ -185,6 +205,7 @@ mod tests {
     const NONE: Options = Options {
         retry_failed: false,
         only_failed: false,
+        create_users: false,
     };
 
     #[test]
@@ -239,7 +260,7 @@ mod tests {
         );
         let retry = Options {
             retry_failed: true,
-            only_failed: false,
+            ..NONE
         };
         assert!(matches!(
             decide(&row(failed, None), retry),
@@ -260,8 +281,8 @@ mod tests {
     #[test]
     fn only_failed_selects_failed_and_unresolved_rows() {
         let only = Options {
-            retry_failed: false,
             only_failed: true,
+            ..NONE
         };
         assert_eq!(
             decide(&row(None, None), only),
@@ -319,6 +340,26 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn a_lookup_row_is_always_looked_up_even_after_a_permanent_failure() {
+        let mut failed = row(prior(State::Failed, false, true, 7), None);
+        failed.lookup = true;
+        assert_eq!(
+            decide(&failed, NONE),
+            Action::Work {
+                put: true,
+                building: BuildingStep::Create
+            }
+        );
+        let only = Options {
+            only_failed: true,
+            ..NONE
+        };
+        let mut fresh = row(None, None);
+        fresh.lookup = true;
+        assert_eq!(decide(&fresh, only), Action::Skip(Skip::NotSelected));
     }
 
     #[test]

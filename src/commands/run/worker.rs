@@ -16,8 +16,10 @@
 use uuid::Uuid;
 
 use super::config::Settings;
+use super::customer::{Customer, Resolver};
 use super::plan::{self, BuildingStep};
 use crate::api::{CallError, Client, Failure, Listing, PostOutcome};
+use crate::checkpoint::customers::Resolution;
 use crate::checkpoint::outcome::{RowOutcome, RowResult};
 use crate::checkpoint::row::PlannedRow;
 use crate::checkpoint::writer::Sender;
@@ -26,8 +28,11 @@ use crate::engine::{Halt, JobResult};
 /// All rows of one user that need work: the user is updated once, then each building.
 #[derive(Clone, Debug)]
 pub struct UserJob {
-    /// The user.
+    /// The user (nil while `lookup` is set).
     pub user_id: Uuid,
+    /// The CRM id of a customer the checkpoint does not know yet: found or created first
+    /// (`customer`).
+    pub lookup: Option<String>,
     /// The PUT body.
     pub user_payload: String,
     /// Whether the PUT is needed (the payload differs from the one applied).
@@ -96,7 +101,28 @@ pub async fn process(
         writer,
         settings,
     };
-    let mut adoption = match worker.adoption(&job).await {
+    let mut created = false;
+    let job = match job.lookup.clone() {
+        None => job,
+        Some(crm) => {
+            let resolver = Resolver {
+                client,
+                writer,
+                settings,
+                directory: &settings.directory,
+            };
+            match resolver.resolve(job.clone(), &crm).await {
+                Ok(Customer::Known(job, how)) => {
+                    created = how == Resolution::Created;
+                    job
+                }
+                Ok(Customer::NotKnown(result)) => return every_row(&job, &result),
+                Err(halt) => return JobResult::halted(halt),
+            }
+        }
+    };
+    // A user created a moment ago has no buildings to adopt.
+    let mut adoption = match worker.adoption(&job, created).await {
         Ok(adoption) => adoption,
         Err(halt) => return JobResult::halted(halt),
     };
@@ -183,9 +209,9 @@ impl Worker<'_> {
     }
 
     /// `--adopt-existing`: the user's buildings, listed once per job that creates one.
-    async fn adoption(&self, job: &UserJob) -> Result<Adoption, Halt> {
+    async fn adoption(&self, job: &UserJob, new_user: bool) -> Result<Adoption, Halt> {
         let creates = job.rows.iter().any(|(_, s)| *s == BuildingStep::Create);
-        if !self.settings.adopt_existing || !creates {
+        if !self.settings.adopt_existing || !creates || new_user {
             return Ok(Adoption::Off);
         }
         match self.client.list_buildings(job.user_id).await {
@@ -445,6 +471,18 @@ impl Worker<'_> {
     }
 }
 
+/// Every row of a job whose customer is not known ends with `result`.
+fn every_row(job: &UserJob, result: &RowResult) -> JobResult<RowOutcome> {
+    JobResult {
+        outcomes: job
+            .rows
+            .iter()
+            .map(|(row, _)| outcome_of(row, result.clone()))
+            .collect(),
+        halt: None,
+    }
+}
+
 fn failed(doing: &str, error: &CallError) -> RowResult {
     RowResult::Failed {
         status: error.status,
@@ -471,6 +509,8 @@ fn outcome_of(row: &PlannedRow, result: RowResult) -> RowOutcome {
     };
     RowOutcome {
         user_id: row.user_id,
+        owner: row.owner(),
+        lookup: row.lookup,
         building_name: row.building_name.clone(),
         property_id: row.property_id.clone(),
         row_key: row.row_key.clone(),
