@@ -16,6 +16,7 @@
 //! Links are capabilities: logs name the row, never the session or the link.
 
 pub mod config;
+pub mod owners;
 pub mod summary;
 pub mod targets;
 pub mod worker;
@@ -27,6 +28,7 @@ use std::time::Instant;
 use futures::{StreamExt, TryStreamExt};
 use uuid::Uuid;
 
+use crate::api::Directory;
 use crate::api::connect::Session;
 use crate::checkpoint::links::{LinkHistory, Target};
 use crate::checkpoint::writer::{Sender, WriteError, Writer};
@@ -86,6 +88,7 @@ pub async fn links(config: LinksConfig, shutdown: Shutdown) -> Result<ExitCode, 
     let run_id = checkpoint.begin_run(command, reader.source_name())?;
     let (checkpoint, staged) = stage(checkpoint, reader, &config).await?;
     checkpoint.record_input(run_id, None, staged.rows_read)?;
+    let checks = checkpoint.heat_pump_checks()?;
     let mut summary = LinksSummary::new(&config, run_id, &staged);
     let writer = Writer::spawn(checkpoint, run_id);
     let shown = Arc::new(Mutex::new(Reading::default()));
@@ -95,9 +98,15 @@ pub async fn links(config: LinksConfig, shutdown: Shutdown) -> Result<ExitCode, 
     });
     let ending = match &client {
         Some(client) => {
+            let (owners, way) = owners::heat_pump_owners(client, checks).await;
+            summary.connections_checked_by = way;
             let drive = Drive::new(client, &shutdown, config.workers);
             let sink = Sink::new(&mut summary, shown);
-            send(&config, &drive, writer.sender(), out, sink).await
+            let work = Work {
+                writer: writer.sender(),
+                owners: owners.as_ref(),
+            };
+            send(&config, &drive, work, out, sink).await
         }
         None => dry_plan(&config, writer.sender(), out, &mut summary.links).await,
     };
@@ -183,6 +192,13 @@ fn link_jobs(writer: Sender) -> impl futures::Stream<Item = Result<LinkJob, Writ
     engine::jobs(TargetPages(writer)).map_ok(LinkJob::from)
 }
 
+/// What the workers are given besides the flags.
+struct Work<'a> {
+    writer: Sender,
+    /// Users with heat pumps, from the user list (`None`: ask each customer).
+    owners: Option<&'a Directory>,
+}
+
 /// The `--out` mail-merge file, written as links arrive.
 type OutFile = CsvWriter<std::io::BufWriter<std::fs::File>>;
 
@@ -191,10 +207,11 @@ type OutFile = CsvWriter<std::io::BufWriter<std::fs::File>>;
 async fn send(
     config: &LinksConfig,
     drive: &Drive<'_>,
-    writer: Sender,
+    work: Work<'_>,
     out: Option<std::fs::File>,
     mut sink: Sink<'_>,
 ) -> Ending {
+    let writer = work.writer;
     let out = out
         .map(|file| CsvWriter::new(std::io::BufWriter::new(file), &OUT_HEADER))
         .transpose();
@@ -207,6 +224,7 @@ async fn send(
         writer: &writer,
         defaults: &config.session,
         today: &config.today,
+        owners: work.owners,
     };
     let work = |job| worker::process(&ctx, job);
     let ending = drive

@@ -2,6 +2,7 @@
 //! renderings (text on stderr, JSON on stdout). Nothing here holds a session id or a
 //! link: those go only to `--out`, `export --links` and the checkpoint.
 
+use super::owners::Way;
 use serde::Serialize;
 
 use super::config::LinksConfig;
@@ -119,6 +120,8 @@ pub struct LinksSummary {
     pub links: LinkCounts,
     /// Requests sent.
     pub requests: Requests,
+    /// How the run learned who connected: one user list, or a heat-pump list per customer.
+    pub connections_checked_by: Way,
     /// Buildings without a link because of an error (at most 100 listed).
     pub failures: Vec<RowFailure>,
 }
@@ -145,6 +148,7 @@ impl LinksSummary {
                 ..LinkCounts::default()
             },
             requests: Requests::default(),
+            connections_checked_by: Way::None,
             failures: Vec::new(),
         }
     }
