@@ -654,7 +654,12 @@ async fn a_user_spanning_two_pages_is_one_job_and_dry_run_pages_too() {
     let s = summary(&out);
     assert_eq!(count(&s, "created"), 515, "{s}");
     assert_eq!(count(&s, "assigned"), 0, "{s}");
-    assert_eq!(h.state().count("list_heat_pumps"), 3, "once per user");
+    // Only `big` has a heat pump (the user list says so): listed once, not once per page.
+    assert_eq!(
+        h.state().count("list_heat_pumps"),
+        1,
+        "once per user with heat pumps"
+    );
     let per_building = sessions_per_building(&h);
     assert_eq!(per_building.len(), 515);
     assert!(per_building.values().all(|&n| n == 1));
@@ -671,9 +676,10 @@ async fn progress_lines_appear_on_a_pipe_and_never_hold_a_link() {
     let h = Harness::with_users(users).await;
     let csv = h.write("users.csv", generated_csv(users, 1));
     onboard(&h, &csv).await;
-    // 2 calls per user at 40 ms, 2 users at a time: about 1.6 s, so a 1 s interval ticks.
+    // The user list, then 1 call per user at 80 ms, 2 users at a time: about 1.6 s, so a
+    // 1 s interval ticks.
     h.sandbox.set_faults(Faults {
-        latency: Duration::from_millis(40),
+        latency: Duration::from_millis(80),
         ..Faults::default()
     });
     let mut args = links_args(&h, &csv, &["--progress-interval", "1"]);
@@ -945,4 +951,126 @@ async fn a_link_quoted_in_a_fatal_session_answer_is_redacted() {
             "session id in the checkpoint"
         );
     }
+}
+
+/// Connects a heat pump to the first building of generated users `0..n`.
+fn connect_first(h: &Harness, n: u64) {
+    let state = h.state();
+    for i in 0..n {
+        let user = sandbox::generated_user_id(i);
+        let building = state.buildings[&user][0].id;
+        h.sandbox.connect_heat_pump(user, Some(building));
+    }
+}
+
+/// Requests of endpoint `name` between two snapshots.
+fn sent(before: &sandbox::Snapshot, after: &sandbox::Snapshot, name: &str) -> u64 {
+    after.count(name) - before.count(name)
+}
+
+/// All requests (token included) between two snapshots.
+fn sent_all(before: &sandbox::Snapshot, after: &sandbox::Snapshot) -> u64 {
+    after.api_requests() + after.count("token") - before.api_requests() - before.count("token")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_night_of_links_costs_one_user_list_not_a_call_per_customer() {
+    let h = Harness::with_users(500).await;
+    let csv = h.write("users.csv", generated_csv(500, 1));
+    onboard(&h, &csv).await;
+    let first = links(&h, &csv, &["--json"]).await;
+    h.expect_code(&first, 0);
+    assert_eq!(count(&summary(&first), "created"), 500);
+    // The same day, nothing changed: the token and one user list.
+    let before = h.state();
+    let quiet = links(&h, &csv, &["--json", "-v"]).await;
+    h.expect_code(&quiet, 0);
+    let after = h.state();
+    let s = summary(&quiet);
+    assert_eq!(count(&s, "still_valid"), 500, "{s}");
+    assert_eq!(s["connections_checked_by"], "user_list", "{s}");
+    assert_eq!(sent(&before, &after, "list_users"), 1);
+    assert_eq!(sent(&before, &after, "list_heat_pumps"), 0);
+    assert!(sent_all(&before, &after) <= 3, "{:?}", after.requests);
+    assert!(
+        quiet.stderr.contains("one user list instead of"),
+        "-v does not say which way was taken:\n{}",
+        quiet.stderr
+    );
+    // Ten customers connect: the list, then their heat pumps only.
+    connect_first(&h, 10);
+    let before = h.state();
+    let night = links(&h, &csv, &["--json"]).await;
+    h.expect_code(&night, 0);
+    let after = h.state();
+    let s = summary(&night);
+    assert_eq!(count(&s, "connected"), 10, "{s}");
+    assert_eq!(count(&s, "still_valid"), 490, "{s}");
+    assert_eq!(sent(&before, &after, "list_heat_pumps"), 10);
+    assert!(sent_all(&before, &after) <= 3 + 10, "{:?}", after.requests);
+    let status = h
+        .exec(&[
+            "status".into(),
+            "--checkpoint".into(),
+            h.checkpoint().display().to_string(),
+            "--json".into(),
+        ])
+        .await;
+    h.expect_code(&status, 0);
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(status["links_funnel"]["connected"], 10, "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_user_list_falls_back_to_asking_each_customer_with_the_same_result() {
+    let h = Harness::with_users(40).await;
+    let csv = h.write("users.csv", generated_csv(40, 1));
+    onboard(&h, &csv).await;
+    connect_first(&h, 5);
+    h.sandbox.set_faults(Faults {
+        list_users_status: Some(504),
+        ..Faults::default()
+    });
+    let before = h.state();
+    let out = links(&h, &csv, &["--json", "--max-attempts", "1"]).await;
+    h.expect_code(&out, 0);
+    let after = h.state();
+    let s = summary(&out);
+    assert_eq!(
+        s["connections_checked_by"], "per_customer_after_list_failed",
+        "{s}"
+    );
+    assert_eq!(count(&s, "connected"), 5, "{s}");
+    assert_eq!(count(&s, "created"), 35, "{s}");
+    assert_eq!(sent(&before, &after, "list_users"), 1);
+    assert_eq!(sent(&before, &after, "list_heat_pumps"), 40);
+    assert!(
+        out.stderr
+            .contains("asking each customer for its heat pumps instead"),
+        "the fallback is not said:\n{}",
+        out.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_few_customers_of_a_large_organization_are_asked_one_by_one() {
+    // Two customers to check, in a checkpoint that knows 3,000 users: one list of the
+    // organization would cost more than two heat-pump lists.
+    let h = Harness::with_users(3000).await;
+    let all = h.write("all.csv", generated_csv(3000, 1));
+    onboard(&h, &all).await;
+    let two = h.write("two.csv", generated_csv(2, 1));
+    let before = h.state();
+    let out = links(&h, &two, &["--json", "-v"]).await;
+    h.expect_code(&out, 0);
+    let after = h.state();
+    let s = summary(&out);
+    assert_eq!(s["connections_checked_by"], "per_customer", "{s}");
+    assert_eq!(sent(&before, &after, "list_users"), 0);
+    assert_eq!(sent(&before, &after, "list_heat_pumps"), 2);
+    assert!(
+        out.stderr.contains("asking each customer"),
+        "{}",
+        out.stderr
+    );
 }

@@ -44,7 +44,7 @@ use error::{describe_body_redacted, parse_retry_after};
 use gate::Gate;
 use stats::Stats;
 use users::DirectoryReader;
-pub use users::{Directory, Listed, Lookup};
+pub use users::{Directory, Keep, Listed, Lookup};
 
 /// Largest response body read; a larger one is an error, not a memory spike.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
@@ -490,9 +490,9 @@ impl Client {
     }
 
     /// `GET .../users`: every user of the organization (one bare array, possibly huge),
-    /// parsed as it streams in; only id, e-mail and CRM id are kept.
-    pub async fn list_users(&self) -> Result<Directory, CallError> {
-        let sink = Mutex::new(DirectoryReader::default());
+    /// parsed as it streams in; of each user only what `keep` says is kept.
+    pub async fn list_users(&self, keep: Keep) -> Result<Directory, CallError> {
+        let sink = Mutex::new(DirectoryReader::keeping(keep));
         let request = Request {
             method: Method::GET,
             url: format!("{}/users", self.api),

@@ -7,7 +7,7 @@
 //! current element is buffered (bounded like any body), and of each user only the id, the
 //! lower-cased e-mail and the CRM id are kept.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -33,15 +33,35 @@ pub struct Listed {
     pub external_user_id: Option<String>,
 }
 
-/// The organization's users by lower-cased e-mail.
+/// What a reading of the user list keeps of each user: the list may hold 100k users, so
+/// a reading keeps only what its caller needs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Keep {
+    /// E-mail and CRM id of every user (adoption by e-mail).
+    #[default]
+    Emails,
+    /// Only the ids of users with at least one heat pump (`links`): memory grows with the
+    /// customers who connected, not with the organization.
+    HeatPumpOwners,
+}
+
+/// The organization's users by lower-cased e-mail, or the ids of those with heat pumps.
 #[derive(Debug, Default)]
 pub struct Directory {
+    keep: Keep,
     by_email: HashMap<String, Vec<Listed>>,
+    owners: HashSet<Uuid>,
     /// Users listed.
     pub users: usize,
 }
 
 impl Directory {
+    /// Whether the list showed `user` with at least one heat pump (`num_heat_pumps` > 0).
+    /// A user the list did not show has none.
+    pub fn has_heat_pumps(&self, user: Uuid) -> bool {
+        self.owners.contains(&user)
+    }
+
     /// The users whose e-mail is `email`, compared case-insensitively.
     pub fn with_email(&self, email: &str) -> &[Listed] {
         self.by_email
@@ -49,10 +69,21 @@ impl Directory {
             .map_or(&[], Vec::as_slice)
     }
 
-    fn add(&mut self, entry: Entry) {
+    fn add(&mut self, entry: Entry) -> Result<(), String> {
         self.users += 1;
+        if self.keep == Keep::HeatPumpOwners {
+            // Without the count the list cannot tell who connected: the caller falls back
+            // to asking per customer.
+            let count = entry.num_heat_pumps.ok_or_else(|| {
+                "the user list does not show num_heat_pumps for every user".to_owned()
+            })?;
+            if count > 0 {
+                self.owners.insert(entry.id);
+            }
+            return Ok(());
+        }
         let Some(email) = entry.email.filter(|e| !e.is_empty()) else {
-            return;
+            return Ok(());
         };
         let listed = Listed {
             id: entry.id,
@@ -62,6 +93,7 @@ impl Directory {
             .entry(email.to_lowercase())
             .or_default()
             .push(listed);
+        Ok(())
     }
 }
 
@@ -72,6 +104,8 @@ struct Entry {
     email: Option<String>,
     #[serde(default)]
     external_user_id: Option<String>,
+    #[serde(default)]
+    num_heat_pumps: Option<u64>,
 }
 
 /// Reads the user list as it streams in: one element at a time into the [`Directory`].
@@ -82,9 +116,16 @@ pub(crate) struct DirectoryReader {
 }
 
 impl DirectoryReader {
+    /// A reader keeping `keep` of each user.
+    pub(crate) fn keeping(keep: Keep) -> Self {
+        let mut reader = DirectoryReader::default();
+        reader.directory.keep = keep;
+        reader
+    }
+
     /// Starts over (a retried request sends the body again).
     pub(crate) fn reset(&mut self) {
-        *self = DirectoryReader::default();
+        *self = DirectoryReader::keeping(self.directory.keep);
     }
 
     /// Feeds the next bytes of the body.
@@ -93,8 +134,7 @@ impl DirectoryReader {
         self.splitter.feed(chunk, &mut |element| {
             let entry: Entry = serde_json::from_slice(element)
                 .map_err(|_| "an element of the user list is not a user with an id".to_owned())?;
-            directory.add(entry);
-            Ok(())
+            directory.add(entry)
         })
     }
 

@@ -100,7 +100,32 @@ pub struct TargetStaging<'a> {
     checkpoint: &'a Checkpoint,
 }
 
+/// Who a links run may have to ask about heat pumps, counted after staging.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeatPumpChecks {
+    /// Users with a staged building not yet connected: each costs a heat-pump list when
+    /// asked one by one.
+    pub users: u64,
+    /// Users the checkpoint knows: a lower bound of the organization's user list.
+    pub known_users: u64,
+}
+
 impl Checkpoint {
+    /// Counts the staged users whose heat pumps may need listing (see [`HeatPumpChecks`]).
+    pub(crate) fn heat_pump_checks(&self) -> Result<HeatPumpChecks, CheckpointError> {
+        let count = |sql| self.conn.query_row(sql, [], |r| r.get::<_, i64>(0));
+        let checks = count(
+            "SELECT count(DISTINCT user_id) FROM temp.link_targets t
+             WHERE NOT EXISTS (SELECT 1 FROM connections c WHERE c.building_id = t.building_id)",
+        )
+        .and_then(|users| Ok((users, count("SELECT count(*) FROM users")?)));
+        let (users, known) = checks.map_err(|e| sqlite(&self.path, e))?;
+        Ok(HeatPumpChecks {
+            users: users as u64,
+            known_users: known as u64,
+        })
+    }
+
     /// Starts staging a links run's buildings (replacing an earlier staging).
     pub(crate) fn stage_targets(&self) -> Result<TargetStaging<'_>, CheckpointError> {
         let wrap = |e| sqlite(&self.path, e);

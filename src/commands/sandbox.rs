@@ -60,6 +60,7 @@ impl SandboxArgs {
             fail_5xx_after_commit: self.fail_5xx_after_commit,
             // No flag (yet): `PUT /__sandbox/faults` sets it at runtime.
             email_taken_status: crate::sandbox::DEFAULT_EMAIL_TAKEN_STATUS,
+            list_users_status: None,
         }
     }
 

@@ -123,7 +123,12 @@ pub(crate) fn api(shared: &Shared, call: &Call, endpoint: Endpoint, params: &Par
         return answer;
     }
     let result = match endpoint {
-        Endpoint::ListUsers => Ok(users::list_users()),
+        Endpoint::ListUsers => Ok(match shared.faults().list_users_status() {
+            Some(status) => {
+                Answer::json(status, &json!({"detail": "the user list is not available"}))
+            }
+            None => users::list_users(),
+        }),
         Endpoint::CreateUser => users::create_user(shared, call),
         Endpoint::GetUserByExtId => Ok(users::user_by_ext_id(
             shared,

@@ -56,6 +56,9 @@ pub struct Faults {
     /// The status of a POST user whose e-mail another user holds (undocumented:
     /// 400, 409 and 422 are all plausible), with `{"detail": "..."}`. Default 400.
     pub email_taken_status: u16,
+    /// `GET .../users` answers this status every time (`{"detail": ...}`), as a gateway
+    /// does for a list too large for its timeout; `None`: the list is served.
+    pub list_users_status: Option<u16>,
 }
 
 /// The default of [`Faults::email_taken_status`].
@@ -74,6 +77,7 @@ impl Default for Faults {
             stall: Duration::from_secs(120),
             fail_5xx_after_commit: 0.0,
             email_taken_status: DEFAULT_EMAIL_TAKEN_STATUS,
+            list_users_status: None,
         }
     }
 }
@@ -92,6 +96,7 @@ pub(crate) struct FaultsJson {
     stall_ms: Option<u64>,
     fail_5xx_after_commit: f64,
     email_taken_status: Option<u16>,
+    list_users_status: Option<u16>,
 }
 
 impl FaultsJson {
@@ -118,6 +123,7 @@ impl From<FaultsJson> for Faults {
                 .map_or(Faults::default().stall, Duration::from_millis),
             fail_5xx_after_commit: j.fail_5xx_after_commit,
             email_taken_status: j.email_taken_status.unwrap_or(DEFAULT_EMAIL_TAKEN_STATUS),
+            list_users_status: j.list_users_status,
         }
     }
 }
@@ -254,6 +260,11 @@ impl FaultState {
     /// The status of a POST user with a taken e-mail.
     pub fn email_taken_status(&self) -> u16 {
         self.faults.email_taken_status
+    }
+
+    /// The status the user list answers with instead of the list, if any.
+    pub fn list_users_status(&self) -> Option<u16> {
+        self.faults.list_users_status
     }
 
     /// Decides the fate of a POST building or POST user that has just committed.

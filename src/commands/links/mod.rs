@@ -17,6 +17,7 @@
 
 pub mod config;
 pub mod out;
+pub mod owners;
 pub mod summary;
 pub mod targets;
 pub mod worker;
@@ -27,6 +28,7 @@ use std::time::Instant;
 use futures::{StreamExt, TryStreamExt};
 use uuid::Uuid;
 
+use crate::api::Directory;
 use crate::api::connect::Session;
 use crate::checkpoint::links::{LinkHistory, Target};
 use crate::checkpoint::writer::{Sender, WriteError, Writer};
@@ -83,6 +85,7 @@ pub async fn links(config: LinksConfig, shutdown: Shutdown) -> Result<ExitCode, 
     let run_id = checkpoint.begin_run(command, reader.source_name())?;
     let (checkpoint, staged) = stage(checkpoint, reader, &config).await?;
     checkpoint.record_input(run_id, None, staged.rows_read)?;
+    let checks = checkpoint.heat_pump_checks()?;
     let mut summary = LinksSummary::new(&config, run_id, &staged);
     let writer = Writer::spawn(checkpoint, run_id);
     let shown = Arc::new(Mutex::new(Reading::default()));
@@ -92,9 +95,15 @@ pub async fn links(config: LinksConfig, shutdown: Shutdown) -> Result<ExitCode, 
     });
     let ending = match &client {
         Some(client) => {
+            let (owners, way) = owners::heat_pump_owners(client, checks).await;
+            summary.connections_checked_by = way;
             let drive = Drive::new(client, &shutdown, config.workers);
             let sink = Sink::new(&mut summary, shown);
-            send(&config, &drive, writer.sender(), out, sink).await
+            let work = Work {
+                writer: writer.sender(),
+                owners: owners.as_ref(),
+            };
+            send(&config, &drive, work, out, sink).await
         }
         None => dry_plan(&config.today, writer.sender(), out, &mut summary).await,
     };
@@ -191,21 +200,30 @@ fn link_jobs(writer: Sender) -> impl futures::Stream<Item = Result<LinkJob, Writ
     engine::jobs(TargetPages(writer)).map_ok(LinkJob::from)
 }
 
+/// What the workers are given besides the flags.
+struct Work<'a> {
+    writer: Sender,
+    /// Users with heat pumps, from the user list (`None`: ask each customer).
+    owners: Option<&'a Directory>,
+}
+
 /// Every user through the workers on the engine, and the `--out` file, to the end; an
 /// `--out` failure becomes the run's ending, so the summary is still recorded.
 async fn send(
     config: &LinksConfig,
     drive: &Drive<'_>,
-    writer: Sender,
+    work: Work<'_>,
     out: Option<OutFile>,
     mut sink: Sink<'_>,
 ) -> Ending {
+    let writer = work.writer;
     sink.out = out;
     let ctx = Context {
         client: drive.client,
         writer: &writer,
         defaults: &config.session,
         today: &config.today,
+        owners: work.owners,
     };
     let work = |job| worker::process(&ctx, job);
     let ending = drive

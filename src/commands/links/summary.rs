@@ -2,6 +2,7 @@
 //! renderings (text on stderr, JSON on stdout). Nothing here holds a session id or a
 //! link: those go only to `--out`, `export --links` and the checkpoint.
 
+use super::owners::Way;
 use serde::Serialize;
 
 use super::config::LinksConfig;
@@ -123,6 +124,8 @@ pub struct LinksSummary {
     pub links: LinkCounts,
     /// Requests sent.
     pub requests: Requests,
+    /// How the run learned who connected: one user list, or a heat-pump list per customer.
+    pub connections_checked_by: Way,
     /// Buildings without a link because of an error (at most 100 listed).
     pub failures: Vec<RowFailure>,
     /// With `--out`: `written` (this run's new links, or a new file's header) or `kept`
@@ -156,6 +159,7 @@ impl LinksSummary {
                 ..LinkCounts::default()
             },
             requests: Requests::default(),
+            connections_checked_by: Way::None,
             failures: Vec::new(),
             out: None,
             groups: Vec::new(),

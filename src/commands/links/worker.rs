@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::config::SessionDefaults;
 use crate::api::connect::{HeatPump, Session, redact_links};
-use crate::api::{CallError, Client, Failure};
+use crate::api::{CallError, Client, Directory, Failure};
 use crate::checkpoint::links::{LinkHistory, NewLink, NotCreated, Target};
 use crate::checkpoint::writer::Sender;
 use crate::engine::{Halt, JobResult};
@@ -78,6 +78,8 @@ pub struct Context<'a> {
     pub defaults: &'a SessionDefaults,
     /// `YYYY-MM-DD` (UTC).
     pub today: &'a str,
+    /// Users with heat pumps, from the user list; `None`: ask each customer.
+    pub owners: Option<&'a Directory>,
 }
 
 /// Processes one user's buildings.
@@ -95,7 +97,12 @@ pub async fn process(ctx: &Context<'_>, job: LinkJob) -> JobResult<Outcome> {
             .collect();
         return result;
     }
-    let pumps = match ctx.client.list_heat_pumps(job.user_id).await {
+    let pumps = match ctx.owners {
+        // The list showed no heat pump: nothing to ask, and nothing to assign.
+        Some(owners) if !owners.has_heat_pumps(job.user_id) => Ok(Vec::new()),
+        _ => ctx.client.list_heat_pumps(job.user_id).await,
+    };
+    let pumps = match pumps {
         Ok(pumps) => pumps,
         Err(error) if error.failure == Failure::Fatal => {
             return JobResult::halted(Halt::Fatal(error));

@@ -28,7 +28,7 @@ use uuid::Uuid;
 use super::config::Settings;
 use super::plan::{self, Action};
 use super::worker::UserJob;
-use crate::api::{CallError, Client, Directory, Failure, Lookup, PostOutcome};
+use crate::api::{CallError, Client, Directory, Failure, Keep, Lookup, PostOutcome};
 use crate::checkpoint::customers::{NotKnown, Resolution};
 use crate::checkpoint::outcome::{RowResult, Tally};
 use crate::checkpoint::row::PlannedRow;
@@ -260,7 +260,7 @@ impl Resolver<'_> {
         self.directory
             .get_or_init(|| async {
                 tracing::info!("listing the organization's users once for --adopt-existing");
-                self.client.list_users().await.map(Arc::new)
+                self.client.list_users(Keep::Emails).await.map(Arc::new)
             })
             .await
             .clone()
