@@ -411,9 +411,15 @@ pub struct ApiArgs {
     #[arg(long, default_value_t = 10.0)]
     pub connect_timeout: f64,
 
-    /// Attempts per request for transient errors (429, 503, network), the first included.
+    /// Attempts per request for transient errors (503, other 5xx, network), the first
+    /// included. A 429 spends no attempt: see --max-wait.
     #[arg(long, default_value_t = 5)]
     pub max_attempts: u32,
+
+    /// Seconds one request may keep being answered 429 (each Retry-After honoured, every
+    /// worker paused) before the run stops, saying so; rows not done stay for the next run.
+    #[arg(long, value_name = "SECS", default_value_t = 600.0)]
+    pub max_wait: f64,
 
     /// Seconds that calls in flight may take after Ctrl-C/SIGTERM before they are abandoned.
     #[arg(long, default_value_t = 30)]

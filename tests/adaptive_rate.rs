@@ -125,3 +125,44 @@ async fn learns_an_unknown_limit_and_holds_it_with_few_429s() {
         "the run ended at {effective}/s, far above the limit it should have learned"
     );
 }
+
+/// How long the storm lasts: ten `Retry-After: 1` pauses, twice the default
+/// `--max-attempts`, so a 429 that spent an attempt would fail every row caught in it.
+const STORM: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A storm of 429s that ends (a gateway deploy, another job spending the quota) is the
+/// server asking for time: every row caught in it waits, none fails, nothing is doubled.
+/// The storm starts at a known moment (after the 40th building POST) and lasts [`STORM`]
+/// by the clock; what is asserted is only what the run did, never how long it took.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ten_second_storm_of_429s_fails_no_row() {
+    const USERS: usize = 300;
+    let h = Harness::with_users(USERS).await;
+    let csv = h.write("users.csv", generated_csv(USERS, 1));
+    let args = h.run_args(&csv, &["--rate", "30", "--concurrency", "8", "--json"]);
+    let storm = async {
+        h.sandbox.wait_requests("create_building", 40).await;
+        h.sandbox.set_faults(Faults {
+            random_429: 1.0,
+            ..Faults::default()
+        });
+        tokio::time::sleep(STORM).await;
+        h.sandbox.set_faults(Faults::default());
+    };
+    let (out, ()) = tokio::join!(h.exec(&args), storm);
+    h.expect_code(&out, 0);
+    let checkpoint = h.checkpoint_rows();
+    assert_eq!(
+        states(&checkpoint).get("done"),
+        Some(&USERS),
+        "no row failed by the storm: {:?}",
+        states(&checkpoint)
+    );
+    h.assert_no_duplicates_and_map_matches();
+    let throttled = h.state().log.iter().filter(|e| e.status == 429).count();
+    eprintln!("a {STORM:?} storm: {throttled} requests answered 429, every row done");
+    assert!(
+        throttled >= 8,
+        "the storm should have refused a request after each of its pauses: {throttled}"
+    );
+}
