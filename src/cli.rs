@@ -467,6 +467,9 @@ pub struct SandboxArgs {
     /// Probability of a random 429 per API request.
     #[arg(long, value_name = "P", default_value_t = 0.0)]
     pub random_429: f64,
+    /// Answer every API request 429 (Retry-After: 1) for this long after start (a storm).
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    pub storm_secs: u64,
     /// Probability of a random 500/502/503 per API request.
     #[arg(long, value_name = "P", default_value_t = 0.0)]
     pub random_5xx: f64,

@@ -492,16 +492,21 @@ impl Client {
         &self,
         request: &Request<'_>,
     ) -> (Result<(u16, bytes::Bytes), CallError>, u64) {
-        self.traffic.gate.acquire().await;
-        let bearer = match self.auth.bearer(&self.http, &self.traffic).await {
-            Ok(bearer) => bearer,
-            // The API request itself was never sent: whatever happened to the token
-            // request, this one was certainly not processed (a POST may be re-sent).
-            Err(mut e) => {
-                if e.failure == Failure::Ambiguous {
-                    e.failure = Failure::NotProcessed;
+        let bearer = loop {
+            self.traffic.gate.acquire().await;
+            match self.auth.bearer(&self.http, &self.traffic).await {
+                // Waited behind a token renewal: the slot is stale (all the waiters would
+                // leave at once when the token comes), so queue at the gate again.
+                Ok(bearer) if bearer.waited => continue,
+                Ok(bearer) => break bearer,
+                // The API request itself was never sent: whatever happened to the token
+                // request, this one was certainly not processed (a POST may be re-sent).
+                Err(mut e) => {
+                    if e.failure == Failure::Ambiguous {
+                        e.failure = Failure::NotProcessed;
+                    }
+                    return (Err(e), 0);
                 }
-                return (Err(e), 0);
             }
         };
         let builder = match &request.target {
