@@ -304,6 +304,15 @@ impl Controller {
             self.recent.pop_front();
         }
         let (bound, recurring) = self.bound(t, current);
+        if self.learned.is_none() && !recurring {
+            // The first 429 ever is one sample: a start far above a limit repeats it at
+            // once (and the second cuts deep), a spurious one does not. A dip meanwhile.
+            self.learned = Some(current);
+            self.confirmed = false;
+            self.from = (current * BETA).max(MIN_RATE);
+            self.epoch = t;
+            return;
+        }
         let below_learned = self.learned.filter(|&l| current < l * PLATEAU - 1e-9);
         let telling = recurring && bound < current * WEAK_BOUND;
         if let Some(last) = below_learned.filter(|_| !telling) {
@@ -351,20 +360,23 @@ impl Controller {
     /// in `(r − L) / (b · r)` sent at `r`): one 429 in a hundred says "at most a few per
     /// cent below", one in four "a quarter".
     fn bound(&self, t: f64, current: f64) -> (f64, bool) {
-        let (episodes, accepted) = self
+        let (episodes, accepted, drew) = self
             .recent
             .iter()
             .filter(|(at, rate, _)| {
-                t - at <= RECENT_SECS && (current * 0.9..=current / 0.9).contains(rate)
+                t - at <= RECENT_SECS && (current * 0.85..=current / 0.85).contains(rate)
             })
-            .fold((0u32, 0u64), |(e, a), (_, _, n)| (e + 1, a + u64::from(*n)));
+            .fold((0u32, 0u64, current), |(e, a, r), (_, rate, n)| {
+                (e + 1, a + u64::from(*n), r.max(*rate))
+            });
         let mut share = f64::from(episodes) / (accepted as f64 + f64::from(episodes)).max(1.0);
         if episodes < 2 {
             // One 429 is a weak sample (a spurious one may come after a few requests):
             // unless it recurs, the share over everything sent at about this rate counts.
             share = share.min(self.evidence.share_at(current));
         }
-        let bound = current * (1.0 - ASSUMED_BURST * share).max(SHORT_WINDOW_CUT);
+        // Relative to the highest rate that drew them (after a dip, the rate is lower).
+        let bound = (drew * (1.0 - ASSUMED_BURST * share).max(SHORT_WINDOW_CUT)).min(current);
         (bound, episodes >= 2)
     }
 
@@ -757,40 +769,61 @@ mod tests {
         assert_eq!(c.rate(102.0), 40.0);
     }
 
+    /// A controller at `--rate 25` whose workers only manage 20 accepted requests per
+    /// second: a first 429 (a dip), then 40 accepted over 2 s and a second one, which
+    /// teaches the limit. Returns it and the time its pause ends.
+    fn taught() -> (Controller, f64) {
+        let mut c = Controller::new(25.0);
+        c.on_accepted(0.0);
+        let first = c.on_throttled(0.001, Duration::from_secs(1));
+        assert_eq!(
+            c.learned(),
+            Some(25.0),
+            "the first 429 is one sample: a dip"
+        );
+        assert!(first.decreased && c.rate(1.001) <= 25.0 * BETA + 1e-9);
+        for i in 0..40 {
+            c.on_accepted(1.001 + f64::from(i) * 0.05);
+        }
+        c.on_throttled(3.001, Duration::from_secs(1));
+        (c, 4.001)
+    }
+
     #[test]
     fn learns_the_achieved_rate_not_the_configured_one() {
-        let mut c = Controller::new(100.0);
-        // The workers only manage 20 accepted requests per second for 3 s.
-        for i in 0..60 {
-            c.on_accepted(f64::from(i) * 0.05);
-        }
-        c.on_throttled(3.0, Duration::from_secs(1));
+        let (mut c, resumed) = taught();
         let learned = c.learned().expect("a 429 teaches a limit");
         assert!((19.0..=21.0).contains(&learned), "learned {learned}");
         assert!(
-            c.rate(3.5) <= 20.0 * BETA + 1e-9,
-            "paused at the decreased rate"
+            c.rate(resumed) <= 20.0 * BETA + 1e-9,
+            "resumes at the decreased rate"
         );
     }
 
     #[test]
-    fn a_429_right_after_resuming_cuts_deep() {
+    fn a_start_far_above_the_limit_cuts_deep_at_the_second_429() {
         let mut c = Controller::new(200.0);
-        c.on_accepted(0.01);
+        for i in 0..3 {
+            c.on_accepted(f64::from(i) * 0.005);
+        }
         c.on_throttled(0.02, Duration::from_secs(1));
-        assert!((c.learned().unwrap() - 200.0 * SHORT_WINDOW_CUT).abs() < 1e-9);
+        for i in 0..3 {
+            c.on_accepted(1.02 + f64::from(i) * 0.005);
+        }
+        c.on_throttled(1.04, Duration::from_secs(1));
+        // Two 429s, each after 3 accepted: one in four refused, a limit a quarter as high.
+        let learned = c.learned().unwrap();
+        assert!(
+            (learned - 200.0 * SHORT_WINDOW_CUT).abs() < 1e-9,
+            "{learned}"
+        );
     }
 
     #[test]
     fn recovers_concavely_holds_then_probes() {
-        let mut c = Controller::new(100.0);
-        for i in 0..100 {
-            c.on_accepted(f64::from(i) * 0.02);
-        }
-        c.on_throttled(2.0, Duration::from_secs(1));
+        let (mut c, start) = taught();
         let learned = c.learned().unwrap();
         let target = learned * PLATEAU;
-        let start = 3.0; // the pause is over; active time stopped during it
         let from = c.rate(start);
         assert!((from - learned * BETA).abs() < 1e-6, "from {from}");
         // Concave: half-way through the recovery, more than half of the way back.
@@ -818,17 +851,13 @@ mod tests {
 
     #[test]
     fn a_429_before_the_target_means_the_limit_fell_only_when_it_recurs() {
-        let mut c = Controller::new(100.0);
-        for i in 0..100 {
-            c.on_accepted(f64::from(i) * 0.02);
-        }
-        c.on_throttled(2.0, Duration::from_secs(1));
+        let (mut c, resumed) = taught();
         let first = c.learned().unwrap();
         // One 429 in the recovery, after 10 accepted: a dip, the target stays.
         for i in 0..10 {
-            c.on_accepted(3.0 + f64::from(i) * 0.05);
+            c.on_accepted(resumed + f64::from(i) * 0.05);
         }
-        let dip = c.on_throttled(3.5, Duration::from_secs(1));
+        let dip = c.on_throttled(resumed + 0.5, Duration::from_secs(1));
         assert!(dip.decreased);
         assert_eq!(
             c.learned(),
@@ -836,13 +865,14 @@ mod tests {
             "one 429 below the target is no proof"
         );
         // It recurs at about the same rate, after 5 accepted: the limit fell.
+        let resumed = resumed + 1.5;
         for i in 0..5 {
-            c.on_accepted(4.5 + f64::from(i) * 0.05);
+            c.on_accepted(resumed + f64::from(i) * 0.05);
         }
-        c.on_throttled(4.75, Duration::from_secs(1));
+        c.on_throttled(resumed + 0.25, Duration::from_secs(1));
         let learned = c.learned().unwrap();
         assert!(learned < first * 0.8, "learned {learned} after {first}");
-        assert!(c.rate(5.75) <= learned * BETA + 1e-6);
+        assert!(c.rate(resumed + 1.25) <= learned * BETA + 1e-6);
     }
 
     #[test]
