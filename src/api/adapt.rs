@@ -319,50 +319,46 @@ impl Controller {
 
     fn decrease(&mut self, t: f64) {
         let current = self.curve(t).min(self.ceiling);
-        let window = t - self.resumed;
         self.recent.push_back((t, current, self.since_resume));
         if self.recent.len() > RECENT_EPISODES {
             self.recent.pop_front();
         }
         let (bound, recurring) = self.bound(t, current);
-        if self.learned.is_none() && !recurring {
+        let Some(last) = self.learned else {
             // The first 429 ever is one sample: a start far above a limit repeats it at
-            // once (and the second cuts deep), a spurious one does not. A dip meanwhile.
+            // once (and the second cuts deep), a spurious one does not. A dip meanwhile,
+            // the ceiling held as the (unproven) limit.
             self.learned = Some(current);
             self.confirmed = false;
-            self.from = (current * BETA).max(MIN_RATE);
-            self.epoch = t;
-            return;
-        }
-        let below_learned = self.learned.filter(|&l| current < l * PLATEAU - 1e-9);
+            return self.dip(t, current);
+        };
         let telling = recurring && bound < current * WEAK_BOUND;
-        if let Some(last) = below_learned.filter(|_| !telling) {
-            // A 429 below what was learned, that does not recur at about this rate at a
-            // share only a limit below would cause: too little evidence to lower the target
-            // (spurious ones, one in a hundred, would ratchet it down): a dip only.
-            self.learned = Some(last);
-            self.from = (current * BETA).max(MIN_RATE);
-            self.epoch = t;
-            return;
+        if current < last * PLATEAU - 1e-9 && !telling {
+            // Below what was learned, and not recurring at a share only a limit below
+            // would cause: too little evidence to lower the target (spurious ones, one in
+            // a hundred, would ratchet it down): a dip only.
+            return self.dip(t, current);
         }
+        self.learn(t, current, bound);
+    }
+
+    /// A dip to [`BETA`] × `current`, back to the unchanged target in [`RECOVERY`].
+    fn dip(&mut self, t: f64, current: f64) {
+        self.from = (current * BETA).max(MIN_RATE);
+        self.epoch = t;
+    }
+
+    /// Recurring 429s at `current`: the limit is what was achieved, at most `bound`.
+    fn learn(&mut self, t: f64, current: f64, bound: f64) {
+        let window = t - self.resumed;
         let (learned, beta, confirmed) = if window < SHORT_WINDOW {
-            // Too short to measure. At the start (nothing proven) the sending rate was a
-            // multiple of the limit: what came back accepted, spread over the short window,
-            // bounds the cut from below. Later, the share of 429s at this rate says how
-            // far above a limit it can be.
-            let guess = if self.learned.is_none() {
-                let accepted = self.meter.rate(t, SHORT_WINDOW);
-                (current * SHORT_WINDOW_CUT).max(accepted.min(current * BETA))
-            } else {
-                bound
-            };
-            (guess, BETA, false)
+            // Too short to measure (the server's burst dominates it): the share of 429s
+            // says how far above a limit the rate was.
+            (bound, BETA, false)
         } else {
             let achieved = self.meter.rate(t, window).min(current).min(bound);
             // Deeper only when the 429s recur at a share that puts a limit well below.
-            let falling = self.learned.is_some()
-                && t - self.epoch < RECOVERY
-                && bound < current * FALLING_BOUND;
+            let falling = t - self.epoch < RECOVERY && bound < current * FALLING_BOUND;
             // A probe that found much more than the last limit measured a moving target
             // (averaged over its own ramp, so low): look again soon, as after a guess.
             let rising = self.learned.is_some_and(|last| achieved > last * RISEN);
