@@ -132,6 +132,11 @@ pub const EVIDENCE_HALF_LIFE: f64 = 20.0;
 /// limit, 429s come at about the same share whatever the rate (one per burst), so only
 /// rates this far apart tell spurious 429s from a limit well below both.
 pub const ABOVE_GAP: usize = 8;
+/// Responses at about a rate before it counts as passing (see [`PROVEN_SHARE`]).
+pub const PROVEN_REQUESTS: f64 = 20.0;
+/// A rate passes when under this share of its responses were 429 episodes: then a 429 to
+/// the first request after a pause is not about it.
+pub const PROVEN_SHARE: f64 = 0.1;
 /// Two 429 shares are "the same" when neither is less than this share of the other.
 pub const SIMILAR: f64 = 0.4;
 /// Fewest 429 episodes expected at another rate (at this rate's share) before its share
@@ -289,16 +294,18 @@ impl Controller {
 
     /// What a new 429 at active time `t` says about the rate.
     fn judge(&mut self, t: f64) -> Verdict {
-        // Refused before anything passed since the pause ended: the pause the server asked
-        // for refilled any bucket our rate had emptied, so the refusal is not about our
-        // rate (a deploy, another client, the partner's app spending the shared quota).
-        if self.since_resume == 0 {
-            return Verdict::Refused;
-        }
+        // Refused before anything passed since the pause ended, at a rate that has been
+        // passing: the pause the server asked for refilled any bucket our rate had emptied,
+        // so the refusal is not about our rate (a deploy, another client, the partner's app
+        // spending the shared quota). At a rate never proven (the start, far above a
+        // limit), the first response to a burst of requests may well be a 429: judged.
         let rate = self
             .curve(t)
             .min(self.ceiling)
             .max(MIN_RATE.min(self.ceiling));
+        if self.since_resume == 0 && self.evidence.proven(rate) {
+            return Verdict::Refused;
+        }
         self.evidence.request(t, rate, true);
         self.evidence.judge(rate)
     }
@@ -559,6 +566,14 @@ impl Evidence {
             requests: sum.requests + self.requests[b],
             episodes: sum.episodes + self.episodes[b],
         })
+    }
+
+    /// Whether `rate` has been passing: [`PROVEN_REQUESTS`] responses at about it, under
+    /// [`PROVEN_SHARE`] of them 429s.
+    fn proven(&self, rate: f64) -> bool {
+        let band = Self::band(rate);
+        let here = self.tally(band.saturating_sub(BAND_GAP - 1)..(band + BAND_GAP).min(BANDS));
+        here.requests >= PROVEN_REQUESTS && here.share() < PROVEN_SHARE
     }
 
     /// The share of 429 episodes among the responses at about `rate`.
@@ -834,6 +849,21 @@ mod tests {
             (learned - 200.0 * SHORT_WINDOW_CUT).abs() < 1e-9,
             "{learned}"
         );
+    }
+
+    #[test]
+    fn a_429_answered_first_after_a_pause_at_an_unproven_rate_still_cuts() {
+        // Measured against a 50/s limit at `--rate 200` with 32 workers: the burst sent at
+        // the end of each pause came back 429 first as often as not; taken for "refused
+        // before anything passed", the job stayed at 3 req/s for 45 s.
+        let mut c = Controller::new(200.0);
+        for i in 0..3 {
+            c.on_accepted(f64::from(i) * 0.005);
+        }
+        c.on_throttled(0.02, Duration::from_secs(1));
+        let second = c.on_throttled(1.02, Duration::from_secs(1));
+        assert_eq!(second.verdict, Verdict::RateCaused);
+        assert!(c.learned().unwrap() <= 200.0 * SHORT_WINDOW_CUT + 1e-9);
     }
 
     #[test]
