@@ -165,3 +165,37 @@ async fn a_ten_second_storm_of_429s_fails_no_row() {
         "the storm should have refused a request after each of its pauses: {throttled}"
     );
 }
+
+/// A server that never stops answering 429 still ends the run: after `--max-wait` of 429s
+/// in a row for one request, exit 3 with the reason; no row is blamed (none failed), so the
+/// next run goes on where this one stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_refused_for_longer_than_max_wait_stops_saying_why() {
+    const USERS: usize = 20;
+    let h = Harness::new(
+        sandbox::Builder::new()
+            .generated_users(USERS)
+            .faults(Faults {
+                random_429: 1.0,
+                ..Faults::default()
+            }),
+    )
+    .await;
+    let csv = h.write("users.csv", generated_csv(USERS, 1));
+    let out = h
+        .run(&csv, &["--max-wait", "2", "--concurrency", "4"])
+        .await;
+    h.expect_code(&out, 3);
+    assert!(
+        out.stderr.contains("429") && out.stderr.contains("--max-wait"),
+        "{}",
+        out.stderr
+    );
+    let rows = h.checkpoint_rows();
+    assert!(
+        rows.iter().all(|r| r.state == "pending"),
+        "a server that refuses everything is not the rows' fault: {:?}",
+        states(&rows)
+    );
+    assert_eq!(h.state().buildings.values().map(Vec::len).sum::<usize>(), 0);
+}
