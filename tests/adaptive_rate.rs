@@ -1,6 +1,8 @@
 //! The adaptive rate against the simulator (issue 13): with `--rate` at four times a
 //! server limit it has to learn, the job converges to that limit, holds it with few 429s,
-//! and loses or doubles nothing.
+//! and loses or doubles nothing. And (issue 24) 429s that are not about the rate: a storm
+//! that ends fails no row (a 429 spends no attempt), and one that does not end stops the
+//! run after `--max-wait`, saying why.
 //!
 //! Tolerant by design: it asserts what a loaded machine cannot change (few 429
 //! episodes, a small 429 share, never above the limit), read from the simulator's request
