@@ -136,7 +136,7 @@ pub const ABOVE_GAP: usize = 8;
 pub const PROVEN_REQUESTS: f64 = 20.0;
 /// A rate passes when under this share of its responses were 429 episodes: then a 429 to
 /// the first request after a pause is not about it.
-pub const PROVEN_SHARE: f64 = 0.1;
+pub const PROVEN_SHARE: f64 = 0.2;
 /// Two 429 shares are "the same" when neither is less than this share of the other.
 pub const SIMILAR: f64 = 0.4;
 /// Fewest 429 episodes expected at another rate (at this rate's share) before its share
