@@ -133,7 +133,7 @@ pub const EVIDENCE_HALF_LIFE: f64 = 20.0;
 /// rates this far apart tell spurious 429s from a limit well below both.
 pub const ABOVE_GAP: usize = 8;
 /// Responses at about a rate before it counts as passing (see [`PROVEN_SHARE`]).
-pub const PROVEN_REQUESTS: f64 = 20.0;
+pub const PROVEN_REQUESTS: f64 = 5.0;
 /// A rate passes when under this share of its responses were 429 episodes: then a 429 to
 /// the first request after a pause is not about it.
 pub const PROVEN_SHARE: f64 = 0.2;
