@@ -38,8 +38,9 @@
 //! 4. **Not every 429 is about our rate** (issue 24: a quota shared with the partner's app,
 //!    a gateway deploying, another job). Each 429's `Retry-After` still pauses everyone;
 //!    only the cut is decided by evidence ([`Verdict`]):
-//!    * *Refused before anything passed* since the last pause: the pause refilled any
-//!      bucket our rate had emptied, so it is not our rate: no cut (a storm is all these).
+//!    * *Refused before anything passed* since the last pause, at a rate that has been
+//!      passing ([`PROVEN_REQUESTS`], [`PROVEN_SHARE`]): the pause refilled any bucket our
+//!      rate had emptied, so it is not our rate: no cut (a storm is all these).
 //!    * *One 429 is one sample*: the first ever, or one below the learned target that does
 //!      not recur at about the same rate, is a dip (× [`BETA`], back in [`RECOVERY`]); the
 //!      limit is learned or lowered only when 429s recur, and then by as much as their
