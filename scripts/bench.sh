@@ -16,6 +16,8 @@
 #   --adaptive-secs S     length of each adaptive-rate scenario (default 60; --quick: 30)
 #   --no-adaptive         skip the adaptive-rate scenarios
 #   --adaptive-only       run only the adaptive-rate scenarios
+#   --night               also the compressed production night (issue 24; ~4 min): a
+#                         moving limit, 1% spurious 429s, 5xx, drops, 20-s tokens, 2 kills
 #
 # What it does: builds the release binary and examples/static_responder.rs; generates
 # deterministic CSVs (scripts/gen_csv.py); starts `podero-onboard sandbox` (faults off,
@@ -30,7 +32,9 @@
 # (no user_id, --create-users) and its re-run, against the simulator. Prints one markdown table and
 # the targets met or missed. Then the adaptive-rate scenarios (scripts/adaptive_bench.py,
 # issue 13): a simulator with --rate-limit R --burst 3 and the job at --rate 4R for
-# R = 5, 10, 50, and the limit changed 10 -> 20 and 20 -> 10 mid-run; a second table
+# R = 5, 10, 50, and the limit changed 10 -> 20 and 20 -> 10 mid-run; then (issue 24)
+# no limit but 1%, 3%, 10% of requests answered 429 at --rate 30, and a 10-s storm of
+# 429s; a second table
 # with goodput, 429 share, rows done and duplicates. Every table is headed by the date,
 # the machine and the load average before and after.
 #
@@ -50,6 +54,7 @@ BIN_OVERRIDE=""
 ADAPTIVE_SECS=""
 ADAPTIVE=1
 THROUGHPUT=1
+NIGHT=""
 FAST_RATE=1000000
 RATE_TEST_RATE=200
 RATE_TEST_ROWS=2000
@@ -68,6 +73,7 @@ while [ $# -gt 0 ]; do
     --adaptive-secs) ADAPTIVE_SECS="$2"; shift ;;
     --no-adaptive) ADAPTIVE=0 ;;
     --adaptive-only) THROUGHPUT=0 ;;
+    --night) NIGHT="--night" ;;
     --sizes) SIZES="$2"; shift ;;
     --sandbox-sizes) SANDBOX_SIZES="$2"; shift ;;
     --naive-sizes) NAIVE_SIZES="$2"; shift ;;
@@ -442,7 +448,7 @@ fi
 if [ "$ADAPTIVE" = 1 ]; then
     log "adaptive-rate scenarios, about $ADAPTIVE_SECS s each"
     python3 "$ROOT/scripts/adaptive_bench.py" --bin "$BIN" --work "$WORK" \
-        --secs "$ADAPTIVE_SECS" --out "$WORK/results-adaptive.md"
+        --secs "$ADAPTIVE_SECS" --out "$WORK/results-adaptive.md" $NIGHT
     { echo; cat "$WORK/results-adaptive.md"; } >>"$WORK/results.md"
     log "adaptive table: $WORK/results-adaptive.md (also appended to $WORK/results.md)"
 fi

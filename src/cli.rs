@@ -449,9 +449,15 @@ pub struct ApiArgs {
     #[arg(long, default_value_t = 10.0)]
     pub connect_timeout: f64,
 
-    /// Attempts per request for transient errors (429, 503, network), the first included.
+    /// Attempts per request for transient errors (503, other 5xx, network), the first
+    /// included. A 429 spends no attempt: see --max-wait.
     #[arg(long, default_value_t = 5)]
     pub max_attempts: u32,
+
+    /// Seconds one request may keep being answered 429 (each Retry-After honoured, every
+    /// worker paused) before the run stops, saying so; rows not done stay for the next run.
+    #[arg(long, value_name = "SECS", default_value_t = 600.0)]
+    pub max_wait: f64,
 
     /// Seconds that calls in flight may take after Ctrl-C/SIGTERM before they are abandoned.
     #[arg(long, default_value_t = 30)]
@@ -499,6 +505,9 @@ pub struct SandboxArgs {
     /// Probability of a random 429 per API request.
     #[arg(long, value_name = "P", default_value_t = 0.0)]
     pub random_429: f64,
+    /// Answer every API request 429 (Retry-After: 1) for this long after start (a storm).
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    pub storm_secs: u64,
     /// Probability of a random 500/502/503 per API request.
     #[arg(long, value_name = "P", default_value_t = 0.0)]
     pub random_5xx: f64,

@@ -138,6 +138,7 @@ impl Api {
         check_positive("--rate", args.rate)?;
         check_positive("--timeout", args.timeout)?;
         check_positive("--connect-timeout", args.connect_timeout)?;
+        check_positive("--max-wait", args.max_wait)?;
         if !(1..=1024).contains(&args.concurrency) {
             return Err(ConfigError(
                 "--concurrency must be between 1 and 1024".into(),
@@ -161,6 +162,7 @@ impl Api {
             connect_timeout: Duration::from_secs_f64(args.connect_timeout),
             retry: RetryPolicy {
                 max_attempts: args.max_attempts,
+                max_wait: Duration::from_secs_f64(args.max_wait),
                 ..RetryPolicy::default()
             },
             pool_size: args.concurrency,

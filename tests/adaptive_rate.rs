@@ -1,6 +1,8 @@
 //! The adaptive rate against the simulator (issue 13): with `--rate` at four times a
 //! server limit it has to learn, the job converges to that limit, holds it with few 429s,
-//! and loses or doubles nothing.
+//! and loses or doubles nothing. And (issue 24) 429s that are not about the rate: a storm
+//! that ends fails no row (a 429 spends no attempt), and one that does not end stops the
+//! run after `--max-wait`, saying why.
 //!
 //! Tolerant by design: it asserts what a loaded machine cannot change (few 429
 //! episodes, a small 429 share, never above the limit), read from the simulator's request
@@ -124,4 +126,78 @@ async fn learns_an_unknown_limit_and_holds_it_with_few_429s() {
         effective <= LIMIT * 1.5,
         "the run ended at {effective}/s, far above the limit it should have learned"
     );
+}
+
+/// How long the storm lasts: ten `Retry-After: 1` pauses, twice the default
+/// `--max-attempts`, so a 429 that spent an attempt would fail every row caught in it.
+const STORM: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A storm of 429s that ends (a gateway deploy, another job spending the quota) is the
+/// server asking for time: every row caught in it waits, none fails, nothing is doubled.
+/// The storm starts at a known moment (after the 40th building POST) and the simulator
+/// ends it [`STORM`] later by itself; what is asserted is only what the run did, never how
+/// long it took.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ten_second_storm_of_429s_fails_no_row() {
+    const USERS: usize = 300;
+    let h = Harness::with_users(USERS).await;
+    let csv = h.write("users.csv", generated_csv(USERS, 1));
+    let args = h.run_args(&csv, &["--rate", "30", "--concurrency", "8", "--json"]);
+    let storm = async {
+        h.sandbox.wait_requests("create_building", 40).await;
+        h.sandbox.set_faults(Faults {
+            storm: STORM,
+            ..Faults::default()
+        });
+    };
+    let (out, ()) = tokio::join!(h.exec(&args), storm);
+    h.expect_code(&out, 0);
+    let checkpoint = h.checkpoint_rows();
+    assert_eq!(
+        states(&checkpoint).get("done"),
+        Some(&USERS),
+        "no row failed by the storm: {:?}",
+        states(&checkpoint)
+    );
+    h.assert_no_duplicates_and_map_matches();
+    let throttled = h.state().log.iter().filter(|e| e.status == 429).count();
+    eprintln!("a {STORM:?} storm: {throttled} requests answered 429, every row done");
+    assert!(
+        throttled >= 8,
+        "the storm should have refused a request after each of its pauses: {throttled}"
+    );
+}
+
+/// A server that never stops answering 429 still ends the run: after `--max-wait` of 429s
+/// in a row for one request, exit 3 with the reason; no row is blamed (none failed), so the
+/// next run goes on where this one stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_refused_for_longer_than_max_wait_stops_saying_why() {
+    const USERS: usize = 20;
+    let h = Harness::new(
+        sandbox::Builder::new()
+            .generated_users(USERS)
+            .faults(Faults {
+                random_429: 1.0,
+                ..Faults::default()
+            }),
+    )
+    .await;
+    let csv = h.write("users.csv", generated_csv(USERS, 1));
+    let out = h
+        .run(&csv, &["--max-wait", "2", "--concurrency", "4"])
+        .await;
+    h.expect_code(&out, 3);
+    assert!(
+        out.stderr.contains("429") && out.stderr.contains("--max-wait"),
+        "{}",
+        out.stderr
+    );
+    let rows = h.checkpoint_rows();
+    assert!(
+        rows.iter().all(|r| r.state == "pending"),
+        "a server that refuses everything is not the rows' fault: {:?}",
+        states(&rows)
+    );
+    assert_eq!(h.state().buildings.values().map(Vec::len).sum::<usize>(), 0);
 }

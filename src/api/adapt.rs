@@ -31,9 +31,31 @@
 //!    the limit afresh.
 //!    A probe that finds more than [`RISEN`] × the last limit measured a moving target:
 //!    the new one is held for [`HOLD_GUESSED`] only, and the next probe refines it.
-//! 3. **A falling limit.** A 429 *before* the target was reached (in the recovery) means
+//! 3. **A falling limit.** 429s that recur *before* the target was reached (in the
+//!    recovery), at a share that bounds the limit under [`FALLING_BOUND`] × the rate, mean
 //!    the limit is below what was learned: the decrease is the deeper [`BETA_FALLING`] so
 //!    the job gets under a halved limit in two or three steps, not seven.
+//! 4. **Not every 429 is about our rate** (issue 24: a quota shared with the partner's app,
+//!    a gateway deploying, another job). Each 429's `Retry-After` still pauses everyone;
+//!    only the cut is decided by evidence ([`Verdict`]):
+//!    * *Refused before anything passed* since the last pause, at a rate that has been
+//!      passing ([`PROVEN_REQUESTS`], [`PROVEN_SHARE`]): the pause refilled any bucket our
+//!      rate had emptied, so it is not our rate: no cut (a storm is all these).
+//!    * *One 429 is one sample*: the first ever, or one below the learned target that does
+//!      not recur at about the same rate, is a dip (× [`BETA`], back in [`RECOVERY`]); the
+//!      limit is learned or lowered only when 429s recur, and then by as much as their
+//!      share says: a token bucket of burst `b` refuses `(r − L) / (b · r)` of what is sent
+//!      at `r`, so `L ≈ r · (1 − b · share)` ([`ASSUMED_BURST`]); below the target, only
+//!      when that bound is under [`WEAK_BOUND`] × the rate.
+//!    * *Did the 429s follow the rate?* Responses are tallied per band of rates
+//!      ([`BAND_RATIO`] wide, fading with [`EVIDENCE_HALF_LIFE`]). A 429 is spurious when
+//!      lower rates drew at least a [`SIMILAR`] share of its share (a limit draws none
+//!      below it), or when rates twice as high drew a similar share: the cut that brought
+//!      the rate down did not help, and is undone.
+//!
+//!    Taking a spurious 429 for a limit costs throughput until the evidence undoes the cut;
+//!    taking a limit for spurious 429s costs 429s, and cannot last, since a real limit
+//!    draws none below it and more above it.
 //!
 //! Why not plain AIMD (what this replaced): its additive increase climbs straight back
 //! into the limit, so every few seconds a 429 pauses every worker for a second; measured
@@ -85,19 +107,78 @@ pub const SHORT_WINDOW: f64 = 0.5;
 pub const SHORT_WINDOW_CUT: f64 = 0.25;
 /// The rate never drops below this (requests per second).
 pub const MIN_RATE: f64 = 0.2;
+/// Episodes remembered for the share of 429s at the current rate.
+pub const RECENT_EPISODES: usize = 4;
+/// Episodes older than this (active seconds) say nothing about the current rate.
+pub const RECENT_SECS: f64 = 20.0;
+/// The burst a limit is assumed to have when a share of 429s is turned into how far above
+/// it the rate was (the simulator's benchmark uses 3; a larger one only makes the cut
+/// shallower, and the next 429s deepen it).
+pub const ASSUMED_BURST: f64 = 3.0;
+/// Below the learned target, recurring 429s lower it only when their share bounds the
+/// limit below this share of the rate (one 429 in a hundred, spurious or not, does not).
+pub const WEAK_BOUND: f64 = 0.95;
+/// During the recovery, a 429 whose share bounds the limit below this share of the rate
+/// means the limit fell: the cut is the deeper [`BETA_FALLING`].
+pub const FALLING_BOUND: f64 = 0.8;
+/// Evidence bands: each covers rates within this ratio (10 % wide).
+pub const BAND_RATIO: f64 = 1.1;
+/// Rates this many bands apart are "another rate" when 429 shares are compared (a ratio
+/// of 1.1³ ≈ 1.33); closer ones are "the same rate".
+pub const BAND_GAP: usize = 3;
+/// Half-life of the evidence, seconds of active time: a limit that moves makes old
+/// evidence wrong, so it fades.
+pub const EVIDENCE_HALF_LIFE: f64 = 20.0;
+/// Rates this many bands higher (twice the rate) are compared to undo a cut: above a
+/// limit, 429s come at about the same share whatever the rate (one per burst), so only
+/// rates this far apart tell spurious 429s from a limit well below both.
+pub const ABOVE_GAP: usize = 8;
+/// Responses at about a rate before it counts as passing (see [`PROVEN_SHARE`]).
+pub const PROVEN_REQUESTS: f64 = 5.0;
+/// A rate passes when under this share of its responses were 429 episodes: then a 429 to
+/// the first request after a pause is not about it.
+pub const PROVEN_SHARE: f64 = 0.2;
+/// Two 429 shares are "the same" when neither is less than this share of the other.
+pub const SIMILAR: f64 = 0.4;
+/// Fewest 429 episodes expected at another rate (at this rate's share) before its share
+/// is compared: fewer requests than that say nothing either way.
+pub const MIN_EXPECTED: f64 = 1.5;
 
 /// Width of one meter slot, seconds of active time.
 const SLOT: f64 = 0.1;
 /// Slots in the meter window.
 const SLOTS: usize = (METER_WINDOW / SLOT) as usize;
+/// Evidence bands from [`MIN_RATE`] up (1.1⁸⁰ · 0.2 ≈ 400 000 requests/s).
+const BANDS: usize = 80;
 
 /// What a 429 did to the controller.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Throttled {
     /// Pause every worker until this time (seconds on the caller's clock).
     pub pause_until: f64,
-    /// Whether this 429 was a new signal (the rate was lowered).
+    /// Whether the rate was lowered (the 429 was taken for one our rate caused).
     pub decreased: bool,
+    /// What the 429 was taken for.
+    pub verdict: Verdict,
+}
+
+/// What a 429 was taken for.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Verdict {
+    /// No 429 yet.
+    None,
+    /// It arrived while the pause of an earlier one was running: the same signal.
+    SameSignal,
+    /// Refused before anything passed since the last pause: not about our rate, no cut.
+    Refused,
+    /// Other rates drew the same share of 429s: not about our rate, no cut; `restore` is
+    /// the rate a cut that did not help is undone to.
+    Spurious {
+        /// The highest rate that drew no more 429s than this one, when it is higher.
+        restore: Option<f64>,
+    },
+    /// Caused by our rate: the rate was cut.
+    RateCaused,
 }
 
 /// The adaptive rate controller. All times are seconds on one caller's clock.
@@ -118,7 +199,15 @@ pub struct Controller {
     paused: f64,
     /// Active time the last pause ended (or 0): the start of the current measurement.
     resumed: f64,
+    /// Responses accepted since the last pause ended.
+    since_resume: u32,
+    /// The last rate-caused episodes: (active time, rate, accepted before it since the
+    /// pause before it).
+    recent: std::collections::VecDeque<(f64, f64, u32)>,
     meter: Meter,
+    evidence: Evidence,
+    /// What the last new 429 was taken for.
+    verdict: Verdict,
 }
 
 impl Controller {
@@ -133,7 +222,11 @@ impl Controller {
             pause: None,
             paused: 0.0,
             resumed: 0.0,
+            since_resume: 0,
+            recent: std::collections::VecDeque::new(),
             meter: Meter::default(),
+            evidence: Evidence::default(),
+            verdict: Verdict::None,
         }
     }
 
@@ -159,7 +252,15 @@ impl Controller {
     /// A response that was not a 429.
     pub fn on_accepted(&mut self, now: f64) {
         let t = self.active(now);
+        let rate = self.rate(now);
         self.meter.add(t);
+        self.evidence.request(t, rate, false);
+        self.since_resume = self.since_resume.saturating_add(1);
+    }
+
+    /// What the last 429s said, for the log: `(classification)`.
+    pub fn last_verdict(&self) -> Verdict {
+        self.verdict
     }
 
     /// A 429 at `now`, asking to wait `retry_after`.
@@ -175,27 +276,97 @@ impl Controller {
             return Throttled {
                 pause_until: self.pause.map_or(end, |(_, e)| e),
                 decreased: false,
+                verdict: Verdict::SameSignal,
             };
         }
-        self.decrease(t);
+        let verdict = self.judge(t);
+        match verdict {
+            Verdict::RateCaused => self.decrease(t),
+            Verdict::Spurious { restore } => self.restore(t, restore),
+            Verdict::None | Verdict::Refused | Verdict::SameSignal => {}
+        }
+        self.verdict = verdict;
         Throttled {
             pause_until: end,
-            decreased: true,
+            decreased: verdict == Verdict::RateCaused,
+            verdict,
         }
+    }
+
+    /// What a new 429 at active time `t` says about the rate.
+    fn judge(&mut self, t: f64) -> Verdict {
+        // Refused before anything passed since the pause ended, at a rate that has been
+        // passing: the pause the server asked for refilled any bucket our rate had emptied,
+        // so the refusal is not about our rate (a deploy, another client, the partner's app
+        // spending the shared quota). At a rate never proven (the start, far above a
+        // limit), the first response to a burst of requests may well be a 429: judged.
+        let rate = self
+            .curve(t)
+            .min(self.ceiling)
+            .max(MIN_RATE.min(self.ceiling));
+        if self.since_resume == 0 && self.evidence.proven(rate) {
+            return Verdict::Refused;
+        }
+        self.evidence.request(t, rate, true);
+        self.evidence.judge(rate)
+    }
+
+    /// A 429 the evidence calls spurious: no cut; an earlier cut that did not lower the
+    /// share of 429s is undone (the target climbs back to `restore`).
+    fn restore(&mut self, t: f64, restore: Option<f64>) {
+        let Some(top) = restore else { return };
+        let top = top.min(self.ceiling);
+        if self.learned.is_some_and(|learned| learned >= top) {
+            return;
+        }
+        self.from = self.curve(t).min(self.ceiling).max(MIN_RATE);
+        self.learned = Some(top);
+        self.confirmed = true;
+        self.epoch = t;
     }
 
     fn decrease(&mut self, t: f64) {
         let current = self.curve(t).min(self.ceiling);
+        self.recent.push_back((t, current, self.since_resume));
+        if self.recent.len() > RECENT_EPISODES {
+            self.recent.pop_front();
+        }
+        let (bound, recurring) = self.bound(t, current);
+        let Some(last) = self.learned else {
+            // The first 429 ever is one sample: a start far above a limit repeats it at
+            // once (and the second cuts deep), a spurious one does not. A dip meanwhile,
+            // the ceiling held as the (unproven) limit.
+            self.learned = Some(current);
+            self.confirmed = false;
+            return self.dip(t, current);
+        };
+        let telling = recurring && bound < current * WEAK_BOUND;
+        if current < last * PLATEAU - 1e-9 && !telling {
+            // Below what was learned, and not recurring at a share only a limit below
+            // would cause: too little evidence to lower the target (spurious ones, one in
+            // a hundred, would ratchet it down): a dip only.
+            return self.dip(t, current);
+        }
+        self.learn(t, current, bound);
+    }
+
+    /// A dip to [`BETA`] × `current`, back to the unchanged target in [`RECOVERY`].
+    fn dip(&mut self, t: f64, current: f64) {
+        self.from = (current * BETA).max(MIN_RATE);
+        self.epoch = t;
+    }
+
+    /// Recurring 429s at `current`: the limit is what was achieved, at most `bound`.
+    fn learn(&mut self, t: f64, current: f64, bound: f64) {
         let window = t - self.resumed;
         let (learned, beta, confirmed) = if window < SHORT_WINDOW {
-            // Too short to measure: the sending rate was a multiple of the limit. What
-            // came back accepted, spread over the short window, bounds the cut from below.
-            let accepted = self.meter.rate(t, SHORT_WINDOW);
-            let guess = (current * SHORT_WINDOW_CUT).max(accepted.min(current * BETA));
-            (guess, BETA, false)
+            // Too short to measure (the server's burst dominates it): the share of 429s
+            // says how far above a limit the rate was.
+            (bound, BETA, false)
         } else {
-            let achieved = self.meter.rate(t, window).min(current);
-            let falling = self.learned.is_some() && t - self.epoch < RECOVERY;
+            let achieved = self.meter.rate(t, window).min(current).min(bound);
+            // Deeper only when the 429s recur at a share that puts a limit well below.
+            let falling = t - self.epoch < RECOVERY && bound < current * FALLING_BOUND;
             // A probe that found much more than the last limit measured a moving target
             // (averaged over its own ramp, so low): look again soon, as after a guess.
             let rising = self.learned.is_some_and(|last| achieved > last * RISEN);
@@ -207,6 +378,31 @@ impl Controller {
         self.confirmed = confirmed;
         self.from = (learned * beta).max(MIN_RATE);
         self.epoch = t;
+    }
+
+    /// The highest a limit can be, given the share of 429s among the responses to the
+    /// recent episodes at about `current` (a token bucket of burst `b` refused one request
+    /// in `(r − L) / (b · r)` sent at `r`): one 429 in a hundred says "at most a few per
+    /// cent below", one in four "a quarter".
+    fn bound(&self, t: f64, current: f64) -> (f64, bool) {
+        let (episodes, accepted, drew) = self
+            .recent
+            .iter()
+            .filter(|(at, rate, _)| {
+                t - at <= RECENT_SECS && (current * 0.85..=current / 0.85).contains(rate)
+            })
+            .fold((0u32, 0u64, current), |(e, a, r), (_, rate, n)| {
+                (e + 1, a + u64::from(*n), r.max(*rate))
+            });
+        let mut share = f64::from(episodes) / (accepted as f64 + f64::from(episodes)).max(1.0);
+        if episodes < 2 {
+            // One 429 is a weak sample (a spurious one may come after a few requests):
+            // unless it recurs, the share over everything sent at about this rate counts.
+            share = share.min(self.evidence.share_at(current));
+        }
+        // Relative to the highest rate that drew them (after a dip, the rate is lower).
+        let bound = (drew * (1.0 - ASSUMED_BURST * share).max(SHORT_WINDOW_CUT)).min(current);
+        (bound, episodes >= 2)
     }
 
     /// The curve at active time `t`: the ceiling until a 429, then recovery, hold, probe.
@@ -238,6 +434,7 @@ impl Controller {
             self.paused += end - start;
             self.pause = None;
             self.resumed = end - self.paused;
+            self.since_resume = 0;
             self.meter.reset(self.resumed);
         }
         now - self.paused
@@ -300,16 +497,137 @@ impl Meter {
     }
 }
 
+/// Requests and 429 episodes per band of rates, fading with active time: the evidence of
+/// whether 429s follow the rate. A limit draws 429s above it and none below; 429s that are
+/// not about our rate come at the same share whatever the rate.
+#[derive(Clone, Debug)]
+struct Evidence {
+    requests: [f64; BANDS],
+    episodes: [f64; BANDS],
+    /// Active time the tallies were last faded to.
+    faded: f64,
+}
+
+impl Default for Evidence {
+    fn default() -> Self {
+        Evidence {
+            requests: [0.0; BANDS],
+            episodes: [0.0; BANDS],
+            faded: 0.0,
+        }
+    }
+}
+
+/// Requests and 429 episodes over some bands.
+#[derive(Clone, Copy, Debug, Default)]
+struct Counts {
+    requests: f64,
+    episodes: f64,
+}
+
+impl Counts {
+    fn share(self) -> f64 {
+        self.episodes / self.requests.max(1.0)
+    }
+}
+
+impl Evidence {
+    fn band(rate: f64) -> usize {
+        let band = ((rate / MIN_RATE).max(1.0).ln() / BAND_RATIO.ln()).floor();
+        (band as usize).min(BANDS - 1)
+    }
+
+    /// The lowest rate of band `band`.
+    fn rate_of(band: usize) -> f64 {
+        MIN_RATE * BAND_RATIO.powi(band as i32)
+    }
+
+    /// One response at `rate`, at active time `t`; `throttled`: a new 429 episode.
+    fn request(&mut self, t: f64, rate: f64, throttled: bool) {
+        self.fade(t);
+        let band = Self::band(rate);
+        self.requests[band] += 1.0;
+        if throttled {
+            self.episodes[band] += 1.0;
+        }
+    }
+
+    fn fade(&mut self, t: f64) {
+        if t - self.faded < 0.1 {
+            return;
+        }
+        let factor = 0.5f64.powf((t - self.faded) / EVIDENCE_HALF_LIFE);
+        self.requests.iter_mut().for_each(|r| *r *= factor);
+        self.episodes.iter_mut().for_each(|e| *e *= factor);
+        self.faded = t;
+    }
+
+    fn tally(&self, bands: std::ops::Range<usize>) -> Counts {
+        bands.fold(Counts::default(), |sum, b| Counts {
+            requests: sum.requests + self.requests[b],
+            episodes: sum.episodes + self.episodes[b],
+        })
+    }
+
+    /// Whether `rate` has been passing: [`PROVEN_REQUESTS`] responses at about it, under
+    /// [`PROVEN_SHARE`] of them 429s.
+    fn proven(&self, rate: f64) -> bool {
+        let band = Self::band(rate);
+        let here = self.tally(band.saturating_sub(BAND_GAP - 1)..(band + BAND_GAP).min(BANDS));
+        here.requests >= PROVEN_REQUESTS && here.share() < PROVEN_SHARE
+    }
+
+    /// The share of 429 episodes among the responses at about `rate`.
+    fn share_at(&self, rate: f64) -> f64 {
+        let band = Self::band(rate);
+        self.tally(band.saturating_sub(BAND_GAP - 1)..(band + BAND_GAP).min(BANDS))
+            .share()
+    }
+
+    /// Whether a 429 just counted at `rate` followed the rate. Spurious when lower rates
+    /// drew at least a similar share of 429s, or when higher rates drew a similar share
+    /// (an earlier cut did not help: undone); rate-caused otherwise, and whenever the
+    /// other rates say too little (a limit is the safe guess).
+    fn judge(&self, rate: f64) -> Verdict {
+        let band = Self::band(rate);
+        let here = self.tally(band.saturating_sub(BAND_GAP - 1)..(band + BAND_GAP).min(BANDS));
+        let below = self.tally(0..band.saturating_sub(BAND_GAP - 1));
+        let above = self.tally((band + ABOVE_GAP).min(BANDS)..BANDS);
+        let share = here.share();
+        let informative = |other: Counts| other.requests * share >= MIN_EXPECTED;
+        if informative(below) && below.share() >= SIMILAR * share {
+            return Verdict::Spurious { restore: None };
+        }
+        if informative(above)
+            && above.share() >= SIMILAR * share
+            && above.share() * SIMILAR <= share
+        {
+            let top = (band + ABOVE_GAP..BANDS)
+                .rev()
+                .find(|&b| self.requests[b] >= 1.0)
+                .map(|b| Self::rate_of(b + 1));
+            return Verdict::Spurious { restore: top };
+        }
+        Verdict::RateCaused
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     /// A server's token bucket, as `src/sandbox/faults.rs` has it (whole-second
     /// `Retry-After`, at least 1).
+    /// With `spurious` and `storm`, it also answers 429 (`Retry-After: 1`) whatever the
+    /// rate: a share of requests at random (seeded), and every request in the storm's
+    /// `[start, end)` seconds.
     struct Server {
         per_second: f64,
         burst: f64,
         tokens: f64,
+        spurious: f64,
+        storm: (f64, f64),
+        seed: u64,
     }
 
     impl Server {
@@ -318,7 +636,26 @@ mod tests {
                 per_second,
                 burst,
                 tokens: burst,
+                spurious: 0.0,
+                storm: (0.0, 0.0),
+                seed: 0x2545_f491_4f6c_dd1d,
             }
+        }
+
+        /// No limit; a share `p` of requests answered 429 at random.
+        fn spurious(p: f64) -> Self {
+            Server {
+                spurious: p,
+                ..Server::new(f64::INFINITY, 3.0)
+            }
+        }
+
+        /// xorshift64*: a fixed sequence, so every run of a test sees the same 429s.
+        fn draw(&mut self) -> f64 {
+            self.seed ^= self.seed >> 12;
+            self.seed ^= self.seed << 25;
+            self.seed ^= self.seed >> 27;
+            (self.seed.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
         }
 
         fn tick(&mut self, dt: f64) {
@@ -326,7 +663,13 @@ mod tests {
         }
 
         /// `None`: accepted; `Some(secs)`: 429 with this `Retry-After`.
-        fn take(&mut self) -> Option<u64> {
+        fn take(&mut self, now: f64) -> Option<u64> {
+            if (self.storm.0..self.storm.1).contains(&now) {
+                return Some(1);
+            }
+            if self.spurious > 0.0 && self.draw() < self.spurious {
+                return Some(1);
+            }
             if self.tokens >= 1.0 {
                 self.tokens -= 1.0;
                 return None;
@@ -380,13 +723,23 @@ mod tests {
             allowance = (allowance + rate * DT).min(burst);
             while allowance >= 1.0 && controller.paused_until(now).is_none() {
                 allowance -= 1.0;
-                match server.take() {
+                match server.take(now) {
                     None => {
                         controller.on_accepted(now);
                         each(now, true);
                     }
                     Some(secs) => {
-                        controller.on_throttled(now, Duration::from_secs(secs));
+                        let rate = controller.rate(now);
+                        let t = controller.on_throttled(now, Duration::from_secs(secs));
+                        if std::env::var_os("ADAPT_TRACE").is_some()
+                            && t.verdict != Verdict::SameSignal
+                        {
+                            eprintln!(
+                                "{now:8.3} rate {rate:6.2} {:?} learned {:?}",
+                                t.verdict,
+                                controller.learned()
+                            );
+                        }
                         each(now, false);
                     }
                 }
@@ -449,39 +802,76 @@ mod tests {
         assert_eq!(c.rate(102.0), 40.0);
     }
 
+    /// A controller at `--rate 25` whose workers only manage 20 accepted requests per
+    /// second: a first 429 (a dip), then 40 accepted over 2 s and a second one, which
+    /// teaches the limit. Returns it and the time its pause ends.
+    fn taught() -> (Controller, f64) {
+        let mut c = Controller::new(25.0);
+        c.on_accepted(0.0);
+        let first = c.on_throttled(0.001, Duration::from_secs(1));
+        assert_eq!(
+            c.learned(),
+            Some(25.0),
+            "the first 429 is one sample: a dip"
+        );
+        assert!(first.decreased && c.rate(1.001) <= 25.0 * BETA + 1e-9);
+        for i in 0..40 {
+            c.on_accepted(1.001 + f64::from(i) * 0.05);
+        }
+        c.on_throttled(3.001, Duration::from_secs(1));
+        (c, 4.001)
+    }
+
     #[test]
     fn learns_the_achieved_rate_not_the_configured_one() {
-        let mut c = Controller::new(100.0);
-        // The workers only manage 20 accepted requests per second for 3 s.
-        for i in 0..60 {
-            c.on_accepted(f64::from(i) * 0.05);
-        }
-        c.on_throttled(3.0, Duration::from_secs(1));
+        let (mut c, resumed) = taught();
         let learned = c.learned().expect("a 429 teaches a limit");
         assert!((19.0..=21.0).contains(&learned), "learned {learned}");
         assert!(
-            c.rate(3.5) <= 20.0 * BETA + 1e-9,
-            "paused at the decreased rate"
+            c.rate(resumed) <= 20.0 * BETA + 1e-9,
+            "resumes at the decreased rate"
         );
     }
 
     #[test]
-    fn a_429_right_after_resuming_cuts_deep() {
+    fn a_start_far_above_the_limit_cuts_deep_at_the_second_429() {
         let mut c = Controller::new(200.0);
+        for i in 0..3 {
+            c.on_accepted(f64::from(i) * 0.005);
+        }
         c.on_throttled(0.02, Duration::from_secs(1));
-        assert!((c.learned().unwrap() - 200.0 * SHORT_WINDOW_CUT).abs() < 1e-9);
+        for i in 0..3 {
+            c.on_accepted(1.02 + f64::from(i) * 0.005);
+        }
+        c.on_throttled(1.04, Duration::from_secs(1));
+        // Two 429s, each after 3 accepted: one in four refused, a limit a quarter as high.
+        let learned = c.learned().unwrap();
+        assert!(
+            (learned - 200.0 * SHORT_WINDOW_CUT).abs() < 1e-9,
+            "{learned}"
+        );
+    }
+
+    #[test]
+    fn a_429_answered_first_after_a_pause_at_an_unproven_rate_still_cuts() {
+        // Measured against a 50/s limit at `--rate 200` with 32 workers: the burst sent at
+        // the end of each pause came back 429 first as often as not; taken for "refused
+        // before anything passed", the job stayed at 3 req/s for 45 s.
+        let mut c = Controller::new(200.0);
+        for i in 0..3 {
+            c.on_accepted(f64::from(i) * 0.005);
+        }
+        c.on_throttled(0.02, Duration::from_secs(1));
+        let second = c.on_throttled(1.02, Duration::from_secs(1));
+        assert_eq!(second.verdict, Verdict::RateCaused);
+        assert!(c.learned().unwrap() <= 200.0 * SHORT_WINDOW_CUT + 1e-9);
     }
 
     #[test]
     fn recovers_concavely_holds_then_probes() {
-        let mut c = Controller::new(100.0);
-        for i in 0..100 {
-            c.on_accepted(f64::from(i) * 0.02);
-        }
-        c.on_throttled(2.0, Duration::from_secs(1));
+        let (mut c, start) = taught();
         let learned = c.learned().unwrap();
         let target = learned * PLATEAU;
-        let start = 3.0; // the pause is over; active time stopped during it
         let from = c.rate(start);
         assert!((from - learned * BETA).abs() < 1e-6, "from {from}");
         // Concave: half-way through the recovery, more than half of the way back.
@@ -496,6 +886,7 @@ mod tests {
     #[test]
     fn a_429_during_the_pause_is_the_same_signal() {
         let mut c = Controller::new(100.0);
+        c.on_accepted(0.5);
         let first = c.on_throttled(1.0, Duration::from_secs(1));
         let rate = c.rate(1.5);
         let second = c.on_throttled(1.5, Duration::from_secs(2));
@@ -507,20 +898,52 @@ mod tests {
     }
 
     #[test]
-    fn a_429_before_the_target_means_the_limit_fell() {
-        let mut c = Controller::new(100.0);
-        for i in 0..100 {
-            c.on_accepted(f64::from(i) * 0.02);
+    fn a_429_before_the_target_means_the_limit_fell_only_when_it_recurs() {
+        let (mut c, resumed) = taught();
+        let first = c.learned().unwrap();
+        // One 429 in the recovery, after 10 accepted: a dip, the target stays.
+        for i in 0..10 {
+            c.on_accepted(resumed + f64::from(i) * 0.05);
+        }
+        let dip = c.on_throttled(resumed + 0.5, Duration::from_secs(1));
+        assert!(dip.decreased);
+        assert_eq!(
+            c.learned(),
+            Some(first),
+            "one 429 below the target is no proof"
+        );
+        // It recurs at about the same rate, after 5 accepted: the limit fell.
+        let resumed = resumed + 1.5;
+        for i in 0..5 {
+            c.on_accepted(resumed + f64::from(i) * 0.05);
+        }
+        c.on_throttled(resumed + 0.25, Duration::from_secs(1));
+        let learned = c.learned().unwrap();
+        assert!(learned < first * 0.8, "learned {learned} after {first}");
+        assert!(c.rate(resumed + 1.25) <= learned * BETA + 1e-6);
+    }
+
+    #[test]
+    fn a_429_refused_before_anything_passed_after_a_pause_cuts_nothing() {
+        let mut c = Controller::new(30.0);
+        for i in 0..60 {
+            c.on_accepted(f64::from(i) * 0.033);
         }
         c.on_throttled(2.0, Duration::from_secs(1));
-        let first = c.learned().unwrap();
-        for i in 0..40 {
-            c.on_accepted(3.0 + f64::from(i) * 0.025);
+        let rate = c.rate(3.0);
+        let learned = c.learned();
+        // A storm: every first request after each pause is refused.
+        for k in 0..10 {
+            let t = c.on_throttled(3.0 + f64::from(k), Duration::from_secs(1));
+            assert_eq!(t.verdict, Verdict::Refused);
+            assert!(!t.decreased);
         }
-        c.on_throttled(4.0, Duration::from_secs(1));
-        let learned = c.learned().unwrap();
-        assert!(learned < first);
-        assert!((c.rate(5.0) - learned * BETA_FALLING).abs() < 1e-6);
+        assert_eq!(c.learned(), learned);
+        assert!(
+            (c.rate(13.0) - rate).abs() < 0.5,
+            "{} vs {rate}",
+            c.rate(13.0)
+        );
     }
 
     #[test]
@@ -578,5 +1001,75 @@ mod tests {
         eprintln!("20 -> 10/s: 429s from second 15: {after:?}");
         assert!(after.share_429() < 0.03, "{after:?}");
         assert!(after.accepted as f64 >= 0.85 * 10.0 * 25.0, "{after:?}");
+    }
+
+    /// Accepted requests per second over `seconds` against `server`, from `--rate 30`.
+    fn goodput(server: &mut Server, seconds: f64) -> (f64, Tally) {
+        let mut controller = Controller::new(30.0);
+        let mut tally = Tally::default();
+        simulate(&mut controller, server, 0.0, seconds, |_, ok| tally.add(ok));
+        (tally.accepted as f64 / seconds, tally)
+    }
+
+    #[test]
+    fn spurious_429s_cost_their_pauses_not_the_rate() {
+        // (share of spurious 429s, least goodput): above the issue's targets at 3 % and
+        // 10 % (≥ 10 and ≥ 5 req/s; ceilings 15.8 and 7.5 with a 1-s pause per 429), and
+        // three quarters of the ceiling (23.1) at 1 %.
+        for (p, least) in [(0.01, 17.0), (0.03, 11.0), (0.10, 5.5)] {
+            let (goodput, tally) = goodput(&mut Server::spurious(p), 120.0);
+            let ceiling = 1.0 / (1.0 / 30.0 + p);
+            eprintln!(
+                "{:.0} % spurious 429s, --rate 30: {goodput:.1} req/s (ceiling {ceiling:.1}), {tally:?}",
+                p * 100.0
+            );
+            assert!(goodput >= least, "{p}: {goodput:.1} req/s");
+        }
+    }
+
+    #[test]
+    fn a_storm_of_429s_that_ends_leaves_the_rate_where_it_was() {
+        // 20 s fine, 10 s of nothing but 429s, then fine again: per-second tallies.
+        let mut server = Server::new(f64::INFINITY, 3.0);
+        server.storm = (20.0, 30.0);
+        let mut controller = Controller::new(30.0);
+        let mut per_second = vec![Tally::default(); 50];
+        simulate(&mut controller, &mut server, 0.0, 50.0, |now, ok| {
+            per_second[(now as usize).min(49)].add(ok);
+        });
+        let after = sum(&per_second[31..45]).accepted as f64 / 14.0;
+        eprintln!(
+            "storm 20-30 s: {:?} 429s in it; {after:.1} req/s 1-15 s after it",
+            sum(&per_second[20..30]).throttled
+        );
+        assert!(after >= 25.0, "{after:.1} req/s after the storm");
+        assert!(
+            per_second[31].accepted >= 25,
+            "the second after the storm: {:?}",
+            per_second[31]
+        );
+    }
+
+    #[test]
+    fn a_limit_behind_1_percent_spurious_429s_is_still_found_and_held() {
+        // (At 30/s it holds only about 66 %: the 1 % of 429s below the limit keep it in
+        // dips; a known shortfall, see docs/performance.md.)
+        for limit in [5.0, 10.0] {
+            let mut server = Server::new(limit, 3.0);
+            server.spurious = 0.01;
+            let mut controller = Controller::new(4.0 * limit);
+            let mut tally = Tally::default();
+            simulate(&mut controller, &mut server, 0.0, 60.0, |_, ok| {
+                tally.add(ok)
+            });
+            let goodput = tally.accepted as f64 / 60.0 / limit;
+            eprintln!(
+                "limit {limit}/s + 1 % spurious: goodput {:.1} %, 429s {:.2} % ({tally:?})",
+                goodput * 100.0,
+                tally.share_429() * 100.0
+            );
+            assert!(goodput >= 0.85, "limit {limit}: goodput {goodput:.3}");
+            assert!(tally.share_429() <= 0.04, "limit {limit}: {tally:?}");
+        }
     }
 }

@@ -47,6 +47,8 @@ pub struct Auth {
     state: tokio::sync::Mutex<TokenState>,
     /// Every secret this process has held, so messages can be scrubbed of them.
     known: Mutex<Vec<String>>,
+    /// Token requests started, to tell a caller that waited behind one.
+    fetches: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -62,6 +64,9 @@ pub struct Bearer {
     pub token: Secret,
     /// Increases with every new token.
     pub generation: u64,
+    /// Whether this caller waited for another task's token request: its gate slot is
+    /// stale, so it queues at the gate again instead of sending with the others at once.
+    pub waited: bool,
 }
 
 #[derive(Deserialize)]
@@ -91,6 +96,7 @@ impl Auth {
             token_url: format!("{base_url}/oauth2/token/"),
             state: tokio::sync::Mutex::new(state),
             known: Mutex::new(known),
+            fetches: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -100,7 +106,10 @@ impl Auth {
         http: &reqwest::Client,
         traffic: &Traffic,
     ) -> Result<Bearer, CallError> {
+        use std::sync::atomic::Ordering;
+        let seen = self.fetches.load(Ordering::Acquire);
         let mut state = self.state.lock().await;
+        let waited = self.fetches.load(Ordering::Acquire) != seen;
         let stale = state.refresh_at.is_some_and(|at| Instant::now() >= at);
         if state.token.is_none() || stale {
             self.fetch(http, traffic, &mut state).await?;
@@ -109,6 +118,7 @@ impl Auth {
         Ok(Bearer {
             token,
             generation: state.generation,
+            waited,
         })
     }
 
@@ -153,6 +163,8 @@ impl Auth {
                     .into(),
             });
         };
+        self.fetches
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         traffic.gate.acquire().await;
         let result = self.request_token(http, id, secret).await;
         match &result {

@@ -127,6 +127,7 @@ impl Gate {
             // On a copy: asking the real controller about the future would end the pause.
             let rate = state.controller.clone().rate(throttled.pause_until);
             tracing::debug!(
+                verdict = ?throttled.verdict,
                 at = format_args!("{now:.3}"),
                 learned = format_args!("{learned:.2}"),
                 rate = format_args!("{rate:.2}"),
@@ -200,6 +201,7 @@ mod tests {
     #[test]
     fn throttling_lowers_the_rate_and_a_second_429_in_the_pause_does_not() {
         let gate = Gate::new(100.0);
+        gate.on_not_throttled();
         gate.on_throttled(Some(Duration::from_secs(1)));
         let lowered = gate.rate();
         assert!(lowered < 100.0, "rate {lowered}");

@@ -124,6 +124,9 @@ pub struct RetryPolicy {
     pub throttle_base: Duration,
     /// Longest single backoff.
     pub cap: Duration,
+    /// How long one call may keep being answered 429 before the run stops (`--max-wait`):
+    /// a 429 asks for time, it spends no attempt.
+    pub max_wait: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -133,6 +136,7 @@ impl Default for RetryPolicy {
             transient_base: Duration::from_millis(100),
             throttle_base: Duration::from_secs(1),
             cap: Duration::from_secs(30),
+            max_wait: Duration::from_secs(600),
         }
     }
 }
@@ -543,17 +547,33 @@ impl Client {
         &self.traffic.breaker
     }
 
-    /// One call with the retry loop: every attempt passes the gate.
+    /// One call with the retry loop: every attempt passes the gate. A 429 is the server
+    /// asking for time, not a verdict on the request: it spends no attempt; the call waits
+    /// (the gate pauses everyone) until it is answered, for [`RetryPolicy::max_wait`] at
+    /// most since its first 429 in a row, and then the run stops, saying why.
     async fn call(&self, request: &Request<'_>) -> Result<(u16, bytes::Bytes), CallError> {
         let mut attempt = 0;
         let mut refused = 0;
+        let mut throttled: Option<(std::time::Instant, u32)> = None;
         loop {
-            attempt += 1;
             let (result, generation) = self.attempt(request).await;
             let error = match result {
                 Ok(ok) => return Ok(ok),
                 Err(error) => error,
             };
+            if let Failure::Throttled { retry_after } = error.failure {
+                let (since, times) = throttled.get_or_insert((std::time::Instant::now(), 0));
+                *times += 1;
+                if since.elapsed() >= self.retry.max_wait {
+                    return Err(throttled_too_long(error, self.retry.max_wait, *times));
+                }
+                if retry_after.is_none() {
+                    tokio::time::sleep(self.retry.backoff(*times, true)).await;
+                }
+                continue;
+            }
+            throttled = None;
+            attempt += 1;
             let retry_allowed = attempt < self.retry.max_attempts;
             refused = if error.failure == Failure::Unauthorized {
                 refused + 1
@@ -568,11 +588,6 @@ impl Client {
                     return Err(fresh_token_refused(error));
                 }
                 Failure::Unauthorized => self.auth.reject(generation).await,
-                Failure::Throttled { retry_after } if retry_allowed => {
-                    if retry_after.is_none() {
-                        tokio::time::sleep(self.retry.backoff(attempt, true)).await;
-                    }
-                }
                 Failure::NotProcessed if retry_allowed => {
                     tokio::time::sleep(self.retry.backoff(attempt, false)).await;
                 }
@@ -591,16 +606,21 @@ impl Client {
         &self,
         request: &Request<'_>,
     ) -> (Result<(u16, bytes::Bytes), CallError>, u64) {
-        self.traffic.gate.acquire().await;
-        let bearer = match self.auth.bearer(&self.http, &self.traffic).await {
-            Ok(bearer) => bearer,
-            // The API request itself was never sent: whatever happened to the token
-            // request, this one was certainly not processed (a POST may be re-sent).
-            Err(mut e) => {
-                if e.failure == Failure::Ambiguous {
-                    e.failure = Failure::NotProcessed;
+        let bearer = loop {
+            self.traffic.gate.acquire().await;
+            match self.auth.bearer(&self.http, &self.traffic).await {
+                // Waited behind a token renewal: the slot is stale (all the waiters would
+                // leave at once when the token comes), so queue at the gate again.
+                Ok(bearer) if bearer.waited => continue,
+                Ok(bearer) => break bearer,
+                // The API request itself was never sent: whatever happened to the token
+                // request, this one was certainly not processed (a POST may be re-sent).
+                Err(mut e) => {
+                    if e.failure == Failure::Ambiguous {
+                        e.failure = Failure::NotProcessed;
+                    }
+                    return (Err(e), 0);
                 }
-                return (Err(e), 0);
             }
         };
         let builder = match &request.target {
@@ -728,6 +748,18 @@ impl Client {
             Err(e) => self.traffic.observe(e.status, Some(e.failure)),
         }
     }
+}
+
+/// A call answered 429 for longer than `--max-wait`: the run stops (nothing was processed,
+/// so no row is failed for it; the next run goes on where this one stopped).
+fn throttled_too_long(mut error: CallError, max_wait: Duration, times: u32) -> CallError {
+    error.failure = Failure::Fatal;
+    error.message = format!(
+        "the API answered 429 (Too Many Requests) {times} times in a row over {} s          (--max-wait), honouring every Retry-After ({}); stopped. Rows not done are kept in          the checkpoint: run the same command again later to resume",
+        max_wait.as_secs(),
+        error.message
+    );
+    error
 }
 
 fn static_token_refused(mut error: CallError) -> CallError {

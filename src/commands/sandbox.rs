@@ -51,6 +51,7 @@ impl SandboxArgs {
                 burst: self.burst,
             }),
             random_429: self.random_429,
+            storm: Duration::from_secs(self.storm_secs),
             random_5xx: self.random_5xx,
             latency: Duration::from_millis(self.latency_ms),
             jitter: Duration::from_millis(self.jitter_ms),

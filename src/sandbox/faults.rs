@@ -1,7 +1,8 @@
 //! Injected faults: what a real, busy, proxied API does to a client.
 //!
-//! Per request the order is: latency → rate limit → random 429 → random 5xx →
-//! the endpoint. Latency and the rate limit apply to the token endpoint too
+//! Per request the order is: latency → rate limit → storm → random 429 → random 5xx →
+//! the endpoint. A storm answers every API request 429 for a while, then ends by itself
+//! (a gateway during a deploy, another client spending the shared quota). Latency and the rate limit apply to the token endpoint too
 //! (a real gateway limits every path); the random 429/5xx apply to API paths
 //! only, so a client can always obtain a token. The three `commit_then_*` /
 //! `fail_5xx_after_commit` faults apply only to a *successful* POST building or
@@ -37,6 +38,9 @@ pub struct Faults {
     pub rate_limit: Option<RateLimit>,
     /// Probability that an API request gets 429 with `Retry-After: 1`.
     pub random_429: f64,
+    /// For this long after the faults are set, every API request gets 429 with
+    /// `Retry-After: 1`, whatever its rate (zero: no storm).
+    pub storm: Duration,
     /// Probability that an API request gets 500, 502 or 503 (about half with an
     /// HTML body, as a proxy sends) before any state change.
     pub random_5xx: f64,
@@ -69,6 +73,7 @@ impl Default for Faults {
         Faults {
             rate_limit: None,
             random_429: 0.0,
+            storm: Duration::ZERO,
             random_5xx: 0.0,
             latency: Duration::ZERO,
             jitter: Duration::ZERO,
@@ -88,6 +93,7 @@ impl Default for Faults {
 pub(crate) struct FaultsJson {
     rate_limit: Option<RateLimit>,
     random_429: f64,
+    storm_ms: u64,
     random_5xx: f64,
     latency_ms: u64,
     jitter_ms: u64,
@@ -113,6 +119,7 @@ impl From<FaultsJson> for Faults {
         Faults {
             rate_limit: j.rate_limit,
             random_429: j.random_429,
+            storm: Duration::from_millis(j.storm_ms),
             random_5xx: j.random_5xx,
             latency: Duration::from_millis(j.latency_ms),
             jitter: Duration::from_millis(j.jitter_ms),
@@ -135,7 +142,7 @@ pub(crate) enum Gate {
     Pass,
     /// Rate limited: 429 with this `Retry-After`.
     Limited { retry_after_secs: u64 },
-    /// Random 429 (`Retry-After: 1`).
+    /// Random 429, or one in a storm (`Retry-After: 1`).
     Random429,
     /// Random server error.
     Random5xx { status: u16, html: bool },
@@ -199,6 +206,8 @@ fn capacity(limit: RateLimit) -> f64 {
 pub(crate) struct FaultState {
     faults: Faults,
     bucket: Option<Bucket>,
+    /// When the storm of the current faults ends.
+    storm_until: Instant,
     rng: StdRng,
 }
 
@@ -206,6 +215,7 @@ impl FaultState {
     pub fn new(faults: Faults, seed: u64) -> Self {
         let bucket = faults.rate_limit.map(Bucket::new);
         FaultState {
+            storm_until: Instant::now() + faults.storm,
             faults,
             bucket,
             rng: StdRng::seed_from_u64(seed),
@@ -217,6 +227,7 @@ impl FaultState {
         if faults.rate_limit != self.faults.rate_limit {
             self.bucket = faults.rate_limit.map(Bucket::new);
         }
+        self.storm_until = Instant::now() + faults.storm;
         self.faults = faults;
     }
 
@@ -244,7 +255,7 @@ impl FaultState {
         if !api {
             return Gate::Pass;
         }
-        if self.roll(self.faults.random_429) {
+        if Instant::now() < self.storm_until || self.roll(self.faults.random_429) {
             return Gate::Random429;
         }
         if self.roll(self.faults.random_5xx) {
@@ -300,6 +311,19 @@ mod tests {
         assert_eq!(bucket.take(now), Ok(()));
         assert_eq!(bucket.take(now), Err(2));
         assert_eq!(bucket.take(now + Duration::from_secs(2)), Ok(()));
+    }
+
+    #[test]
+    fn a_storm_refuses_every_api_request_then_ends() {
+        let storm = Faults {
+            storm: Duration::from_millis(200),
+            ..Faults::default()
+        };
+        let mut state = FaultState::new(storm, 7);
+        assert!((0..100).all(|_| state.gate(true) == Gate::Random429));
+        assert_eq!(state.gate(false), Gate::Pass, "tokens are still issued");
+        std::thread::sleep(Duration::from_millis(250));
+        assert!((0..100).all(|_| state.gate(true) == Gate::Pass));
     }
 
     #[test]
