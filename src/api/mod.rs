@@ -318,14 +318,21 @@ impl Client {
             accept_404: false,
             sink: None,
         };
-        match self.call(&request).await {
+        self.post_for_id(&request, "building").await
+    }
+
+    /// Sends a create (a POST that is not idempotent) and reads the new `id`: a 2xx
+    /// without a readable id, like any ambiguous failure, is [`PostOutcome::Unknown`] (the
+    /// `what` may exist); a failure that proves nothing was processed is `NotCreated`.
+    async fn post_for_id(&self, request: &Request<'_>, what: &str) -> PostOutcome {
+        match self.call(request).await {
             Ok((status, bytes)) => match serde_json::from_slice::<IdOnly>(&bytes) {
                 Ok(created) => PostOutcome::Created(created.id),
                 Err(_) => PostOutcome::Unknown(CallError {
                     failure: Failure::Ambiguous,
                     status: Some(status),
                     message: format!(
-                        "the server answered {status} without a building id ({}); the building may exist",
+                        "the server answered {status} without a {what} id ({}); the {what} may exist",
                         self.describe(&bytes, "")
                     ),
                 }),
@@ -476,21 +483,7 @@ impl Client {
             accept_404: false,
             sink: None,
         };
-        match self.call(&request).await {
-            Ok((status, bytes)) => match serde_json::from_slice::<IdOnly>(&bytes) {
-                Ok(created) => PostOutcome::Created(created.id),
-                Err(_) => PostOutcome::Unknown(CallError {
-                    failure: Failure::Ambiguous,
-                    status: Some(status),
-                    message: format!(
-                        "the server answered {status} without a user id ({}); the user may exist",
-                        self.describe(&bytes, "")
-                    ),
-                }),
-            },
-            Err(e) if e.failure == Failure::Ambiguous => PostOutcome::Unknown(e),
-            Err(e) => PostOutcome::NotCreated(e),
-        }
+        self.post_for_id(&request, "user").await
     }
 
     /// `GET .../users`: every user of the organization (one bare array, possibly huge),
