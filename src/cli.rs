@@ -141,9 +141,9 @@ pub struct RunArgs {
     /// Stop before any call (exit 2) when the input lacks more of the checkpoint's rows
     /// than this: a number of rows (`50`) or a share of them (`10%`). A CRM export cut
     /// short must not pass as a good night; `100%` turns the guard off.
-    #[arg(long, value_name = "N|P%", default_value = crate::commands::run::vanished::DEFAULT_MAX_VANISHED,
-          value_parser = crate::commands::run::vanished::parse_max_vanished)]
-    pub max_vanished: crate::commands::run::vanished::MaxVanished,
+    #[arg(long, value_name = "N|P%", default_value = DEFAULT_MAX_VANISHED,
+          value_parser = parse_max_vanished)]
+    pub max_vanished: MaxVanished,
 
     /// Also retry rows that failed permanently (404, 422) although their input did not change.
     #[arg(long)]
@@ -574,5 +574,45 @@ mod tests {
         assert!(parse_existing_building("Main House").is_err());
         assert!(parse_existing_building("nope=Main House").is_err());
         assert!(parse_existing_building(&format!("{user}= ")).is_err());
+    }
+}
+
+/// The default of `--max-vanished` (why: `commands::run::vanished`).
+pub const DEFAULT_MAX_VANISHED: &str = "10%";
+
+/// How many of the checkpoint's rows an input may lack before the run stops.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum MaxVanished {
+    /// At most this many rows.
+    Rows(u64),
+    /// At most this share of the checkpoint's rows, in percent (0 to 100).
+    Percent(f64),
+}
+
+impl std::fmt::Display for MaxVanished {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MaxVanished::Rows(n) => write!(f, "{n}"),
+            MaxVanished::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+/// Parses `N` or `P%` (clap's value parser for `--max-vanished`).
+pub fn parse_max_vanished(s: &str) -> Result<MaxVanished, String> {
+    let s = s.trim();
+    let bad = || {
+        format!(
+            "expected a number of rows (e.g. 50) or a share of the checkpoint's rows from 0% to \
+             100% (e.g. 10%); got \"{}\"",
+            s.escape_debug()
+        )
+    };
+    match s.strip_suffix('%') {
+        Some(p) => match p.trim().parse::<f64>() {
+            Ok(p) if (0.0..=100.0).contains(&p) => Ok(MaxVanished::Percent(p)),
+            _ => Err(bad()),
+        },
+        None => s.parse::<u64>().map(MaxVanished::Rows).map_err(|_| bad()),
     }
 }

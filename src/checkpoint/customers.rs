@@ -18,30 +18,9 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use uuid::Uuid;
 
 use super::now;
-use super::row::{EXT_PREFIX, PlannedRow, Prior, State, owner_key};
-use super::stage::Reject;
+pub use super::outcome::Resolution;
+use super::row::{EXT_PREFIX, PlannedRow, Prior, Reject, State, owner_key};
 use crate::input::Row;
-
-/// How a customer's Podero user became known.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Resolution {
-    /// The by-ext-id lookup found it.
-    Found,
-    /// This job created it.
-    Created,
-    /// `--adopt-existing`: the user with the row's e-mail, given the CRM id.
-    Adopted,
-}
-
-impl Resolution {
-    fn as_str(self) -> &'static str {
-        match self {
-            Resolution::Found => "found",
-            Resolution::Created => "created",
-            Resolution::Adopted => "adopted",
-        }
-    }
-}
 
 /// Why a customer is not known after this run's attempt (`customers.state`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -159,8 +159,7 @@ impl Tally {
     }
 
     /// Counts one customer that became known.
-    pub(crate) fn customer(&mut self, how: super::customers::Resolution) {
-        use super::customers::Resolution;
+    pub(crate) fn customer(&mut self, how: Resolution) {
         match how {
             Resolution::Found => self.users_found += 1,
             Resolution::Created => self.users_created += 1,
@@ -203,5 +202,26 @@ impl Tally {
     /// Rows that failed in this run, permanently or not.
     pub(crate) fn failed(&self) -> u64 {
         self.failed_permanent + self.failed_transient
+    }
+}
+
+/// How a customer's Podero user became known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resolution {
+    /// The by-ext-id lookup found it.
+    Found,
+    /// This job created it.
+    Created,
+    /// `--adopt-existing`: the user with the row's e-mail, given the CRM id.
+    Adopted,
+}
+
+impl Resolution {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Resolution::Found => "found",
+            Resolution::Created => "created",
+            Resolution::Adopted => "adopted",
+        }
     }
 }

@@ -157,3 +157,24 @@ mod tests {
         assert_eq!(row_key("Home", Some("P1")), "property:P1");
     }
 }
+
+/// A rejected row, as stored in `rejects`.
+#[derive(Clone, Debug)]
+pub(crate) struct Reject {
+    /// Its line.
+    pub line: u64,
+    /// invalid | duplicate | conflict.
+    pub kind: String,
+    /// Raw user id, when known.
+    pub user_id: Option<String>,
+    /// Raw building name, when known.
+    pub building_name: Option<String>,
+    /// Raw external id, when known.
+    pub external_user_id: Option<String>,
+    /// The column at fault.
+    pub column: Option<String>,
+    /// The value at fault (already made safe to display).
+    pub value: Option<String>,
+    /// Why, and what to do.
+    pub reason: String,
+}

@@ -28,7 +28,7 @@ use uuid::Uuid;
 
 use super::customers;
 use super::outcome::{Skip, Tally};
-use super::row::{EXT_PREFIX, PlannedRow, Prior, State, fingerprint, row_key};
+use super::row::{EXT_PREFIX, PlannedRow, Prior, Reject, State, fingerprint, row_key};
 use super::{Checkpoint, CheckpointError, sqlite};
 use crate::input::{Invalid, Record, Row};
 
@@ -64,27 +64,6 @@ pub struct Staged {
     pub vanished: u64,
     /// Rows the checkpoint held before this run (the `--max-vanished` share's base).
     pub known: u64,
-}
-
-/// A rejected row, as stored in `rejects`.
-#[derive(Clone, Debug)]
-pub(crate) struct Reject {
-    /// Its line.
-    pub line: u64,
-    /// invalid | duplicate | conflict.
-    pub kind: String,
-    /// Raw user id, when known.
-    pub user_id: Option<String>,
-    /// Raw building name, when known.
-    pub building_name: Option<String>,
-    /// Raw external id, when known.
-    pub external_user_id: Option<String>,
-    /// The column at fault.
-    pub column: Option<String>,
-    /// The value at fault (already made safe to display).
-    pub value: Option<String>,
-    /// Why, and what to do.
-    pub reason: String,
 }
 
 const CREATE_TEMP: &str = "

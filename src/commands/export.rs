@@ -2,15 +2,14 @@
 //! the live Connect links, as CSV or JSON lines on stdout. Streamed: a million rows need
 //! no memory.
 
+use super::stdout::print;
+use crate::checkpoint::Checkpoint;
 use crate::checkpoint::links::LIVE_LINK_HEADER;
-use crate::checkpoint::{Checkpoint, CheckpointError};
-use crate::cli::{ExportArgs, ExportFormat, StateFilter};
+use crate::cli::{ExportArgs, StateFilter};
 use crate::date;
 use crate::error::AppError;
 use crate::exit_code::ExitCode;
 use crate::report::csv::EXPORT_HEADER;
-use crate::report::records::Records;
-use crate::report::stdout_written;
 
 /// `export`: the rows (or `--links`: the live links, capabilities: stdout only, never
 /// logged) in the chosen format.
@@ -35,35 +34,6 @@ pub fn export(args: &ExportArgs) -> Result<ExitCode, AppError> {
     print(args.format, EXPORT_HEADER.to_vec(), true, |each| {
         checkpoint.for_each_export_row(state, each)
     })
-}
-
-/// Streams the records `rows` produces to stdout; a checkpoint error ends the command, a
-/// closed pipe ends it quietly.
-pub(super) fn print(
-    format: ExportFormat,
-    header: Vec<&'static str>,
-    empty_is_null: bool,
-    rows: impl FnOnce(&mut dyn FnMut(Vec<String>)) -> Result<(), CheckpointError>,
-) -> Result<ExitCode, AppError> {
-    let out = std::io::BufWriter::new(std::io::stdout().lock());
-    let mut records = match format {
-        ExportFormat::Csv => match Records::csv(out, &header) {
-            Ok(records) => records,
-            Err(e) => return stdout_written(Err(e)).map(|()| ExitCode::Success),
-        },
-        ExportFormat::Json => Records::json(out, header, empty_is_null),
-    };
-    let mut failed = None;
-    rows(&mut |cells| {
-        if failed.is_none() {
-            failed = records.write(cells).err();
-        }
-    })?;
-    let written = match failed {
-        Some(error) => Err(error),
-        None => records.finish(),
-    };
-    stdout_written(written).map(|()| ExitCode::Success)
 }
 
 fn state_name(state: StateFilter) -> &'static str {

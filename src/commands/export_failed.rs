@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::export::print;
+use super::stdout::print;
 use crate::checkpoint::Checkpoint;
 use crate::checkpoint::failed::FailedRow;
 use crate::cli::ExportFormat;

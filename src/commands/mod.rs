@@ -10,3 +10,4 @@ pub(crate) mod links;
 pub mod run;
 pub(crate) mod sandbox;
 pub(crate) mod status;
+pub(crate) mod stdout;

@@ -6,11 +6,17 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::plan;
-use crate::api::ClientConfig;
+use std::sync::Arc;
+
+use crate::api::{CallError, ClientConfig, Directory};
 use crate::checkpoint::Identity;
 use crate::cli::{ResolveUnknown, RunArgs};
 use crate::config::{self, ConfigError, Env, Output, Workers};
 use crate::input::InputOptions;
+
+/// The organization's user list, read at most once per run (when a taken e-mail first
+/// needs it with `--adopt-existing`), shared by every job.
+pub type SharedDirectory = Arc<tokio::sync::OnceCell<Result<Arc<Directory>, CallError>>>;
 
 /// Everything `run` needs, validated.
 #[derive(Debug)]
@@ -58,7 +64,7 @@ pub struct Settings {
     /// the row's name; with `--create-users`, adopt the user holding a new customer's e-mail.
     pub adopt_existing: bool,
     /// The organization's user list, read at most once per run (for `--adopt-existing`).
-    pub directory: super::customer::SharedDirectory,
+    pub directory: SharedDirectory,
 }
 
 impl RunConfig {

@@ -25,19 +25,14 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::config::Settings;
-use super::plan::{self, Action};
-use super::worker::UserJob;
+use super::config::{Settings, SharedDirectory};
+use super::plan::{self, Action, UserJob};
 use crate::api::{CallError, Client, Directory, Failure, Keep, Lookup, PostOutcome};
 use crate::checkpoint::customers::{NotKnown, Resolution};
 use crate::checkpoint::outcome::{RowResult, Tally};
 use crate::checkpoint::row::PlannedRow;
 use crate::checkpoint::writer::Sender;
 use crate::engine::Halt;
-
-/// The organization's user list, read at most once per run (when a taken e-mail first
-/// needs it with `--adopt-existing`), shared by every job.
-pub type SharedDirectory = Arc<tokio::sync::OnceCell<Result<Arc<Directory>, CallError>>>;
 
 /// What became of the customer.
 pub enum Customer {

@@ -12,6 +12,7 @@
 //! staging stores them (see [`Planner`]), so the checkpoint never builds an API body.
 
 use serde_json::{Map, Value};
+use uuid::Uuid;
 
 use crate::checkpoint::outcome::Skip;
 use crate::checkpoint::row::{PlannedRow, State, fingerprint};
@@ -165,6 +166,22 @@ pub(crate) fn decide(row: &PlannedRow, options: Options) -> Action {
         return Action::Skip(Skip::Done);
     }
     Action::Work { put, building }
+}
+
+/// All rows of one user that need work: the user is updated once, then each building.
+#[derive(Clone, Debug)]
+pub(crate) struct UserJob {
+    /// The user (nil while `lookup` is set).
+    pub user_id: Uuid,
+    /// The CRM id of a customer the checkpoint does not know yet: found or created first
+    /// (`customer`).
+    pub lookup: Option<String>,
+    /// The PUT body.
+    pub user_payload: String,
+    /// Whether the PUT is needed (the payload differs from the one applied).
+    pub put: bool,
+    /// The rows and what to do about each one's building.
+    pub rows: Vec<(PlannedRow, BuildingStep)>,
 }
 
 #[cfg(test)]

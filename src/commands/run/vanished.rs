@@ -10,50 +10,9 @@
 //! where one customer is already many percent; `100%` turns the guard off. `--only-failed`
 //! skips the guard: it is often fed only the rows to fix.
 
-use std::fmt;
-
 use crate::checkpoint::vanished::VanishedCount;
+pub use crate::cli::{DEFAULT_MAX_VANISHED, MaxVanished, parse_max_vanished};
 use crate::error::AppError;
-
-/// The default of `--max-vanished` (see the module header for why).
-pub const DEFAULT_MAX_VANISHED: &str = "10%";
-
-/// How many of the checkpoint's rows an input may lack before the run stops.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum MaxVanished {
-    /// At most this many rows.
-    Rows(u64),
-    /// At most this share of the checkpoint's rows, in percent (0 to 100).
-    Percent(f64),
-}
-
-impl fmt::Display for MaxVanished {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            MaxVanished::Rows(n) => write!(f, "{n}"),
-            MaxVanished::Percent(p) => write!(f, "{p}%"),
-        }
-    }
-}
-
-/// Parses `N` or `P%` (clap's value parser for `--max-vanished`).
-pub fn parse_max_vanished(s: &str) -> Result<MaxVanished, String> {
-    let s = s.trim();
-    let bad = || {
-        format!(
-            "expected a number of rows (e.g. 50) or a share of the checkpoint's rows from 0% to \
-             100% (e.g. 10%); got \"{}\"",
-            s.escape_debug()
-        )
-    };
-    match s.strip_suffix('%') {
-        Some(p) => match p.trim().parse::<f64>() {
-            Ok(p) if (0.0..=100.0).contains(&p) => Ok(MaxVanished::Percent(p)),
-            _ => Err(bad()),
-        },
-        None => s.parse::<u64>().map(MaxVanished::Rows).map_err(|_| bad()),
-    }
-}
 
 impl MaxVanished {
     /// Whether `count.vanished` rows is more than allowed.

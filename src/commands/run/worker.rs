@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use super::config::Settings;
 use super::customer::{Customer, Resolver};
+pub(crate) use super::plan::UserJob;
 use super::plan::{self, BuildingStep};
 use crate::api::{CallError, Client, Failure, Listing, PostOutcome};
 use crate::checkpoint::customers::Resolution;
@@ -24,22 +25,6 @@ use crate::checkpoint::outcome::{RowOutcome, RowResult};
 use crate::checkpoint::row::PlannedRow;
 use crate::checkpoint::writer::Sender;
 use crate::engine::{Halt, JobResult};
-
-/// All rows of one user that need work: the user is updated once, then each building.
-#[derive(Clone, Debug)]
-pub struct UserJob {
-    /// The user (nil while `lookup` is set).
-    pub user_id: Uuid,
-    /// The CRM id of a customer the checkpoint does not know yet: found or created first
-    /// (`customer`).
-    pub lookup: Option<String>,
-    /// The PUT body.
-    pub user_payload: String,
-    /// Whether the PUT is needed (the payload differs from the one applied).
-    pub put: bool,
-    /// The rows and what to do about each one's building.
-    pub rows: Vec<(PlannedRow, BuildingStep)>,
-}
 
 /// The fields of a building PUT (Podero's `BuildingIn`): what a read-modify-write keeps of
 /// the building it read (`id` and any read-only field are left out).
