@@ -12,26 +12,7 @@ use podero_onboard::sandbox;
 
 /// `links <csv>` with the session flags, the default checkpoint and fast settings, plus `extra`.
 async fn links(h: &Harness, csv: &Path, extra: &[&str]) -> Output {
-    let mut args: Vec<String> = [
-        "links",
-        csv.to_str().expect("utf-8"),
-        "--checkpoint",
-        h.checkpoint().to_str().expect("utf-8"),
-        "--language",
-        "de",
-        "--price-zone",
-        "AT",
-        "--success-url",
-        "https://partner.example/ok",
-        "--cancel-url",
-        "https://partner.example/cancel",
-        "--rate",
-        "5000",
-    ]
-    .map(String::from)
-    .to_vec();
-    args.extend(extra.iter().map(|s| s.to_string()));
-    h.exec(&args).await
+    h.links(csv, extra).await
 }
 
 fn json(out: &Output) -> serde_json::Value {

@@ -14,30 +14,7 @@ use uuid::Uuid;
 
 /// `links <csv>` with the session flags, the default checkpoint and fast settings, plus `extra`.
 fn links_args(h: &Harness, csv: &Path, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "links",
-        csv.to_str().expect("utf-8"),
-        "--checkpoint",
-        h.checkpoint().to_str().expect("utf-8"),
-        "--language",
-        "de",
-        "--price-zone",
-        "AT",
-        "--success-url",
-        "https://partner.example/ok",
-        "--cancel-url",
-        "https://partner.example/cancel",
-        "--rate",
-        "5000",
-        "--concurrency",
-        "16",
-        "--timeout",
-        "3",
-    ]
-    .map(String::from)
-    .to_vec();
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args
+    h.links_args(csv, extra)
 }
 
 /// Replaces the value of `flag` in `args`.

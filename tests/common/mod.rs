@@ -145,6 +145,40 @@ impl Harness {
         args
     }
 
+    /// `links <csv>` arguments: the session flags, this harness's checkpoint and fast
+    /// settings, then `extra`.
+    pub fn links_args(&self, csv: &Path, extra: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = [
+            "links",
+            csv.to_str().expect("utf-8"),
+            "--checkpoint",
+            self.checkpoint().to_str().expect("utf-8"),
+            "--language",
+            "de",
+            "--price-zone",
+            "AT",
+            "--success-url",
+            "https://partner.example/ok",
+            "--cancel-url",
+            "https://partner.example/cancel",
+            "--rate",
+            "5000",
+            "--concurrency",
+            "16",
+            "--timeout",
+            "3",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    }
+
+    /// Runs `links <csv>` (see [`Harness::links_args`]).
+    pub async fn links(&self, csv: &Path, extra: &[&str]) -> Output {
+        self.exec(&self.links_args(csv, extra)).await
+    }
+
     /// Runs the binary to completion (60 s at most).
     pub async fn exec(&self, args: &[String]) -> Output {
         let strs: Vec<&str> = args.iter().map(String::as_str).collect();
