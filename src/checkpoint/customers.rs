@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::now;
 pub use super::outcome::Resolution;
-use super::row::{EXT_PREFIX, PlannedRow, Prior, Reject, State, owner_key};
+use super::row::{EXT_PREFIX, PlannedRow, Reject, owner_key, prior};
 use crate::input::Row;
 
 /// Why a customer is not known after this run's attempt (`customers.state`).
@@ -270,25 +270,6 @@ pub(crate) fn priors(
         resolved.push(row);
     }
     Ok(resolved)
-}
-
-fn prior(conn: &Connection, user: &str, key: &str) -> rusqlite::Result<Option<Prior>> {
-    conn.prepare_cached(
-        "SELECT state, building_id, permanent, fingerprint, building_payload
-         FROM rows WHERE user_id = ?1 AND row_key = ?2",
-    )?
-    .query_row(params![user, key], |r| {
-        Ok(Prior {
-            state: State::parse(&r.get::<_, String>(0)?).unwrap_or(State::Pending),
-            building_id: r
-                .get::<_, Option<String>>(1)?
-                .and_then(|id| Uuid::parse_str(&id).ok()),
-            permanent: r.get::<_, Option<bool>>(2)?.unwrap_or(false),
-            fingerprint: r.get::<_, Option<i64>>(3)?.unwrap_or(0),
-            building_payload: r.get(4)?,
-        })
-    })
-    .optional()
 }
 
 /// Before a resolved customer's row is written under its user: its row kept under the

@@ -2,6 +2,7 @@
 //! what the checkpoint remembers of it ([`Prior`]) and this run's input joined with that
 //! history ([`PlannedRow`]). The fingerprint of the input payloads notices changed rows.
 
+use rusqlite::{OptionalExtension, params};
 use uuid::Uuid;
 
 /// A row's state in the checkpoint (`rows.state`).
@@ -177,4 +178,28 @@ pub(crate) struct Reject {
     pub value: Option<String>,
     /// Why, and what to do.
     pub reason: String,
+}
+
+/// The checkpoint row `(user, key)` as this run's plan sees it, if there is one.
+pub(super) fn prior(
+    conn: &rusqlite::Connection,
+    user: &str,
+    key: &str,
+) -> rusqlite::Result<Option<Prior>> {
+    conn.prepare_cached(
+        "SELECT state, building_id, permanent, fingerprint, building_payload
+         FROM main.rows WHERE user_id = ?1 AND row_key = ?2",
+    )?
+    .query_row(params![user, key], |r| {
+        Ok(Prior {
+            state: State::parse(&r.get::<_, String>(0)?).unwrap_or(State::Pending),
+            building_id: r
+                .get::<_, Option<String>>(1)?
+                .and_then(|id| Uuid::parse_str(&id).ok()),
+            permanent: r.get::<_, Option<bool>>(2)?.unwrap_or(false),
+            fingerprint: r.get::<_, Option<i64>>(3)?.unwrap_or(0),
+            building_payload: r.get(4)?,
+        })
+    })
+    .optional()
 }

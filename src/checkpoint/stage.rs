@@ -28,7 +28,7 @@ use uuid::Uuid;
 
 use super::customers;
 use super::outcome::{Skip, Tally};
-use super::row::{EXT_PREFIX, PlannedRow, Prior, Reject, State, fingerprint, row_key};
+use super::row::{EXT_PREFIX, PlannedRow, Prior, Reject, State, fingerprint, prior, row_key};
 use super::{Checkpoint, CheckpointError, sqlite};
 use crate::input::{Invalid, Record, Row};
 
@@ -446,23 +446,7 @@ fn staged_skip(
     planner: &impl Planner,
 ) -> rusqlite::Result<(PlannedRow, Option<&'static str>)> {
     row.fingerprint = fingerprint(&row.user_payload, &row.building_payload);
-    row.prior = tx
-        .prepare_cached(
-            "SELECT state, building_id, permanent, fingerprint, building_payload
-             FROM main.rows WHERE user_id = ?1 AND row_key = ?2",
-        )?
-        .query_row(params![user_id, row.row_key], |r| {
-            Ok(Prior {
-                state: State::parse(&r.get::<_, String>(0)?).unwrap_or(State::Pending),
-                building_id: r
-                    .get::<_, Option<String>>(1)?
-                    .and_then(|id| Uuid::parse_str(&id).ok()),
-                permanent: r.get::<_, Option<bool>>(2)?.unwrap_or(false),
-                fingerprint: r.get::<_, Option<i64>>(3)?.unwrap_or(0),
-                building_payload: r.get(4)?,
-            })
-        })
-        .optional()?;
+    row.prior = prior(tx, user_id, &row.row_key)?;
     if row.prior.is_none() {
         return Ok((row, None));
     }
