@@ -17,7 +17,7 @@
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use uuid::Uuid;
 
-use super::now;
+use super::{Checkpoint, CheckpointError, now, sqlite};
 pub use super::outcome::Resolution;
 use super::row::{EXT_PREFIX, PlannedRow, Reject, owner_key, prior};
 use crate::input::Row;
@@ -40,6 +40,35 @@ impl NotKnown {
             NotKnown::Failed => "failed",
             NotKnown::Unresolved => "unresolved",
         }
+    }
+}
+
+/// The customers of a staged run the checkpoint has no record of, counted before any call:
+/// what decides whether one user list replaces their lookups (`run::listed`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NewCustomers {
+    /// CRM ids of lookup rows with work and no `customers` record: each costs a lookup
+    /// when asked one by one.
+    pub customers: u64,
+    /// Users the checkpoint knows: a lower bound of the organization's user list.
+    pub known_users: u64,
+}
+
+impl Checkpoint {
+    /// Counts the staged run's new customers (see [`NewCustomers`]).
+    pub(crate) fn new_customers(&self) -> Result<NewCustomers, CheckpointError> {
+        let count = |sql| self.conn.query_row(sql, [], |r| r.get::<_, i64>(0));
+        let counted = count(
+            "SELECT count(DISTINCT i.external_user_id) FROM temp.input i
+             WHERE i.lookup AND i.skip IS NULL AND NOT EXISTS
+                 (SELECT 1 FROM customers c WHERE c.external_user_id = i.external_user_id)",
+        )
+        .and_then(|customers| Ok((customers, count("SELECT count(*) FROM users")?)));
+        let (customers, known) = counted.map_err(|e| sqlite(&self.path, e))?;
+        Ok(NewCustomers {
+            customers: customers as u64,
+            known_users: known as u64,
+        })
     }
 }
 
