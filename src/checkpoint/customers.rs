@@ -17,9 +17,9 @@
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use uuid::Uuid;
 
-use super::{Checkpoint, CheckpointError, now, sqlite};
 pub use super::outcome::Resolution;
 use super::row::{EXT_PREFIX, PlannedRow, Reject, owner_key, prior};
+use super::{Checkpoint, CheckpointError, now, sqlite};
 use crate::input::Row;
 
 /// Why a customer is not known after this run's attempt (`customers.state`).
