@@ -57,18 +57,25 @@ pub struct NewCustomers {
 impl Checkpoint {
     /// Counts the staged run's new customers (see [`NewCustomers`]).
     pub(crate) fn new_customers(&self) -> Result<NewCustomers, CheckpointError> {
-        let count = |sql| self.conn.query_row(sql, [], |r| r.get::<_, i64>(0));
-        let counted = count(
+        let (customers, known_users) = self.count_and_known_users(
             "SELECT count(DISTINCT i.external_user_id) FROM temp.input i
              WHERE i.lookup AND i.skip IS NULL AND NOT EXISTS
                  (SELECT 1 FROM customers c WHERE c.external_user_id = i.external_user_id)",
-        )
-        .and_then(|customers| Ok((customers, count("SELECT count(*) FROM users")?)));
-        let (customers, known) = counted.map_err(|e| sqlite(&self.path, e))?;
+        )?;
         Ok(NewCustomers {
-            customers: customers as u64,
-            known_users: known as u64,
+            customers,
+            known_users,
         })
+    }
+
+    /// The count `sql` answers, and the users the checkpoint knows (a lower bound of the
+    /// organization's user list): what a choice between one list and a request per
+    /// customer is made from (`api::Way::choose`).
+    pub(super) fn count_and_known_users(&self, sql: &str) -> Result<(u64, u64), CheckpointError> {
+        let count = |sql: &str| self.conn.query_row(sql, [], |r| r.get::<_, i64>(0));
+        let counted = count(sql).and_then(|n| Ok((n, count("SELECT count(*) FROM users")?)));
+        let (n, known) = counted.map_err(|e| sqlite(&self.path, e))?;
+        Ok((n as u64, known as u64))
     }
 }
 
