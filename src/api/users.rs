@@ -112,10 +112,12 @@ pub struct Directory {
 }
 
 /// The hash a CRM id is kept as. A collision only makes a CRM id look listed (it is then
-/// looked up, as without the list), never the other way round.
+/// looked up, as without the list), never the other way round. Case and surrounding spaces
+/// are ignored for the same reason: whether Podero's lookup tells `c-1` from `C-1 ` is not
+/// documented, so a CRM id the list shows in any such spelling is looked up.
 fn crm_hash(crm: &str) -> u64 {
     let mut hasher = std::hash::DefaultHasher::new();
-    crm.hash(&mut hasher);
+    crm.trim().to_lowercase().hash(&mut hasher);
     hasher.finish()
 }
 
@@ -361,6 +363,11 @@ mod tests {
         assert_eq!(crm.users, 3);
         assert_eq!(crm.may_show_crm_id("C-1"), Some(true), "twice is shown");
         assert_eq!(crm.may_show_crm_id("C-2"), Some(false));
+        assert_eq!(
+            crm.may_show_crm_id(" c-1"),
+            Some(true),
+            "any spelling is looked up"
+        );
         assert_eq!(crm.may_show_crm_id(""), Some(false), "empty is no CRM id");
         assert!(crm.with_email("a@x.de").is_empty(), "no e-mails kept");
         let both = read_keeping(Keep::EmailsAndCrmIds, &[body.as_bytes()]).expect("parses");
