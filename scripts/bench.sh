@@ -7,7 +7,9 @@
 #   --sizes "N ..."       row counts (default "20000 100000 1000000")
 #   --sandbox-sizes "N ..."  sizes also run against the simulator (default: all sizes;
 #                         "none": the static responder only)
-#   --naive-sizes "N ..." sizes the naive peer runs, in both variants (default "20000")
+#   --naive-sizes "N ..." sizes the naive peer runs, in both variants (default "20000";
+#                         "none": no naive peer, and no venv is made for it)
+#   --links-sizes "N ..." sandbox sizes also measured with `links` (default "20000 100000")
 #   --concurrency C       (default 32)
 #   --work DIR            work dir for CSVs, checkpoints, venv, raw results
 #                         (default target/bench); results.md and results.tsv land there
@@ -29,7 +31,11 @@
 # the same CSV and server, committing every row and, as a second variant, every 100
 # rows; CPU ms and context switches per row for each; a rate check
 # (2,000 rows at --rate 200: ideal 2*2000/200 = 20 s); a first run over 10k new customers
-# (no user_id, --create-users) and its re-run, against the simulator. Prints one markdown table and
+# (no user_id, --create-users) and its re-run, against the simulator (requests per new
+# customer: one user list replaces the lookups, issue 20); for the --links-sizes, `links`
+# over the onboarded checkpoint twice (the first creates every Connect link, the second,
+# the same day, reads one user list and nothing else: its peak RSS must not grow with the
+# customers or the list, issue 20). Prints one markdown table and
 # the targets met or missed. Then the adaptive-rate scenarios (scripts/adaptive_bench.py,
 # issue 13): a simulator with --rate-limit R --burst 3 and the job at --rate 4R for
 # R = 5, 10, 50, and the limit changed 10 -> 20 and 20 -> 10 mid-run; then (issue 24)
@@ -47,6 +53,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SIZES="20000 100000 1000000"
 SANDBOX_SIZES=""
 NAIVE_SIZES="20000"
+LINKS_SIZES="20000 100000"
 CONCURRENCY=32
 WORK="$ROOT/target/bench"
 BUILD=1
@@ -77,6 +84,7 @@ while [ $# -gt 0 ]; do
     --sizes) SIZES="$2"; shift ;;
     --sandbox-sizes) SANDBOX_SIZES="$2"; shift ;;
     --naive-sizes) NAIVE_SIZES="$2"; shift ;;
+    --links-sizes) LINKS_SIZES="$2"; shift ;;
     --concurrency) CONCURRENCY="$2"; shift ;;
     --work) WORK="$2"; shift ;;
     --no-build) BUILD=0 ;;
@@ -89,6 +97,7 @@ done
 [ -n "$SANDBOX_SIZES" ] || SANDBOX_SIZES="$SIZES"
 [ -n "$ADAPTIVE_SECS" ] || ADAPTIVE_SECS=60
 contains() { case " $1 " in *" $2 "*) return 0 ;; *) return 1 ;; esac; }
+max_of() { printf '%s\n' "$@" | grep -E '^[0-9]+$' | sort -n | tail -1; }
 
 # ---------------------------------------------------------------- prerequisites
 apt_install() {
@@ -111,7 +120,8 @@ command -v cargo >/dev/null || die "missing: cargo (install Rust from rustup, th
 mkdir -p "$WORK"
 WORK="$(cd "$WORK" && pwd)"
 VENV="$WORK/venv"
-if ! "$VENV/bin/python" -c 'import aiohttp' 2>/dev/null; then
+# shellcheck disable=SC2086
+if [ -n "$(max_of $NAIVE_SIZES)" ] && ! "$VENV/bin/python" -c 'import aiohttp' 2>/dev/null; then
     log "creating the naive peer's venv in $VENV (pip install aiohttp)"
     rm -rf "$VENV"
     python3 -m venv "$VENV" 2>/dev/null || {
@@ -132,7 +142,6 @@ STATIC="$TARGET_DIR/release/examples/static_responder"
 [ -x "$STATIC" ] || die "missing $STATIC (run without --no-build)"
 
 # ---------------------------------------------------------------- inputs
-max_of() { printf '%s\n' "$@" | grep -E '^[0-9]+$' | sort -n | tail -1; }
 # shellcheck disable=SC2086
 SANDBOX_USERS=$(($(max_of $SANDBOX_SIZES 0) + RATE_TEST_ROWS))
 CSV="$WORK/csv"
@@ -214,17 +223,23 @@ print(wall, field("User time (seconds)"), field("System time (seconds)"),
 EOF
 }
 
-# measure SCENARIO SERVER CSV CHECKPOINT [RATE] [FLAGS]: one `podero-onboard run`.
+# measure SCENARIO SERVER CSV CHECKPOINT [RATE] [FLAGS] [COMMAND]: one `podero-onboard
+# run` (or `links`, with fixed session flags and its links file in the run's directory).
 measure() {
     local scenario=$1 server=$2 csv=$3 checkpoint=$4 rate=${5:-$FAST_RATE} flags=${6:-}
+    local command=${7:-run}
     local dir
     dir="$WORK/runs/$(tr -c 'A-Za-z0-9' '-' <<<"$scenario" | tr -s '-')$server-$(basename "$csv" .csv)"
     local rows before after code=0
     mkdir -p "$dir"
     rows=$(($(wc -l <"$csv") - 1))
     before=$(server_calls "$server")
+    local args=(run "$csv")
+    [ "$command" = run ] || args=(links "$csv" --language de --price-zone AT \
+        --success-url https://partner.example/ok --cancel-url https://partner.example/cancel \
+        --out "$dir/links.csv")
     log "$scenario: $rows rows against the $server (rate $rate, concurrency $CONCURRENCY)"
-    /usr/bin/time -v -o "$dir/time.txt" "$BIN" run "$csv" --checkpoint "$checkpoint" \
+    /usr/bin/time -v -o "$dir/time.txt" "$BIN" "${args[@]}" --checkpoint "$checkpoint" \
         --base-url "$(url_of "$server")" --org-id "$ORG_ID" --rate "$rate" \
         --concurrency "$CONCURRENCY" $flags --json -q >"$dir/summary.json" 2>"$dir/stderr.txt" ||
         code=$?
@@ -239,10 +254,13 @@ try:
 except Exception as e:
     print(f"-\tno summary ({e})")
     sys.exit()
-r = s["rows"]
+r = s.get("rows") or s.get("links") or {}
 parts = [f"{k.replace('_', ' ')} {r[k]}" for k in
-         ("users_created", "users_found", "created", "updated", "skipped_done", "failed",
-          "unresolved", "not_processed") if r.get(k)]
+         ("users_created", "users_found", "created", "updated", "renewed", "still_valid",
+          "skipped_done", "failed", "unresolved", "not_processed") if r.get(k)]
+for way in ("new_customers_checked_by", "connections_checked_by"):
+    if s.get(way) not in (None, "none"):
+        parts.append(f"{way.replace('_', ' ')}: {s[way].replace('_', ' ')}")
 print(f"{s['requests']['total']}\t{', '.join(parts) or 'nothing'}")
 EOF
 )
@@ -327,6 +345,10 @@ for n in $SIZES; do
         measure "first run" "$server" "$CSV/$n.csv" "$checkpoint"
         measure "re-run (done)" "$server" "$CSV/$n.csv" "$checkpoint"
         measure "nightly 1%" "$server" "$CSV/$n-nightly.csv" "$checkpoint"
+        if [ "$server" = sandbox ] && contains "$LINKS_SIZES" "$n"; then
+            measure "links, first" "$server" "$CSV/$n-nightly.csv" "$checkpoint" "$FAST_RATE" "" links
+            measure "links, same day" "$server" "$CSV/$n-nightly.csv" "$checkpoint" "$FAST_RATE" "" links
+        fi
         if contains "$NAIVE_SIZES" "$n"; then
             naive "$server" "$CSV/$n.csv" 1
             naive "$server" "$CSV/$n.csv" 100
@@ -337,10 +359,12 @@ done
 # ---------------------------------------------------------------- report
 python3 - "$RESULTS" "$WORK/results.md" "$CONCURRENCY" "$RATE_TEST_RATE" "$LOAD_BEFORE" \
     "$(cut -d' ' -f1-3 /proc/loadavg)" "$(($(date +%s) - started))" \
-    "$COMMIT" <<'EOF'
+    "$COMMIT" "$SANDBOX_USERS" <<'EOF'
 import csv, datetime, os, sys
 
-results, out, concurrency, rate_r, load_before, load_after, elapsed, commit = sys.argv[1:]
+(results, out, concurrency, rate_r, load_before, load_after, elapsed, commit,
+ sandbox_users) = sys.argv[1:]
+sandbox_users = f"{int(sandbox_users):,}"
 rows = list(csv.DictReader(open(results), delimiter="\t"))
 for r in rows:
     r["rows"], r["wall"] = int(r["rows"]), round(float(r["wall"]), 2)
@@ -431,6 +455,20 @@ for server in ("static", "sandbox"):
       f"{r['rps']:,.0f} rows/s, {r['server_calls']} calls, exit {r['exit']}"
       f"{'' if complete else ' (not every row was skipped: ' + r['detail'] + ')'} — "
       f"{mark(r['rps'] >= 200_000 and zero and complete)}")
+new = find("first run, new customers", "sandbox")
+if new:
+    per = int(new["server_calls"]) / new["rows"]
+    p(f"- first run of {size(new['rows'])} new customers (--create-users): {per:.3f} API requests "
+      f"per customer (3.0 with a lookup each, before issue 20; target ≤ 2 + a constant) — "
+      f"{mark(per <= 2 + 10 / new['rows'])}")
+quiet = sorted((r for r in rows if r["scenario"] == "links, same day"), key=lambda r: r["rows"])
+if len(quiet) > 1:
+    small, big = quiet[0], quiet[-1]
+    rss_small, rss_big = int(small["rss_kb"]) / 1024, int(big["rss_kb"]) / 1024
+    p(f"- links the same day, reading the user list ({sandbox_users} users): peak RSS "
+      f"{size(small['rows'])} → {size(big['rows'])} customers {rss_small:.1f} → {rss_big:.1f} MiB "
+      f"= {rss_big / rss_small:.2f}× (target ≤ 1.5× and < 64 MiB) — "
+      f"{mark(rss_big / rss_small <= 1.5 and rss_big < 64)}; {big['server_calls']} API requests")
 rate = next((r for r in rows if r["scenario"].startswith("rate ")), None)
 if rate:
     ideal = 2 * rate["rows"] / float(rate_r)

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Harness, Output};
+use common::{Harness, Output, generated_csv};
 use podero_onboard::sandbox::{self, Building, Faults, SeedUser, Snapshot};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -270,11 +270,13 @@ async fn customers_that_exist_by_crm_id_are_found_updated_where_different_and_ne
         delta(&h, &BTreeMap::new()),
         counts(&[
             ("token", 1),
+            ("list_users", 1),
             ("get_user_by_ext_id", 2),
             ("put_user", 1),
             ("create_building", 2)
         ]),
-        "Anna's changed last name is one PUT, Ben is unchanged, nobody is created"
+        "Anna's changed last name is one PUT, Ben is unchanged, nobody is created; the \
+         list (two new customers outnumber its cost) shows both, so both are looked up"
     );
     let state = h.state();
     assert_eq!(state.users.len(), 2);
@@ -474,8 +476,13 @@ async fn a_schema_3_checkpoint_is_upgraded_and_keeps_working_creating_nothing() 
     // has: each found user gets one PUT of those fields (and only those).
     assert_eq!(
         delta(&h, &before),
-        counts(&[("token", 1), ("get_user_by_ext_id", 2), ("put_user", 2)]),
-        "two lookups, no create, no POST"
+        counts(&[
+            ("token", 1),
+            ("list_users", 1),
+            ("get_user_by_ext_id", 2),
+            ("put_user", 2)
+        ]),
+        "the list shows both CRM ids: two lookups, no create, no POST"
     );
     let anna = Uuid::parse_str("11111111-1111-4111-8111-000000000001").unwrap();
     assert_eq!(h.state().users[&anna].fields["zip_code"], json!("01067"));
@@ -755,4 +762,201 @@ async fn a_crm_id_with_slashes_spaces_and_umlauts_is_found_as_one_path_segment()
     let state = h.state();
     assert_eq!(state.count("create_user"), 0, "found, not created");
     assert_eq!(building_names(&state, id), ["Home"]);
+}
+
+// ---- one user list instead of a lookup per new customer (issue 20) ----
+
+/// `users` users of the organization unrelated to the file (CRM ids `OTHER-<i>`).
+fn others(users: usize) -> Vec<SeedUser> {
+    (0..users)
+        .map(|i| SeedUser::new(&format!("OTHER-{i}"), &format!("other{i}@example.com")))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_run_of_new_customers_costs_two_requests_each_and_the_next_one_nothing() {
+    const NEW: u64 = 200;
+    let h = Harness::new(sandbox::Builder::new().existing_users(others(300))).await;
+    let csv = h.write("new.csv", new_customers_csv(NEW as usize, 0));
+    let out = h.run(&csv, &["--create-users", "--json", "-v"]).await;
+    h.expect_code(&out, 0);
+    let sent = delta(&h, &BTreeMap::new());
+    assert_eq!(
+        sent,
+        counts(&[
+            ("token", 1),
+            ("list_users", 1),
+            ("create_user", NEW),
+            ("create_building", NEW)
+        ]),
+        "one list, then a user POST and a building POST per customer: no lookup"
+    );
+    let total: u64 = sent.values().sum();
+    assert!(total <= 2 * NEW + 2, "{total} requests for {NEW} customers");
+    assert_eq!(json_of(&out)["new_customers_checked_by"], "user_list");
+    assert!(
+        out.stderr
+            .contains("one user list instead of a lookup per new customer"),
+        "-v does not say which way:\n{}",
+        out.stderr
+    );
+    let state = h.state();
+    assert_eq!(state.users.len(), 300 + NEW as usize);
+    assert_one_user_per_crm_id(&state, crms(NEW as usize));
+    let before = state.requests;
+    let again = h.run(&csv, &["--create-users", "--json"]).await;
+    h.expect_code(&again, 0);
+    assert_eq!(
+        delta(&h, &before),
+        counts(&[("token", 1)]),
+        "a re-run: nothing"
+    );
+    assert_eq!(json_of(&again)["new_customers_checked_by"], "none");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_list_read_a_crm_id_held_by_two_users_is_unresolved_and_nothing_created() {
+    let mut seeded = others(3);
+    seeded.push(SeedUser::new("CRM-TWICE", "one@example.com"));
+    seeded.push(SeedUser::new("CRM-TWICE", "two@example.com"));
+    let h = Harness::new(sandbox::Builder::new().existing_users(seeded)).await;
+    let mut csv = new_customers_csv(5, 0);
+    csv.push_str("CRM-TWICE,three@example.com,Kim,Twice,01099,Dresden,DE,P-T,Home\n");
+    // One attempt: the lookup's 5xx is not retried, so lookups count CRM ids.
+    let out = h
+        .run(
+            &h.write("new.csv", csv),
+            &["--create-users", "--json", "--max-attempts", "1"],
+        )
+        .await;
+    h.expect_code(&out, 1);
+    let state = h.state();
+    assert_eq!(json_of(&out)["new_customers_checked_by"], "user_list");
+    assert_eq!(state.count("list_users"), 1);
+    assert_eq!(
+        state.count("get_user_by_ext_id"),
+        1,
+        "only the CRM id the list shows is looked up"
+    );
+    assert_eq!(state.count("create_user"), 5, "the five new ones only");
+    assert_eq!(state.users_with_external_id("CRM-TWICE").len(), 2);
+    assert_eq!(json_of(&out)["rows"]["unresolved"], json!(1));
+    assert_eq!(customers_table(&h)["CRM-TWICE"].1, "unresolved");
+    for crm in crms(5) {
+        user_of(&state, &crm);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_left_creating_or_unknown_is_looked_up_even_when_the_list_does_not_show_it() {
+    let h = Harness::new(sandbox::Builder::new().existing_users(others(3))).await;
+    // A first run makes the checkpoint; then, as a killed run would leave them: NEW-0's
+    // create happened (`creating`, the user exists), NEW-1's never arrived (`unknown`).
+    let first = h.write(
+        "first.csv",
+        "external_user_id,email,building_name\nOTHER-0,other0@example.com,Home\n",
+    );
+    h.expect_code(&h.run(&first, &["--create-users"]).await, 0);
+    let conn = rusqlite::Connection::open(h.checkpoint()).expect("open checkpoint");
+    conn.execute_batch(
+        "INSERT INTO customers (external_user_id, state, updated_at)
+         VALUES ('NEW-0', 'creating', 0), ('NEW-1', 'unknown', 0)",
+    )
+    .expect("intents");
+    drop(conn);
+    let created = h
+        .sandbox
+        .add_users([SeedUser::new("NEW-0", "new0@example.com")])
+        .expect("seed");
+    let before = h.state().requests;
+    let out = h
+        .run(
+            &h.write("new.csv", new_customers_csv(10, 0)),
+            &["--create-users", "--json", "--max-vanished", "1"],
+        )
+        .await;
+    h.expect_code(&out, 0);
+    let sent = delta(&h, &before);
+    assert_eq!(json_of(&out)["new_customers_checked_by"], "user_list");
+    assert_eq!(
+        sent.get("get_user_by_ext_id"),
+        Some(&2),
+        "NEW-0 and NEW-1 have records: both looked up, whatever the list shows: {sent:?}"
+    );
+    assert_eq!(
+        sent.get("create_user"),
+        Some(&9),
+        "NEW-0 was found: {sent:?}"
+    );
+    let state = h.state();
+    assert_eq!(
+        user_of(&state, "NEW-0"),
+        created[0],
+        "found, not created again"
+    );
+    assert_one_user_per_crm_id(&state, crms(10));
+    assert_no_second_create(&state);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_user_list_falls_back_to_a_lookup_per_new_customer_with_the_same_result() {
+    let h = Harness::new(sandbox::Builder::new().existing_users(others(3))).await;
+    h.sandbox.set_faults(Faults {
+        list_users_status: Some(504),
+        ..Faults::default()
+    });
+    let csv = h.write("new.csv", new_customers_csv(20, 0));
+    let out = h
+        .run(&csv, &["--create-users", "--json", "--max-attempts", "1"])
+        .await;
+    h.expect_code(&out, 0);
+    assert_eq!(
+        json_of(&out)["new_customers_checked_by"],
+        "per_customer_after_list_failed"
+    );
+    assert_eq!(
+        delta(&h, &BTreeMap::new()),
+        counts(&[
+            ("token", 1),
+            ("list_users", 1),
+            ("get_user_by_ext_id", 20),
+            ("create_user", 20),
+            ("create_building", 20)
+        ]),
+        "the list failed: a lookup per customer, as before the list"
+    );
+    assert!(
+        out.stderr
+            .contains("looking up each new customer by CRM id instead"),
+        "the fallback is not said:\n{}",
+        out.stderr
+    );
+    assert_one_user_per_crm_id(&h.state(), crms(20));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_few_new_customers_in_a_large_checkpoint_are_looked_up_one_by_one() {
+    // Two new customers in a checkpoint that knows 3,000 users: one list of the
+    // organization would cost more than two lookups.
+    let h = Harness::with_users(3000).await;
+    let all = h.write("all.csv", generated_csv(3000, 1));
+    h.expect_code(&h.run(&all, &[]).await, 0);
+    let before = h.state().requests;
+    let out = h
+        .run(
+            &h.write("new.csv", new_customers_csv(2, 0)),
+            &["--create-users", "--json", "-v", "--max-vanished", "3000"],
+        )
+        .await;
+    h.expect_code(&out, 0);
+    assert_eq!(json_of(&out)["new_customers_checked_by"], "per_customer");
+    let sent = delta(&h, &before);
+    assert_eq!(sent.get("list_users"), None, "{sent:?}");
+    assert_eq!(sent.get("get_user_by_ext_id"), Some(&2), "{sent:?}");
+    assert!(
+        out.stderr
+            .contains("looking up each new customer by CRM id"),
+        "{}",
+        out.stderr
+    );
 }

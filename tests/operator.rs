@@ -717,6 +717,7 @@ async fn json_summary_keeps_its_field_names() {
     "effective": "<redacted>",
     "achieved": "<redacted>"
   },
+  "new_customers_checked_by": "none",
   "failures": [
     {
       "state": "failed",

@@ -44,7 +44,7 @@ use error::{describe_body_redacted, parse_retry_after};
 use gate::Gate;
 use stats::Stats;
 use users::DirectoryReader;
-pub use users::{Directory, Keep, Listed, Lookup};
+pub use users::{Directory, Keep, Listed, Lookup, Way};
 
 /// Largest response body read; a larger one is an error, not a memory spike.
 pub const MAX_BODY_BYTES: usize = 1 << 20;

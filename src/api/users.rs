@@ -4,10 +4,16 @@
 //! The list (`GET .../users`) is one bare JSON array with no documented pagination: for a
 //! large organization it may hold 100k users, far over the bound every other body is read
 //! with. It is parsed element by element as the bytes arrive ([`ArraySplitter`]): only the
-//! current element is buffered (bounded like any body), and of each user only the id, the
-//! lower-cased e-mail and the CRM id are kept.
+//! current element is buffered (bounded like any body), and of each user only what the
+//! caller asked for ([`Keep`]) is kept: the id, lower-cased e-mail and CRM id (adoption by
+//! e-mail), the ids of heat-pump owners (`links`), or a 64-bit hash of each CRM id (`run
+//! --create-users`: 8 bytes a user, so 100k users stay a few MB).
+//!
+//! Which way is cheaper, one list or a request per customer, is decided by counting
+//! ([`Way::choose`]), the same for `links` and `run`.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -43,19 +49,87 @@ pub enum Keep {
     /// Only the ids of users with at least one heat pump (`links`): memory grows with the
     /// customers who connected, not with the organization.
     HeatPumpOwners,
+    /// Only a hash of each CRM id (`run --create-users`): which CRM ids the list may show.
+    CrmIds,
+    /// Both [`Keep::Emails`] and [`Keep::CrmIds`] (`--create-users --adopt-existing`: one
+    /// list serves both).
+    EmailsAndCrmIds,
 }
 
-/// The organization's users by lower-cased e-mail, or the ids of those with heat pumps.
+impl Keep {
+    fn emails(self) -> bool {
+        matches!(self, Keep::Emails | Keep::EmailsAndCrmIds)
+    }
+
+    fn crm_ids(self) -> bool {
+        matches!(self, Keep::CrmIds | Keep::EmailsAndCrmIds)
+    }
+}
+
+/// Users the list may show per request it replaces: a list of 1,000 users is taken to cost
+/// about one extra request (a few hundred KB).
+pub const USERS_PER_REQUEST: u64 = 1000;
+
+/// How a run asked Podero about many customers (in the `--json` summaries): one user list,
+/// or a request per customer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Way {
+    /// No customer needed asking (or a dry run, which sends nothing).
+    #[default]
+    None,
+    /// One user list; per-customer requests only where the list cannot answer.
+    UserList,
+    /// A request per customer: fewer customers than one user list costs.
+    PerCustomer,
+    /// A request per customer, because the user list failed.
+    PerCustomerAfterListFailed,
+}
+
+impl Way {
+    /// The cheaper way to ask about `customers` customers, each costing one request, in an
+    /// organization of at least `known_users` users (what the checkpoint knows): the list
+    /// when they outnumber 1 + known users / [`USERS_PER_REQUEST`].
+    pub fn choose(customers: u64, known_users: u64) -> Way {
+        match customers {
+            0 => Way::None,
+            n if n > 1 + known_users / USERS_PER_REQUEST => Way::UserList,
+            _ => Way::PerCustomer,
+        }
+    }
+}
+
+/// The organization's users by lower-cased e-mail, the ids of those with heat pumps, or
+/// the hashes of their CRM ids.
 #[derive(Debug, Default)]
 pub struct Directory {
     keep: Keep,
     by_email: HashMap<String, Vec<Listed>>,
     owners: HashSet<Uuid>,
+    crm_ids: HashSet<u64>,
     /// Users listed.
     pub users: usize,
 }
 
+/// The hash a CRM id is kept as. A collision only makes a CRM id look listed (it is then
+/// looked up, as without the list), never the other way round. Case and surrounding spaces
+/// are ignored for the same reason: whether Podero's lookup tells `c-1` from `C-1 ` is not
+/// documented, so a CRM id the list shows in any such spelling is looked up.
+fn crm_hash(crm: &str) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    crm.trim().to_lowercase().hash(&mut hasher);
+    hasher.finish()
+}
+
 impl Directory {
+    /// Whether the list may show a user with CRM id `crm` (its hash is there: that user,
+    /// several, or a collision); `None` when this reading did not keep CRM ids.
+    pub fn may_show_crm_id(&self, crm: &str) -> Option<bool> {
+        self.keep
+            .crm_ids()
+            .then(|| self.crm_ids.contains(&crm_hash(crm)))
+    }
+
     /// Whether the list showed `user` with at least one heat pump (`num_heat_pumps` > 0).
     /// A user the list did not show has none.
     pub fn has_heat_pumps(&self, user: Uuid) -> bool {
@@ -71,6 +145,11 @@ impl Directory {
 
     fn add(&mut self, entry: Entry) -> Result<(), String> {
         self.users += 1;
+        if self.keep.crm_ids()
+            && let Some(crm) = entry.external_user_id.as_deref().filter(|c| !c.is_empty())
+        {
+            self.crm_ids.insert(crm_hash(crm));
+        }
         if self.keep == Keep::HeatPumpOwners {
             // Without the count the list cannot tell who connected: the caller falls back
             // to asking per customer.
@@ -80,6 +159,9 @@ impl Directory {
             if count > 0 {
                 self.owners.insert(entry.id);
             }
+            return Ok(());
+        }
+        if !self.keep.emails() {
             return Ok(());
         }
         let Some(email) = entry.email.filter(|e| !e.is_empty()) else {
@@ -230,7 +312,11 @@ mod tests {
     use super::*;
 
     fn read(chunks: &[&[u8]]) -> Result<Directory, String> {
-        let mut reader = DirectoryReader::default();
+        read_keeping(Keep::Emails, chunks)
+    }
+
+    fn read_keeping(keep: Keep, chunks: &[&[u8]]) -> Result<Directory, String> {
+        let mut reader = DirectoryReader::keeping(keep);
         for chunk in chunks {
             reader.feed(chunk)?;
         }
@@ -264,5 +350,41 @@ mod tests {
         assert!(read(&[b"{\"detail\":\"x\"}"]).is_err());
         assert!(read(&[b"[{\"no\":\"id\"}]"]).is_err());
         assert_eq!(read(&[b"[]"]).expect("empty list").users, 0);
+    }
+
+    #[test]
+    fn a_crm_id_reading_keeps_hashes_only_and_never_misses_a_listed_crm_id() {
+        let body = format!(
+            r#"[{{"id":"{A}","email":"a@x.de","external_user_id":"C-1"}},
+                {{"id":"{B}","email":"b@x.de","external_user_id":"C-1"}},
+                {{"id":"{A}","external_user_id":""}}]"#
+        );
+        let crm = read_keeping(Keep::CrmIds, &[body.as_bytes()]).expect("parses");
+        assert_eq!(crm.users, 3);
+        assert_eq!(crm.may_show_crm_id("C-1"), Some(true), "twice is shown");
+        assert_eq!(crm.may_show_crm_id("C-2"), Some(false));
+        assert_eq!(
+            crm.may_show_crm_id(" c-1"),
+            Some(true),
+            "any spelling is looked up"
+        );
+        assert_eq!(crm.may_show_crm_id(""), Some(false), "empty is no CRM id");
+        assert!(crm.with_email("a@x.de").is_empty(), "no e-mails kept");
+        let both = read_keeping(Keep::EmailsAndCrmIds, &[body.as_bytes()]).expect("parses");
+        assert_eq!(both.may_show_crm_id("C-1"), Some(true));
+        assert_eq!(both.with_email("a@x.de").len(), 1);
+        let emails = read(&[body.as_bytes()]).expect("parses");
+        assert_eq!(emails.may_show_crm_id("C-1"), None, "not kept: not known");
+    }
+
+    #[test]
+    fn the_list_is_chosen_when_the_customers_outnumber_what_it_costs() {
+        assert_eq!(Way::choose(0, 10), Way::None);
+        assert_eq!(Way::choose(1, 10), Way::PerCustomer);
+        assert_eq!(Way::choose(2, 10), Way::UserList);
+        assert_eq!(Way::choose(500, 500), Way::UserList);
+        assert_eq!(Way::choose(5, 100_000), Way::PerCustomer);
+        assert_eq!(Way::choose(101, 100_000), Way::PerCustomer);
+        assert_eq!(Way::choose(102, 100_000), Way::UserList);
     }
 }

@@ -17,9 +17,9 @@
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use uuid::Uuid;
 
-use super::now;
 pub use super::outcome::Resolution;
 use super::row::{EXT_PREFIX, PlannedRow, Reject, owner_key, prior};
+use super::{Checkpoint, CheckpointError, now, sqlite};
 use crate::input::Row;
 
 /// Why a customer is not known after this run's attempt (`customers.state`).
@@ -40,6 +40,42 @@ impl NotKnown {
             NotKnown::Failed => "failed",
             NotKnown::Unresolved => "unresolved",
         }
+    }
+}
+
+/// The customers of a staged run the checkpoint has no record of, counted before any call:
+/// what decides whether one user list replaces their lookups (`run::listed`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NewCustomers {
+    /// CRM ids of lookup rows with work and no `customers` record: each costs a lookup
+    /// when asked one by one.
+    pub customers: u64,
+    /// Users the checkpoint knows: a lower bound of the organization's user list.
+    pub known_users: u64,
+}
+
+impl Checkpoint {
+    /// Counts the staged run's new customers (see [`NewCustomers`]).
+    pub(crate) fn new_customers(&self) -> Result<NewCustomers, CheckpointError> {
+        let (customers, known_users) = self.count_and_known_users(
+            "SELECT count(DISTINCT i.external_user_id) FROM temp.input i
+             WHERE i.lookup AND i.skip IS NULL AND NOT EXISTS
+                 (SELECT 1 FROM customers c WHERE c.external_user_id = i.external_user_id)",
+        )?;
+        Ok(NewCustomers {
+            customers,
+            known_users,
+        })
+    }
+
+    /// The count `sql` answers, and the users the checkpoint knows (a lower bound of the
+    /// organization's user list): what a choice between one list and a request per
+    /// customer is made from (`api::Way::choose`).
+    pub(super) fn count_and_known_users(&self, sql: &str) -> Result<(u64, u64), CheckpointError> {
+        let count = |sql: &str| self.conn.query_row(sql, [], |r| r.get::<_, i64>(0));
+        let counted = count(sql).and_then(|n| Ok((n, count("SELECT count(*) FROM users")?)));
+        let (n, known) = counted.map_err(|e| sqlite(&self.path, e))?;
+        Ok((n as u64, known as u64))
     }
 }
 

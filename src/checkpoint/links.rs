@@ -113,17 +113,11 @@ pub struct HeatPumpChecks {
 impl Checkpoint {
     /// Counts the staged users whose heat pumps may need listing (see [`HeatPumpChecks`]).
     pub(crate) fn heat_pump_checks(&self) -> Result<HeatPumpChecks, CheckpointError> {
-        let count = |sql| self.conn.query_row(sql, [], |r| r.get::<_, i64>(0));
-        let checks = count(
+        let (users, known_users) = self.count_and_known_users(
             "SELECT count(DISTINCT user_id) FROM temp.link_targets t
              WHERE NOT EXISTS (SELECT 1 FROM connections c WHERE c.building_id = t.building_id)",
-        )
-        .and_then(|users| Ok((users, count("SELECT count(*) FROM users")?)));
-        let (users, known) = checks.map_err(|e| sqlite(&self.path, e))?;
-        Ok(HeatPumpChecks {
-            users: users as u64,
-            known_users: known as u64,
-        })
+        )?;
+        Ok(HeatPumpChecks { users, known_users })
     }
 
     /// Starts staging a links run's buildings (replacing an earlier staging).

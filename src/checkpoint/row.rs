@@ -62,6 +62,10 @@ pub struct PlannedRow {
     /// is found by the CRM id (or created) before anything else. Its staged owner key is
     /// `ext:<CRM id>` (see [`owner_key`]).
     pub lookup: bool,
+    /// A lookup row whose CRM id the checkpoint has no record of (`customers`: never looked
+    /// up, no create intent, no failure): the only customers a user list that does not show
+    /// the CRM id may create without a lookup (`run::customer`).
+    pub new_customer: bool,
     /// The building name; empty for a user-only row.
     pub building_name: String,
     /// The CRM's property id, when the file has that column.

@@ -178,7 +178,9 @@ impl Checkpoint {
                 "SELECT i.user_id, i.building_name, i.line, i.external_user_id, i.user_payload,
                         i.building_payload, r.state, r.building_id, r.permanent, r.fingerprint,
                         u.payload, i.property_id, i.row_key, i.match_key, r.building_payload,
-                        i.lookup
+                        i.lookup, i.lookup AND NOT EXISTS
+                            (SELECT 1 FROM customers c
+                             WHERE c.external_user_id = i.external_user_id)
                  FROM temp.input i
                  LEFT JOIN rows r ON r.user_id = i.user_id AND r.row_key = i.match_key
                  LEFT JOIN users u ON u.user_id = i.user_id
@@ -218,6 +220,7 @@ fn planned_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PlannedRow> {
         // A lookup row's owner is `ext:<CRM id>`: its user is not known yet (nil).
         user_id: Uuid::parse_str(&user_id).unwrap_or_default(),
         lookup,
+        new_customer: r.get(16)?,
         building_name: r.get(1)?,
         property_id: r.get(11)?,
         row_key: r.get(12)?,
@@ -251,6 +254,7 @@ fn stage_row(
         line: row.line,
         user_id: Uuid::parse_str(&user_id).unwrap_or_default(),
         lookup,
+        new_customer: false,
         building_name: row.building_name.clone(),
         property_id: row.property_id.clone(),
         match_key: key.clone(),

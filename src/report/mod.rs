@@ -91,6 +91,9 @@ pub struct Summary {
     pub requests: Requests,
     /// Request rates.
     pub rate: Rates,
+    /// `--create-users`: how the customers the checkpoint had no record of were checked
+    /// (`user_list`: one list spared their lookups; `per_customer`: a lookup each).
+    pub new_customers_checked_by: crate::api::Way,
     /// Rows not done, grouped by reason, largest group first.
     pub failures: Vec<FailureGroup>,
 }

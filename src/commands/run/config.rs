@@ -14,8 +14,9 @@ use crate::cli::{ResolveUnknown, RunArgs};
 use crate::config::{self, ConfigError, Env, Output, Workers};
 use crate::input::InputOptions;
 
-/// The organization's user list, read at most once per run (when a taken e-mail first
-/// needs it with `--adopt-existing`), shared by every job.
+/// The organization's user list, read at most once per run (at run start when it spares
+/// new customers' lookups, see `listed`; else when a taken e-mail first needs it with
+/// `--adopt-existing`), shared by every job.
 pub type SharedDirectory = Arc<tokio::sync::OnceCell<Result<Arc<Directory>, CallError>>>;
 
 /// Everything `run` needs, validated.
@@ -63,7 +64,8 @@ pub struct Settings {
     /// `--adopt-existing`: list a user's buildings before its first POST and adopt one of
     /// the row's name; with `--create-users`, adopt the user holding a new customer's e-mail.
     pub adopt_existing: bool,
-    /// The organization's user list, read at most once per run (for `--adopt-existing`).
+    /// The organization's user list, read at most once per run (new customers,
+    /// `--adopt-existing`).
     pub directory: SharedDirectory,
 }
 

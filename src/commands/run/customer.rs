@@ -1,9 +1,13 @@
 //! A customer known only by its CRM id: find its Podero user, or create it, exactly once.
 //!
 //! The rule that keeps one user per CRM id, whatever crashes: **nothing is created
-//! without a lookup that answered "not found" just before, in the same job**. So:
-//! 1. `GET .../users/by-ext-id/{crm}` (every time: the checkpoint's state of the customer,
-//!    `creating`, `unknown`, `failed`..., changes nothing about this first step).
+//! without an answer "nobody has this CRM id" just before, in the same run**. So:
+//! 1. `GET .../users/by-ext-id/{crm}`: every time the checkpoint has a record of the
+//!    customer (`creating`, `unknown`, `failed`...: an unknown create is verified by CRM id
+//!    before any re-send). For a customer it has no record of, the user list read at run
+//!    start (`listed`, when it is the cheaper way) may answer instead: if the list does
+//!    not show the CRM id, step 3 follows without the lookup; if it shows it (once,
+//!    several times, or a hash collision), the lookup is made.
 //! 2. Found → that is the customer: PUT only the fields that differ, record it.
 //! 3. Not found → without `--create-users` the rows fail. With it: the intent (`creating`)
 //!    is committed through the writer and waited for, then `POST .../users` with role
@@ -58,6 +62,9 @@ pub struct Resolver<'a> {
 impl Resolver<'_> {
     /// Finds or creates the customer of `job` (whose rows share the CRM id `crm`).
     pub async fn resolve(&self, job: UserJob, crm: &str) -> Result<Customer, Halt> {
+        if self.settings.plan.create_users && job.new_customer && self.not_listed(crm) {
+            return self.create(job, crm, 1).await;
+        }
         match self.client.find_user(crm).await {
             Ok(Lookup::Found(user)) => self.found(job, crm, &user).await,
             Ok(Lookup::NotFound) if self.settings.plan.create_users => {
@@ -75,6 +82,15 @@ impl Resolver<'_> {
                 },
             )),
             Err(error) => self.lookup_failed(crm, &error, "looking up the CRM id"),
+        }
+    }
+
+    /// Whether the user list read at run start (`listed`) shows no user with CRM id `crm`.
+    /// `false` when no list was read, or its reading kept no CRM ids.
+    fn not_listed(&self, crm: &str) -> bool {
+        match self.directory.get() {
+            Some(Ok(list)) => list.may_show_crm_id(crm) == Some(false),
+            _ => false,
         }
     }
 

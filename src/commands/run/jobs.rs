@@ -28,6 +28,7 @@ impl From<Vec<Work>> for UserJob {
         UserJob {
             user_id: first.user_id,
             lookup: first.lookup.then(|| first.external_user_id.clone()),
+            new_customer: first.new_customer,
             user_payload: first.user_payload.clone(),
             put: work.iter().any(|w| w.put),
             rows: work.into_iter().map(|w| (w.row, w.step)).collect(),

@@ -12,6 +12,7 @@
 pub mod config;
 pub(crate) mod customer;
 pub(crate) mod jobs;
+pub(crate) mod listed;
 pub(crate) mod metrics;
 pub mod plan;
 pub(crate) mod summary;
@@ -21,7 +22,8 @@ pub(crate) mod worker;
 use std::path::Path;
 use std::time::Instant;
 
-use crate::api::Client;
+use crate::api::{Client, Way};
+use crate::checkpoint::customers::NewCustomers;
 use crate::checkpoint::stage::Staged;
 use crate::checkpoint::vanished::VanishedCount;
 use crate::checkpoint::writer::{WriteError, Writer};
@@ -94,6 +96,10 @@ async fn run_job(
         .await
         .inspect_err(|error| end_aborted_run(&checkpoint, run_id, error))?;
     let blocked = config.strict && staged.invalid > 0;
+    let new_customers = match config.settings.plan.create_users {
+        true => checkpoint.new_customers()?,
+        false => Default::default(),
+    };
     let writer = Writer::spawn(checkpoint, run_id);
     // Rows decided to cost nothing while staging never reach the plan pages: count them.
     writer.sender().skipped(staged.skipped.clone());
@@ -103,7 +109,8 @@ async fn run_job(
         move || summary::reading(&tally.lock().expect("tally lock"))
     });
     let sending = client.as_ref().filter(|_| !blocked);
-    let (ending, plan) = execute(config, sending, &writer, &shutdown).await;
+    let (ending, plan, new_customers) =
+        execute(config, sending, &writer, &shutdown, new_customers).await;
     progress.finish().await;
     let (checkpoint, written) = writer.finish();
     if !config.dry_run {
@@ -122,6 +129,7 @@ async fn run_job(
         client: client.as_ref(),
         started,
         blocked,
+        new_customers,
     }
     .summary(ending)?;
     finish(config, &checkpoint, report_file, &summary)?;
@@ -131,22 +139,26 @@ async fn run_job(
     Ok(summary.header.exit_code)
 }
 
-/// The jobs on the engine when there is a client to send with; else (a dry run, or
-/// `--strict` with invalid rows) the plan a real run would follow.
+/// The jobs on the engine when there is a client to send with (the user list first, when
+/// it spares the new customers' lookups); else (a dry run, or `--strict` with invalid
+/// rows) the plan a real run would follow. Also returns how new customers were checked.
 async fn execute(
     config: &RunConfig,
     client: Option<&Client>,
     writer: &Writer,
     shutdown: &Shutdown,
-) -> (Ending, Option<Result<Plan, WriteError>>) {
+    new_customers: NewCustomers,
+) -> (Ending, Option<Result<Plan, WriteError>>, Way) {
     match client {
         Some(client) => {
+            let way = listed::read(client, &config.settings, new_customers).await;
             let drive = Drive::new(client, shutdown, config.workers);
-            (jobs::drive(&drive, writer, &config.settings).await, None)
+            let ending = jobs::drive(&drive, writer, &config.settings).await;
+            (ending, None, way)
         }
         None => {
             let plan = jobs::dry_plan(writer, config.settings.plan).await;
-            (Ending::Completed, Some(plan))
+            (Ending::Completed, Some(plan), Way::None)
         }
     }
 }

@@ -176,6 +176,8 @@ pub(crate) struct UserJob {
     /// The CRM id of a customer the checkpoint does not know yet: found or created first
     /// (`customer`).
     pub lookup: Option<String>,
+    /// The checkpoint has no record of that CRM id (see `PlannedRow::new_customer`).
+    pub new_customer: bool,
     /// The PUT body.
     pub user_payload: String,
     /// Whether the PUT is needed (the payload differs from the one applied).
@@ -195,6 +197,7 @@ mod tests {
             line: 2,
             user_id: Uuid::nil(),
             lookup: false,
+            new_customer: false,
             building_name: "Home".into(),
             property_id: None,
             row_key: "name:Home".into(),

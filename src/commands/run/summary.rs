@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use super::RunConfig;
-use crate::api::Client;
+use crate::api::{Client, Way};
 use crate::checkpoint::Checkpoint;
 use crate::checkpoint::outcome::Tally;
 use crate::checkpoint::stage::Staged;
@@ -43,6 +43,8 @@ pub struct Summarized<'a> {
     pub started: Instant,
     /// `--strict` found invalid rows: nothing was sent.
     pub blocked: bool,
+    /// How the new customers were checked (one user list, or a lookup each).
+    pub new_customers: Way,
 }
 
 impl Summarized<'_> {
@@ -73,6 +75,7 @@ impl Summarized<'_> {
                 achieved: requests.total as f64 / duration.max(0.001),
             },
             requests,
+            new_customers_checked_by: self.new_customers,
             failures: self.checkpoint.failure_groups()?,
         };
         let dry_run = summary.plan.is_some();
