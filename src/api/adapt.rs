@@ -144,6 +144,19 @@ pub const SIMILAR: f64 = 0.4;
 /// is compared: fewer requests than that say nothing either way.
 pub const MIN_EXPECTED: f64 = 1.5;
 
+fn knob(name: &str, default: f64) -> f64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn trace(args: std::fmt::Arguments) {
+    if std::env::var_os("ADAPT_TRACE").is_some() {
+        eprintln!("ADAPT {args}");
+    }
+}
+
 /// Width of one meter slot, seconds of active time.
 const SLOT: f64 = 0.1;
 /// Slots in the meter window.
@@ -201,6 +214,8 @@ pub struct Controller {
     resumed: f64,
     /// Responses accepted since the last pause ended.
     since_resume: u32,
+    /// Requests sent (admitted by the gate) since the last pause ended.
+    sent_since_resume: u32,
     /// The last rate-caused episodes: (active time, rate, accepted before it since the
     /// pause before it).
     recent: std::collections::VecDeque<(f64, f64, u32)>,
@@ -223,6 +238,7 @@ impl Controller {
             paused: 0.0,
             resumed: 0.0,
             since_resume: 0,
+            sent_since_resume: 0,
             recent: std::collections::VecDeque::new(),
             meter: Meter::default(),
             evidence: Evidence::default(),
@@ -256,6 +272,12 @@ impl Controller {
         self.meter.add(t);
         self.evidence.request(t, rate, false);
         self.since_resume = self.since_resume.saturating_add(1);
+    }
+
+    /// A request left (the gate admitted it) at `now`.
+    pub fn on_sent(&mut self, now: f64) {
+        self.active(now);
+        self.sent_since_resume = self.sent_since_resume.saturating_add(1);
     }
 
     /// What the last 429s said, for the log: `(classification)`.
@@ -304,7 +326,12 @@ impl Controller {
             .curve(t)
             .min(self.ceiling)
             .max(MIN_RATE.min(self.ceiling));
-        if self.since_resume == 0 && self.evidence.proven(rate) {
+        let first = knob("ADAPT_FIRST_SENT", 1.0) > 0.0 && self.sent_since_resume == 1;
+        if self.since_resume == 0 && (first || self.evidence.proven(rate)) {
+            trace(format_args!(
+                "{t:8.3} refused n=0 sent={} rate {rate:.2}",
+                self.sent_since_resume
+            ));
             return Verdict::Refused;
         }
         self.evidence.request(t, rate, true);
@@ -374,6 +401,9 @@ impl Controller {
             (achieved, beta, !rising)
         };
         let learned = learned.max(MIN_RATE);
+        trace(format_args!(
+            "{t:8.3} learn {learned:.2} window {window:.2} current {current:.2}"
+        ));
         self.learned = Some(learned);
         self.confirmed = confirmed;
         self.from = (learned * beta).max(MIN_RATE);
@@ -394,7 +424,9 @@ impl Controller {
             .fold((0u32, 0u64, current), |(e, a, r), (_, rate, n)| {
                 (e + 1, a + u64::from(*n), r.max(*rate))
             });
-        let mut share = f64::from(episodes) / (accepted as f64 + f64::from(episodes)).max(1.0);
+        let prior = knob("ADAPT_PRIOR", 0.0);
+        let mut share =
+            f64::from(episodes) / (accepted as f64 + f64::from(episodes) + prior).max(1.0);
         if episodes < 2 {
             // One 429 is a weak sample (a spurious one may come after a few requests):
             // unless it recurs, the share over everything sent at about this rate counts.
@@ -402,6 +434,10 @@ impl Controller {
         }
         // Relative to the highest rate that drew them (after a dip, the rate is lower).
         let bound = (drew * (1.0 - ASSUMED_BURST * share).max(SHORT_WINDOW_CUT)).min(current);
+        trace(format_args!(
+            "{t:8.3} bound episodes={episodes} accepted={accepted} share={share:.3} drew={drew:.2} bound={bound:.2} n={} sent={}",
+            self.since_resume, self.sent_since_resume
+        ));
         (bound, episodes >= 2)
     }
 
@@ -416,7 +452,14 @@ impl Controller {
             let left = 1.0 - since / RECOVERY;
             return target - (target - self.from) * left * left * left;
         }
-        let hold = if self.confirmed { HOLD } else { HOLD_GUESSED };
+        static H: std::sync::OnceLock<(f64, f64)> = std::sync::OnceLock::new();
+        let (h, hg) = *H.get_or_init(|| {
+            (
+                knob("ADAPT_HOLD", HOLD),
+                knob("ADAPT_HOLD_GUESSED", HOLD_GUESSED),
+            )
+        });
+        let hold = if self.confirmed { h } else { hg };
         if since < RECOVERY + hold {
             target
         } else {
@@ -435,6 +478,7 @@ impl Controller {
             self.pause = None;
             self.resumed = end - self.paused;
             self.since_resume = 0;
+            self.sent_since_resume = 0;
             self.meter.reset(self.resumed);
         }
         now - self.paused

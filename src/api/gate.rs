@@ -60,6 +60,9 @@ enum Wait {
     Pause(f64),
     /// The reserved slot at this time, reserved under this generation.
     Slot(f64, u64),
+    /// No slot reserved: the next free one is more than a period away; ask again at this
+    /// time, at the rate of then.
+    Later(f64),
 }
 
 impl Gate {
@@ -88,14 +91,19 @@ impl Gate {
         loop {
             let (wait, now) = self.reserve();
             match wait {
-                Wait::Pause(until) => tokio::time::sleep_until(self.instant(until).into()).await,
+                Wait::Pause(until) | Wait::Later(until) => {
+                    tokio::time::sleep_until(self.instant(until).into()).await;
+                }
                 Wait::Slot(at, generation) => {
                     if at > now {
                         tokio::time::sleep_until(self.instant(at).into()).await;
                     }
                     // A 429 while we slept voids the slot: it was paced at the old rate
                     // (honoured after the pause, such slots doubled the rate there).
-                    if at <= now || self.lock().generation == generation {
+                    let mut state = self.lock();
+                    if at <= now || state.generation == generation {
+                        let now = self.now();
+                        state.controller.on_sent(now);
                         return;
                     }
                 }
@@ -157,6 +165,9 @@ impl Gate {
         let tolerance = f64::from(burst_for(rate) - 1) * period;
         let tat = state.next.max(now);
         let at = (tat - tolerance).max(now);
+        if at > now + period && knob_horizon() {
+            return (Wait::Later(at - period), now);
+        }
         state.next = tat + period;
         (Wait::Slot(at, state.generation), now)
     }
@@ -172,6 +183,11 @@ impl Gate {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().expect("gate lock")
     }
+}
+
+fn knob_horizon() -> bool {
+    static K: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *K.get_or_init(|| std::env::var_os("GATE_QUEUE").is_none())
 }
 
 /// `--rate` as a `governor` quota, with the pacer's burst at that rate.
