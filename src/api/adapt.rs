@@ -157,6 +157,10 @@ fn trace(args: std::fmt::Arguments) {
     }
 }
 
+/// 429s in one episode (requests in flight together, refused together) that make a dip a
+/// cut: see `Controller::refused_at_once`.
+pub const REFUSED_AT_ONCE: u32 = 3;
+
 /// Width of one meter slot, seconds of active time.
 const SLOT: f64 = 0.1;
 /// Slots in the meter window.
@@ -216,6 +220,8 @@ pub struct Controller {
     since_resume: u32,
     /// Requests sent (admitted by the gate) since the last pause ended.
     sent_since_resume: u32,
+    /// The episode in force, when it was only a dip: (active time, rate, 429s in it).
+    dipped: Option<(f64, f64, u32)>,
     /// The last rate-caused episodes: (active time, rate, accepted before it since the
     /// pause before it).
     recent: std::collections::VecDeque<(f64, f64, u32)>,
@@ -239,6 +245,7 @@ impl Controller {
             resumed: 0.0,
             since_resume: 0,
             sent_since_resume: 0,
+            dipped: None,
             recent: std::collections::VecDeque::new(),
             meter: Meter::default(),
             evidence: Evidence::default(),
@@ -295,12 +302,14 @@ impl Controller {
             None => (now, end),
         });
         if in_pause {
+            self.refused_at_once();
             return Throttled {
                 pause_until: self.pause.map_or(end, |(_, e)| e),
                 decreased: false,
                 verdict: Verdict::SameSignal,
             };
         }
+        self.dipped = None;
         let verdict = self.judge(t);
         match verdict {
             Verdict::RateCaused => self.decrease(t),
@@ -381,6 +390,33 @@ impl Controller {
     fn dip(&mut self, t: f64, current: f64) {
         self.from = (current * BETA).max(MIN_RATE);
         self.epoch = t;
+        self.dipped = Some((t, current, 1));
+    }
+
+    /// Another 429 while the pause of a dip runs: requests in flight together refused
+    /// together. [`REFUSED_AT_ONCE`] of them say the rate is a multiple of the limit (429s
+    /// not about our rate rarely come in threes): the dip becomes a cut as deep as the
+    /// episode's share of 429s says, without waiting for the next pause to repeat it.
+    fn refused_at_once(&mut self) {
+        let Some((t, current, refused)) = self.dipped else {
+            return;
+        };
+        let refused = refused + 1;
+        self.dipped = Some((t, current, refused));
+        if refused < REFUSED_AT_ONCE || knob("ADAPT_AT_ONCE", 1.0) == 0.0 {
+            return;
+        }
+        let share = f64::from(refused) / f64::from(refused + self.since_resume);
+        let bound = current * (1.0 - ASSUMED_BURST * share).max(SHORT_WINDOW_CUT);
+        trace(format_args!(
+            "{t:8.3} at once refused={refused} n={} bound {bound:.2}",
+            self.since_resume
+        ));
+        let learned = bound.max(MIN_RATE);
+        self.learned = Some(learned);
+        self.confirmed = false;
+        self.from = (learned * BETA).max(MIN_RATE);
+        self.dipped = None;
     }
 
     /// Recurring 429s at `current`: the limit is what was achieved, at most `bound`.
@@ -767,6 +803,7 @@ mod tests {
             allowance = (allowance + rate * DT).min(burst);
             while allowance >= 1.0 && controller.paused_until(now).is_none() {
                 allowance -= 1.0;
+                controller.on_sent(now);
                 match server.take(now) {
                     None => {
                         controller.on_accepted(now);
