@@ -38,15 +38,20 @@
 //! 4. **Not every 429 is about our rate** (issue 24: a quota shared with the partner's app,
 //!    a gateway deploying, another job). Each 429's `Retry-After` still pauses everyone;
 //!    only the cut is decided by evidence ([`Verdict`]):
-//!    * *Refused before anything passed* since the last pause, at a rate that has been
-//!      passing ([`PROVEN_REQUESTS`], [`PROVEN_SHARE`]): the pause refilled any bucket our
-//!      rate had emptied, so it is not our rate: no cut (a storm is all these).
+//!    * *Refused before anything passed* since the last pause, when it answers the only
+//!      request sent since (the gate reports each one it admits), or at a rate that has
+//!      been passing ([`PROVEN_REQUESTS`], [`PROVEN_SHARE`]): the pause refilled any bucket
+//!      our rate had emptied, so it is not our rate: no cut (a storm is all these).
 //!    * *One 429 is one sample*: the first ever, or one below the learned target that does
 //!      not recur at about the same rate, is a dip (× [`BETA`], back in [`RECOVERY`]); the
 //!      limit is learned or lowered only when 429s recur, and then by as much as their
 //!      share says: a token bucket of burst `b` refuses `(r − L) / (b · r)` of what is sent
 //!      at `r`, so `L ≈ r · (1 − b · share)` ([`ASSUMED_BURST`]); below the target, only
-//!      when that bound is under [`WEAK_BOUND`] × the rate.
+//!      when that bound is under [`WEAK_BOUND`] × the rate. 429s recur *at once* when
+//!      [`REFUSED_AT_ONCE`] requests in flight together are refused in one dip's pause
+//!      (a start at 4× a limit with 32 workers: 7 of 10): the dip becomes a cut by the
+//!      episode's share, so the start costs one pause, not two; spurious 429s rarely
+//!      come in threes.
 //!    * *Did the 429s follow the rate?* Responses are tallied per band of rates
 //!      ([`BAND_RATIO`] wide, fading with [`EVIDENCE_HALF_LIFE`]). A 429 is spurious when
 //!      lower rates drew at least a [`SIMILAR`] share of its share (a limit draws none
@@ -144,6 +149,10 @@ pub const SIMILAR: f64 = 0.4;
 /// is compared: fewer requests than that say nothing either way.
 pub const MIN_EXPECTED: f64 = 1.5;
 
+/// 429s in one episode (requests in flight together, refused together) that make a dip a
+/// cut: see `Controller::refused_at_once`.
+pub const REFUSED_AT_ONCE: u32 = 3;
+
 /// Width of one meter slot, seconds of active time.
 const SLOT: f64 = 0.1;
 /// Slots in the meter window.
@@ -201,6 +210,10 @@ pub struct Controller {
     resumed: f64,
     /// Responses accepted since the last pause ended.
     since_resume: u32,
+    /// Requests sent (admitted by the gate) since the last pause ended.
+    sent_since_resume: u32,
+    /// The episode in force, when it was only a dip: (active time, rate, 429s in it).
+    dipped: Option<(f64, f64, u32)>,
     /// The last rate-caused episodes: (active time, rate, accepted before it since the
     /// pause before it).
     recent: std::collections::VecDeque<(f64, f64, u32)>,
@@ -223,6 +236,8 @@ impl Controller {
             paused: 0.0,
             resumed: 0.0,
             since_resume: 0,
+            sent_since_resume: 0,
+            dipped: None,
             recent: std::collections::VecDeque::new(),
             meter: Meter::default(),
             evidence: Evidence::default(),
@@ -258,6 +273,13 @@ impl Controller {
         self.since_resume = self.since_resume.saturating_add(1);
     }
 
+    /// A request left at `now` (the gate admitted it): a 429 to the only request sent since
+    /// a pause is not about our rate.
+    pub fn on_sent(&mut self, now: f64) {
+        self.active(now);
+        self.sent_since_resume = self.sent_since_resume.saturating_add(1);
+    }
+
     /// What the last 429s said, for the log: `(classification)`.
     pub fn last_verdict(&self) -> Verdict {
         self.verdict
@@ -273,12 +295,14 @@ impl Controller {
             None => (now, end),
         });
         if in_pause {
+            self.refused_at_once();
             return Throttled {
                 pause_until: self.pause.map_or(end, |(_, e)| e),
                 decreased: false,
                 verdict: Verdict::SameSignal,
             };
         }
+        self.dipped = None;
         let verdict = self.judge(t);
         match verdict {
             Verdict::RateCaused => self.decrease(t),
@@ -295,16 +319,20 @@ impl Controller {
 
     /// What a new 429 at active time `t` says about the rate.
     fn judge(&mut self, t: f64) -> Verdict {
-        // Refused before anything passed since the pause ended, at a rate that has been
-        // passing: the pause the server asked for refilled any bucket our rate had emptied,
-        // so the refusal is not about our rate (a deploy, another client, the partner's app
-        // spending the shared quota). At a rate never proven (the start, far above a
-        // limit), the first response to a burst of requests may well be a 429: judged.
+        // Refused before anything passed since the pause ended, the only request sent
+        // since, or at a rate that has been passing: the pause the server asked for
+        // refilled any bucket our rate had emptied, so the refusal is not about our rate
+        // (a deploy, another client, the partner's app spending the shared quota). When
+        // several left at once at a rate never proven (the start, far above a limit), the
+        // first response to the burst may well be a 429: judged. (Measured at 10 %
+        // spurious 429s before the "only request sent" rule: these, taken for a limit at
+        // each new lower rate, ratcheted the job from 30 to 0.2 req/s in 10 s.)
         let rate = self
             .curve(t)
             .min(self.ceiling)
             .max(MIN_RATE.min(self.ceiling));
-        if self.since_resume == 0 && self.evidence.proven(rate) {
+        let alone = self.sent_since_resume == 1;
+        if self.since_resume == 0 && (alone || self.evidence.proven(rate)) {
             return Verdict::Refused;
         }
         self.evidence.request(t, rate, true);
@@ -354,6 +382,29 @@ impl Controller {
     fn dip(&mut self, t: f64, current: f64) {
         self.from = (current * BETA).max(MIN_RATE);
         self.epoch = t;
+        self.dipped = Some((t, current, 1));
+    }
+
+    /// Another 429 while the pause of a dip runs: requests in flight together refused
+    /// together. [`REFUSED_AT_ONCE`] of them say the rate is a multiple of the limit (429s
+    /// not about our rate rarely come in threes): the dip becomes a cut as deep as the
+    /// episode's share of 429s says, without waiting for the next pause to repeat it.
+    fn refused_at_once(&mut self) {
+        let Some((t, current, refused)) = self.dipped else {
+            return;
+        };
+        let refused = refused + 1;
+        self.dipped = Some((t, current, refused));
+        if refused < REFUSED_AT_ONCE {
+            return;
+        }
+        let share = f64::from(refused) / f64::from(refused + self.since_resume);
+        let bound = current * (1.0 - ASSUMED_BURST * share).max(SHORT_WINDOW_CUT);
+        let learned = bound.max(MIN_RATE);
+        self.learned = Some(learned);
+        self.confirmed = false;
+        self.from = (learned * BETA).max(MIN_RATE);
+        self.dipped = None;
     }
 
     /// Recurring 429s at `current`: the limit is what was achieved, at most `bound`.
@@ -435,6 +486,7 @@ impl Controller {
             self.pause = None;
             self.resumed = end - self.paused;
             self.since_resume = 0;
+            self.sent_since_resume = 0;
             self.meter.reset(self.resumed);
         }
         now - self.paused
@@ -723,6 +775,7 @@ mod tests {
             allowance = (allowance + rate * DT).min(burst);
             while allowance >= 1.0 && controller.paused_until(now).is_none() {
                 allowance -= 1.0;
+                controller.on_sent(now);
                 match server.take(now) {
                     None => {
                         controller.on_accepted(now);
@@ -862,9 +915,62 @@ mod tests {
             c.on_accepted(f64::from(i) * 0.005);
         }
         c.on_throttled(0.02, Duration::from_secs(1));
+        // The gate's burst at the end of the pause: ten requests leave together.
+        for _ in 0..10 {
+            c.on_sent(1.02);
+        }
         let second = c.on_throttled(1.02, Duration::from_secs(1));
         assert_eq!(second.verdict, Verdict::RateCaused);
         assert!(c.learned().unwrap() <= 200.0 * SHORT_WINDOW_CUT + 1e-9);
+    }
+
+    #[test]
+    fn a_429_to_the_only_request_sent_after_a_pause_cuts_nothing() {
+        // Measured at 10 % spurious 429s: at each new, lower (so unproven) rate, a 429 to
+        // the first request after the pause was taken for a limit; 30 -> 0.2 req/s in 10 s.
+        let mut c = Controller::new(30.0);
+        for i in 0..3 {
+            c.on_sent(f64::from(i) * 0.03);
+            c.on_accepted(f64::from(i) * 0.03 + 0.001);
+        }
+        c.on_sent(0.1);
+        assert!(c.on_throttled(0.101, Duration::from_secs(1)).decreased);
+        let rate = c.rate(1.101);
+        c.on_sent(1.101);
+        let alone = c.on_throttled(1.102, Duration::from_secs(1));
+        assert_eq!(alone.verdict, Verdict::Refused);
+        assert!(!alone.decreased);
+        assert_eq!(c.learned(), Some(30.0), "the first 429 was only a dip");
+        assert!(
+            (c.rate(2.102) - rate).abs() < 0.01,
+            "{} vs {rate}",
+            c.rate(2.102)
+        );
+    }
+
+    #[test]
+    fn three_429s_refused_at_once_make_a_dip_a_cut() {
+        // A start at 200/s against a 50/s limit (burst 3), ten requests in flight: the
+        // first 429 is one sample (a dip), but the other refusals arrive in its pause.
+        let mut c = Controller::new(200.0);
+        for _ in 0..10 {
+            c.on_sent(0.0);
+        }
+        c.on_accepted(0.002);
+        c.on_accepted(0.002);
+        c.on_throttled(0.003, Duration::from_secs(1));
+        c.on_accepted(0.003);
+        c.on_throttled(0.004, Duration::from_secs(1));
+        assert_eq!(c.learned(), Some(200.0), "two at once may be chance");
+        let third = c.on_throttled(0.005, Duration::from_secs(1));
+        assert_eq!(third.verdict, Verdict::SameSignal);
+        let learned = c.learned().unwrap();
+        // Three refused of six answered: half, the deepest cut (a quarter of the rate).
+        assert!(
+            (learned - 200.0 * SHORT_WINDOW_CUT).abs() < 1e-9,
+            "learned {learned}"
+        );
+        assert!(c.rate(1.003) <= learned * BETA + 1e-9, "{}", c.rate(1.003));
     }
 
     #[test]
