@@ -94,7 +94,7 @@ async fn run_job(
         .await
         .inspect_err(|error| end_aborted_run(&checkpoint, run_id, error))?;
     let blocked = config.strict && staged.invalid > 0;
-    let writer = Writer::spawn(checkpoint, run_id);
+    let writer = Writer::spawn(checkpoint, run_id, config.report.is_some());
     // Rows decided to cost nothing while staging never reach the plan pages: count them.
     writer.sender().skipped(staged.skipped.clone());
     let tally = writer.tally();

@@ -19,7 +19,7 @@ use super::config::Settings;
 use super::customer::{Customer, Resolver};
 pub(crate) use super::plan::UserJob;
 use super::plan::{self, BuildingStep};
-use crate::api::{CallError, Client, Failure, Listing, PostOutcome};
+use crate::api::{Body, CallError, Client, Failure, Listing, PostOutcome};
 use crate::checkpoint::customers::Resolution;
 use crate::checkpoint::outcome::{RowOutcome, RowResult};
 use crate::checkpoint::row::PlannedRow;
@@ -127,9 +127,8 @@ struct Worker<'a> {
 
 impl Worker<'_> {
     async fn put(&self, job: &UserJob) -> Result<(), CallError> {
-        let body: serde_json::Value =
-            serde_json::from_str(&job.user_payload).expect("staged payloads are JSON");
-        self.client.put_user(job.user_id, &body).await?;
+        let body = Body::Text(&job.user_payload);
+        self.client.put_user(job.user_id, body).await?;
         self.writer
             .user_applied(job.user_id, job.user_payload.clone());
         Ok(())
@@ -354,9 +353,8 @@ impl Worker<'_> {
     /// POSTs (the intent is already durable), resolving an unknown outcome before any re-send.
     /// `posts` counts the POSTs sent for this row in this run.
     async fn post(&self, row: &PlannedRow, posts: u32) -> Result<RowResult, Halt> {
-        let body: serde_json::Value =
-            serde_json::from_str(&row.building_payload).expect("staged payloads are JSON");
-        match self.client.create_building(row.user_id, &body).await {
+        let body = Body::Text(&row.building_payload);
+        match self.client.create_building(row.user_id, body).await {
             PostOutcome::Created(id) => Ok(RowResult::Created(id)),
             PostOutcome::NotCreated(error) if error.failure == Failure::Fatal => {
                 Err(Halt::Fatal(error))
