@@ -77,8 +77,11 @@ impl Traffic {
     /// Reports one request's outcome: `status` (`None`: no response) and, for a failure,
     /// its class.
     pub fn observe(&self, status: Option<u16>, failure: Option<Failure>) {
-        self.stats
-            .count(&status.map_or_else(|| "network".to_owned(), |s| s.to_string()));
+        match status {
+            // Up to three digits, formatted on the stack: no allocation per request.
+            Some(status) => self.stats.count(status_label(status, &mut [0; 5])),
+            None => self.stats.count("network"),
+        }
         match failure {
             Some(Failure::Throttled { retry_after }) => self.gate.on_throttled(retry_after),
             _ => self.gate.on_not_throttled(),
@@ -88,6 +91,21 @@ impl Traffic {
             Some(Failure::NotProcessed | Failure::Ambiguous)
         ));
     }
+}
+
+/// `status` as decimal text in `buffer` (a `u16` has at most five digits).
+fn status_label(status: u16, buffer: &mut [u8; 5]) -> &str {
+    let mut start = buffer.len();
+    let mut rest = status;
+    loop {
+        start -= 1;
+        buffer[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buffer[start..]).expect("ASCII digits")
 }
 
 /// Why a body could not be read.
@@ -836,6 +854,13 @@ fn fresh_token_refused(mut error: CallError) -> CallError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_labels_are_the_decimal_status() {
+        for status in [0, 7, 42, 200, 404, 503, 9999, u16::MAX] {
+            assert_eq!(status_label(status, &mut [0; 5]), status.to_string());
+        }
+    }
 
     #[test]
     fn backoff_is_bounded_by_the_cap() {
