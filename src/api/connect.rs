@@ -12,7 +12,7 @@ use reqwest::Method;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{CallError, Client, Failure, Request};
+use super::{Body, CallError, Client, Failure, Request};
 
 /// The error text with every URL and session reference cut out. Error texts quote the
 /// server's error body, which goes to stderr (the `-vv` request log too), the summary and
@@ -170,7 +170,7 @@ impl Client {
             method: Method::POST,
             url: format!("{root}/device-onboarding"),
             target: None,
-            body: Some(body),
+            body: Some(Body::Json(body)),
             // An extra session is harmless (see the module header): retry like a PUT.
             idempotent: true,
             accept_404: false,
@@ -216,7 +216,7 @@ impl Client {
             method: Method::PUT,
             url: format!("{}/users/{user}/heat-pumps/{heat_pump}", self.api),
             target: None,
-            body: Some(&body),
+            body: Some(Body::Json(&body)),
             idempotent: true,
             accept_404: false,
             sink: None,

@@ -77,8 +77,11 @@ impl Traffic {
     /// Reports one request's outcome: `status` (`None`: no response) and, for a failure,
     /// its class.
     pub fn observe(&self, status: Option<u16>, failure: Option<Failure>) {
-        self.stats
-            .count(&status.map_or_else(|| "network".to_owned(), |s| s.to_string()));
+        match status {
+            // Up to three digits, formatted on the stack: no allocation per request.
+            Some(status) => self.stats.count(status_label(status, &mut [0; 5])),
+            None => self.stats.count("network"),
+        }
         match failure {
             Some(Failure::Throttled { retry_after }) => self.gate.on_throttled(retry_after),
             _ => self.gate.on_not_throttled(),
@@ -88,6 +91,21 @@ impl Traffic {
             Some(Failure::NotProcessed | Failure::Ambiguous)
         ));
     }
+}
+
+/// `status` as decimal text in `buffer` (a `u16` has at most five digits).
+fn status_label(status: u16, buffer: &mut [u8; 5]) -> &str {
+    let mut start = buffer.len();
+    let mut rest = status;
+    loop {
+        start -= 1;
+        buffer[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buffer[start..]).expect("ASCII digits")
 }
 
 /// Why a body could not be read.
@@ -226,19 +244,46 @@ struct BuildingEntry {
     name: String,
 }
 
+/// A request body: a JSON value, or JSON text sent as it is (the staged payloads are
+/// canonical JSON already: parsing them into a value only to serialize it again cost two
+/// allocations per field on every request).
+#[derive(Clone, Copy)]
+pub enum Body<'a> {
+    /// Serialized when sent.
+    Json(&'a serde_json::Value),
+    /// JSON text, sent verbatim.
+    Text(&'a str),
+}
+
+impl<'a> From<&'a serde_json::Value> for Body<'a> {
+    fn from(value: &'a serde_json::Value) -> Self {
+        Body::Json(value)
+    }
+}
+
 /// What one attempt's request is.
 struct Request<'a> {
     method: Method,
+    /// The URL as text; empty when `target` holds it (see [`Request::url`]).
     url: String,
-    /// `url`, built from the parsed base (see [`Client::api_url`]).
+    /// The URL, built from the parsed base (see [`Client::api_url`]).
     target: Option<reqwest::Url>,
-    body: Option<&'a serde_json::Value>,
+    body: Option<Body<'a>>,
     /// Whether an ambiguous failure may be retried (true for PUT and GET).
     idempotent: bool,
     /// A 404 is an answer for the caller, not an error (the by-ext-id lookup's miss).
     accept_404: bool,
     /// A 2xx body is streamed into this reader instead of being read whole (the user list).
     sink: Option<&'a Mutex<DirectoryReader>>,
+}
+
+impl Request<'_> {
+    /// The URL, for the request and the log.
+    fn url(&self) -> &str {
+        self.target
+            .as_ref()
+            .map_or(self.url.as_str(), reqwest::Url::as_str)
+    }
 }
 
 impl Client {
@@ -293,12 +338,17 @@ impl Client {
     }
 
     /// `PUT .../users/{user_id}` with a partial body. Idempotent, so retried freely.
-    pub async fn put_user(&self, user: Uuid, body: &serde_json::Value) -> Result<(), CallError> {
+    pub async fn put_user<'b>(
+        &self,
+        user: Uuid,
+        body: impl Into<Body<'b>>,
+    ) -> Result<(), CallError> {
+        let (url, target) = self.user_address(user, false);
         let request = Request {
             method: Method::PUT,
-            url: format!("{}/users/{user}", self.api),
-            target: self.target(user, false),
-            body: Some(body),
+            url,
+            target,
+            body: Some(body.into()),
             idempotent: true,
             accept_404: false,
             sink: None,
@@ -308,12 +358,13 @@ impl Client {
 
     /// `POST .../users/{user_id}/buildings`. Re-sent only after failures that prove it
     /// was not processed; a 2xx without a readable id is [`PostOutcome::Unknown`].
-    pub async fn create_building(&self, user: Uuid, body: &serde_json::Value) -> PostOutcome {
+    pub async fn create_building<'b>(&self, user: Uuid, body: impl Into<Body<'b>>) -> PostOutcome {
+        let (url, target) = self.user_address(user, true);
         let request = Request {
             method: Method::POST,
-            url: format!("{}/users/{user}/buildings", self.api),
-            target: self.target(user, true),
-            body: Some(body),
+            url,
+            target,
+            body: Some(body.into()),
             idempotent: false,
             accept_404: false,
             sink: None,
@@ -417,7 +468,7 @@ impl Client {
             method: Method::PUT,
             url: format!("{}/users/{user}/buildings/{building}", self.api),
             target: None,
-            body: Some(body),
+            body: Some(Body::Json(body)),
             idempotent: true,
             accept_404: false,
             sink: None,
@@ -478,7 +529,7 @@ impl Client {
             method: Method::POST,
             url: format!("{}/users", self.api),
             target: None,
-            body: Some(body),
+            body: Some(Body::Json(body)),
             idempotent: false,
             accept_404: false,
             sink: None,
@@ -506,6 +557,16 @@ impl Client {
             status: Some(status),
             message,
         })
+    }
+
+    /// `.../users/{user}` or `.../users/{user}/buildings`: parsed (the text left empty,
+    /// see [`Request::url`]), or as text if the base did not parse.
+    fn user_address(&self, user: Uuid, buildings: bool) -> (String, Option<reqwest::Url>) {
+        match self.target(user, buildings) {
+            Some(url) => (String::new(), Some(url)),
+            None if buildings => (format!("{}/users/{user}/buildings", self.api), None),
+            None => (format!("{}/users/{user}", self.api), None),
+        }
     }
 
     /// `.../users/{user}` or `.../users/{user}/buildings`, from the parsed base.
@@ -589,7 +650,7 @@ impl Client {
                 }
                 _ => return Err(error),
             }
-            let url = path::logged_url(&request.url);
+            let url = path::logged_url(request.url());
             tracing::debug!(attempt, %url, error = %error, "retrying");
         }
     }
@@ -621,23 +682,21 @@ impl Client {
             None => self.http.request(request.method.clone(), &request.url),
         };
         let mut builder = builder.bearer_auth(bearer.token.expose());
-        if let Some(body) = request.body {
-            builder = builder.json(body);
+        match request.body {
+            Some(Body::Json(body)) => builder = builder.json(body),
+            Some(Body::Text(text)) => {
+                builder = builder
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(text.to_owned());
+            }
+            None => {}
         }
         let result = match builder.send().await {
             Ok(response) => self.read(response, request).await,
             Err(error) => Err(self.transport_error(&error)),
         };
         self.observe(&result);
-        let url = path::logged_url(&request.url);
-        match &result {
-            Ok((status, _)) => {
-                tracing::debug!(method = %request.method, %url, status, "request")
-            }
-            Err(error) => {
-                tracing::debug!(method = %request.method, %url, %error, "request failed")
-            }
-        }
+        log_attempt(request, &result);
         (result, bearer.generation)
     }
 
@@ -745,6 +804,23 @@ impl Client {
 
 /// A call answered 429 for longer than `--max-wait`: the run stops (nothing was processed,
 /// so no row is failed for it; the next run goes on where this one stopped).
+/// A debug line per attempt (the URL's CRM id elided, see [`path::logged_url`]); nothing
+/// is built when debug lines are off.
+fn log_attempt(request: &Request<'_>, result: &Result<(u16, bytes::Bytes), CallError>) {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return;
+    }
+    let url = path::logged_url(request.url());
+    match result {
+        Ok((status, _)) => {
+            tracing::debug!(method = %request.method, %url, status, "request")
+        }
+        Err(error) => {
+            tracing::debug!(method = %request.method, %url, %error, "request failed")
+        }
+    }
+}
+
 fn throttled_too_long(mut error: CallError, max_wait: Duration, times: u32) -> CallError {
     error.failure = Failure::Fatal;
     error.message = format!(
@@ -778,6 +854,13 @@ fn fresh_token_refused(mut error: CallError) -> CallError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_labels_are_the_decimal_status() {
+        for status in [0, 7, 42, 200, 404, 503, 9999, u16::MAX] {
+            assert_eq!(status_label(status, &mut [0; 5]), status.to_string());
+        }
+    }
 
     #[test]
     fn backoff_is_bounded_by_the_cap() {

@@ -44,10 +44,40 @@ pub enum WriteError {
 
 type Reply<T> = oneshot::Sender<Result<T, WriteError>>;
 
+/// What recording `posting` needs of a row: its identity and input, not its payloads (a
+/// copy of both bodies per intent was a tenth of the allocations of a first run).
+struct Intent {
+    user_id: Uuid,
+    lookup: bool,
+    external_user_id: String,
+    row_key: String,
+    match_key: String,
+    property_id: Option<String>,
+    building_name: String,
+    line: u64,
+    fingerprint: i64,
+}
+
+impl Intent {
+    fn of(row: &PlannedRow) -> Intent {
+        Intent {
+            user_id: row.user_id,
+            lookup: row.lookup,
+            external_user_id: row.external_user_id.clone(),
+            row_key: row.row_key.clone(),
+            match_key: row.match_key.clone(),
+            property_id: row.property_id.clone(),
+            building_name: row.building_name.clone(),
+            line: row.line,
+            fingerprint: row.fingerprint,
+        }
+    }
+}
+
 /// A message to the writer thread (sent through [`Sender`]'s methods).
 enum Msg {
     /// `run`: about to POST this row's building: record `posting`, answer after the commit.
-    Intent(Box<PlannedRow>, Reply<()>),
+    Intent(Box<Intent>, Reply<()>),
     /// `run`: a user's PUT succeeded with this body.
     UserApplied(Uuid, String),
     /// `run`: a row's final outcome in this run.
@@ -90,7 +120,7 @@ pub struct Sender {
 impl Sender {
     /// Records `posting` for the row and waits for the commit: only then may its POST leave.
     pub async fn intent(&self, row: &PlannedRow) -> Result<(), WriteError> {
-        self.ask(|reply| Msg::Intent(Box::new(row.clone()), reply))
+        self.ask(|reply| Msg::Intent(Box::new(Intent::of(row)), reply))
             .await
     }
 
@@ -217,8 +247,10 @@ pub struct Writer {
 
 impl Writer {
     /// Starts the thread, which owns the checkpoint until [`finish`](Self::finish).
-    /// `run_id` is the run the links' intents belong to.
-    pub fn spawn(checkpoint: Checkpoint, run_id: i64) -> Writer {
+    /// `run_id` is the run the links' intents belong to. `report`: this run writes a
+    /// `--report`, so what it did to each row is kept for it (`temp.outcomes`); without
+    /// one, that statement per row is not run.
+    pub fn spawn(checkpoint: Checkpoint, run_id: i64, report: bool) -> Writer {
         let (tx, rx) = mpsc::unbounded_channel();
         let tally = Arc::new(Mutex::new(Tally::default()));
         let thread = {
@@ -229,6 +261,7 @@ impl Writer {
                     let thread = Thread {
                         checkpoint: &checkpoint,
                         run_id,
+                        report,
                         tally: &tally,
                     };
                     let result = thread.run(rx);
@@ -265,6 +298,7 @@ impl Writer {
 struct Thread<'a> {
     checkpoint: &'a Checkpoint,
     run_id: i64,
+    report: bool,
     tally: &'a Mutex<Tally>,
 }
 
@@ -298,12 +332,13 @@ impl Thread<'_> {
     fn apply(&self, batch: &mut Vec<Msg>) -> Result<(), CheckpointError> {
         let conn = self.checkpoint.conn();
         let wrap = |e| sqlite(self.checkpoint.path(), e);
-        conn.execute_batch("BEGIN IMMEDIATE").map_err(wrap)?;
+        // Cached like every statement of the batch: a transaction per batch, thousands a run.
+        run_cached(conn, "BEGIN IMMEDIATE").map_err(wrap)?;
         let mut ids = Vec::new();
         let written = batch
             .iter()
             .try_for_each(|msg| self.write(conn, msg).map(|id| ids.extend(id)));
-        if let Err(e) = written.and_then(|()| conn.execute_batch("COMMIT")) {
+        if let Err(e) = written.and_then(|()| run_cached(conn, "COMMIT")) {
             let _ = conn.execute_batch("ROLLBACK");
             return Err(wrap(e));
         }
@@ -321,7 +356,7 @@ impl Thread<'_> {
             Msg::UserApplied(user_id, payload) => {
                 write_user(conn, *user_id, payload).map(|()| None)
             }
-            Msg::Outcome(outcome) => write_outcome(conn, outcome).map(|()| None),
+            Msg::Outcome(outcome) => write_outcome(conn, outcome, self.report).map(|()| None),
             Msg::CustomerIntent(crm, _) => customers::intent(conn, crm).map(|()| None),
             Msg::CustomerKnown(crm, user, how) => {
                 customers::known(conn, crm, *user, *how).map(|()| None)
@@ -388,6 +423,11 @@ impl Thread<'_> {
     }
 }
 
+/// Runs a statement without parameters, prepared once per connection.
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
+}
+
 /// Answers every request among `msgs` with `error`.
 fn refuse(msgs: impl IntoIterator<Item = Msg>, error: &WriteError) {
     for msg in msgs {
@@ -439,7 +479,7 @@ fn write_user(conn: &Connection, user_id: Uuid, payload: &str) -> rusqlite::Resu
     .map(drop)
 }
 
-fn write_intent(conn: &Connection, row: &PlannedRow) -> rusqlite::Result<()> {
+fn write_intent(conn: &Connection, row: &Intent) -> rusqlite::Result<()> {
     if row.lookup {
         customers::move_to_user(conn, &row.external_user_id, row.user_id, &row.row_key)?;
     }
@@ -458,7 +498,9 @@ fn write_intent(conn: &Connection, row: &PlannedRow) -> rusqlite::Result<()> {
              state = 'posting', line = excluded.line, updated_at = excluded.updated_at",
     )?
     .execute(params![
-        row.user_id.to_string(),
+        row.user_id
+            .as_hyphenated()
+            .encode_lower(&mut Uuid::encode_buffer()) as &str,
         row.row_key,
         row.building_name,
         row.property_id,
@@ -490,7 +532,7 @@ fn rekey(
     .map(drop)
 }
 
-fn write_outcome(conn: &Connection, outcome: &RowOutcome) -> rusqlite::Result<()> {
+fn write_outcome(conn: &Connection, outcome: &RowOutcome, report: bool) -> rusqlite::Result<()> {
     let (state, building, status, error, permanent) = match &outcome.result {
         RowResult::Created(id) | RowResult::Adopted(id) | RowResult::AdoptedExisting(id) => {
             ("done", Some(id.to_string()), None, None, false)
@@ -524,11 +566,13 @@ fn write_outcome(conn: &Connection, outcome: &RowOutcome) -> rusqlite::Result<()
         &o.row_key,
         o.property_id.as_deref(),
     )?;
-    // What this run did to the row, for the `--report` (a temp table: this run only).
-    conn.prepare_cached(
-        "INSERT OR REPLACE INTO temp.outcomes (user_id, row_key, outcome) VALUES (?1, ?2, ?3)",
-    )?
-    .execute(params![o.owner, o.row_key, o.result.name()])?;
+    if report {
+        // What this run did to the row, for the `--report` (a temp table: this run only).
+        conn.prepare_cached(
+            "INSERT OR REPLACE INTO temp.outcomes (user_id, row_key, outcome) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![o.owner, o.row_key, o.result.name()])?;
+    }
     // A property-keyed row may have a new building_name (a rename): it is a field here.
     conn.prepare_cached(
         "INSERT INTO rows (user_id, row_key, building_name, property_id, line, external_user_id,
@@ -613,7 +657,7 @@ mod tests {
                  BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
             )
             .unwrap();
-        let writer = Writer::spawn(checkpoint, run_id);
+        let writer = Writer::spawn(checkpoint, run_id, false);
         let sender = writer.sender();
         let refused = sender.link_intent(&target(10)).await;
         assert!(

@@ -87,7 +87,7 @@ pub async fn links(config: LinksConfig, shutdown: Shutdown) -> Result<ExitCode, 
     checkpoint.record_input(run_id, None, staged.rows_read)?;
     let checks = checkpoint.heat_pump_checks()?;
     let mut summary = LinksSummary::new(&config, run_id, &staged);
-    let writer = Writer::spawn(checkpoint, run_id);
+    let writer = Writer::spawn(checkpoint, run_id, false);
     let shown = Arc::new(Mutex::new(Reading::default()));
     let progress = engine::show_progress(&config.output, client.as_ref(), staged.targets, {
         let shown = shown.clone();

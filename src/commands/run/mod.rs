@@ -100,7 +100,7 @@ async fn run_job(
         true => checkpoint.new_customers()?,
         false => Default::default(),
     };
-    let writer = Writer::spawn(checkpoint, run_id);
+    let writer = Writer::spawn(checkpoint, run_id, config.report.is_some());
     // Rows decided to cost nothing while staging never reach the plan pages: count them.
     writer.sender().skipped(staged.skipped.clone());
     let tally = writer.tally();

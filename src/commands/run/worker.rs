@@ -19,7 +19,7 @@ use super::config::Settings;
 use super::customer::{Customer, Resolver};
 pub(crate) use super::plan::UserJob;
 use super::plan::{self, BuildingStep};
-use crate::api::{CallError, Client, Failure, Listing, PostOutcome};
+use crate::api::{Body, CallError, Client, Failure, Listing, PostOutcome};
 use crate::checkpoint::customers::Resolution;
 use crate::checkpoint::outcome::{RowOutcome, RowResult};
 use crate::checkpoint::row::PlannedRow;
@@ -101,7 +101,7 @@ pub async fn process(
                     created = how == Resolution::Created;
                     job
                 }
-                Ok(Customer::NotKnown(result)) => return every_row(&job, &result),
+                Ok(Customer::NotKnown(result)) => return every_row(job, &result),
                 Err(halt) => return JobResult::halted(halt),
             }
         }
@@ -127,9 +127,8 @@ struct Worker<'a> {
 
 impl Worker<'_> {
     async fn put(&self, job: &UserJob) -> Result<(), CallError> {
-        let body: serde_json::Value =
-            serde_json::from_str(&job.user_payload).expect("staged payloads are JSON");
-        self.client.put_user(job.user_id, &body).await?;
+        let body = Body::Text(&job.user_payload);
+        self.client.put_user(job.user_id, body).await?;
         self.writer
             .user_applied(job.user_id, job.user_payload.clone());
         Ok(())
@@ -144,7 +143,7 @@ impl Worker<'_> {
         let mut result = JobResult::default();
         for (row, step) in rows {
             match self.building(&row, step, adoption).await {
-                Ok(outcome) => result.outcomes.push(outcome_of(&row, outcome)),
+                Ok(outcome) => result.outcomes.push(outcome_of(row, outcome)),
                 Err(halt) => {
                     result.halt = Some(halt);
                     break;
@@ -160,11 +159,12 @@ impl Worker<'_> {
         if error.failure == Failure::Fatal {
             return JobResult::halted(Halt::Fatal(error));
         }
+        let user_id = job.user_id;
         let outcomes = job
             .rows
-            .iter()
+            .into_iter()
             .map(|(row, step)| {
-                let result = if *step == BuildingStep::Resolve {
+                let result = if step == BuildingStep::Resolve {
                     RowResult::Unresolved {
                         message: format!(
                             "the user update failed ({error}); an earlier building POST's outcome \
@@ -177,7 +177,7 @@ impl Worker<'_> {
                         message: format!(
                             "user {} does not exist in this organization ({error}): check the \
                              user_id",
-                            job.user_id
+                            user_id
                         ),
                         permanent: true,
                     }
@@ -354,9 +354,8 @@ impl Worker<'_> {
     /// POSTs (the intent is already durable), resolving an unknown outcome before any re-send.
     /// `posts` counts the POSTs sent for this row in this run.
     async fn post(&self, row: &PlannedRow, posts: u32) -> Result<RowResult, Halt> {
-        let body: serde_json::Value =
-            serde_json::from_str(&row.building_payload).expect("staged payloads are JSON");
-        match self.client.create_building(row.user_id, &body).await {
+        let body = Body::Text(&row.building_payload);
+        match self.client.create_building(row.user_id, body).await {
             PostOutcome::Created(id) => Ok(RowResult::Created(id)),
             PostOutcome::NotCreated(error) if error.failure == Failure::Fatal => {
                 Err(Halt::Fatal(error))
@@ -457,11 +456,11 @@ impl Worker<'_> {
 }
 
 /// Every row of a job whose customer is not known ends with `result`.
-fn every_row(job: &UserJob, result: &RowResult) -> JobResult<RowOutcome> {
+fn every_row(job: UserJob, result: &RowResult) -> JobResult<RowOutcome> {
     JobResult {
         outcomes: job
             .rows
-            .iter()
+            .into_iter()
             .map(|(row, _)| outcome_of(row, result.clone()))
             .collect(),
         halt: None,
@@ -483,26 +482,28 @@ fn join_ids(ids: &[Uuid]) -> String {
         .join(", ")
 }
 
-fn outcome_of(row: &PlannedRow, result: RowResult) -> RowOutcome {
+/// The row's outcome, taking its fields (the row is done with: nothing is copied).
+fn outcome_of(row: PlannedRow, result: RowResult) -> RowOutcome {
+    let owner = row.owner();
     let building_applied = match &result {
         RowResult::Created(_)
         | RowResult::Adopted(_)
         | RowResult::AdoptedExisting(_)
-        | RowResult::BuildingUpdated => Some(row.building_payload.clone()),
-        RowResult::Updated => plan::applied_building(row),
+        | RowResult::BuildingUpdated => Some(row.building_payload),
+        RowResult::Updated => plan::applied_building(&row),
         RowResult::UserOnly | RowResult::Failed { .. } | RowResult::Unresolved { .. } => None,
     };
     RowOutcome {
         user_id: row.user_id,
-        owner: row.owner(),
+        owner,
         lookup: row.lookup,
-        building_name: row.building_name.clone(),
-        property_id: row.property_id.clone(),
-        row_key: row.row_key.clone(),
-        match_key: row.match_key.clone(),
+        building_name: row.building_name,
+        property_id: row.property_id,
+        row_key: row.row_key,
+        match_key: row.match_key,
         building_applied,
         line: row.line,
-        external_user_id: row.external_user_id.clone(),
+        external_user_id: row.external_user_id,
         fingerprint: row.fingerprint,
         result,
     }
