@@ -230,6 +230,19 @@ impl Controller {
         }
     }
 
+    /// A controller that starts at a limit an earlier run learned (kept in the checkpoint,
+    /// so a restart after a kill does not start at `--rate`, far above the limit, nor
+    /// relearn it from the bottom). The limit is held as a guess: [`HOLD_GUESSED`] at it,
+    /// then the probe, so a limit that rose since is found again within seconds, and one
+    /// that fell is learned from its 429s as usual. `--rate` stays the ceiling.
+    pub fn seeded(ceiling: f64, learned: f64) -> Self {
+        let learned = learned.clamp(MIN_RATE.min(ceiling), ceiling);
+        let mut controller = Controller::new(ceiling);
+        controller.learned = Some(learned);
+        controller.from = learned * PLATEAU;
+        controller
+    }
+
     /// The rate the gate should admit at, at time `now`.
     pub fn rate(&mut self, now: f64) -> f64 {
         let t = self.active(now);
@@ -1071,5 +1084,30 @@ mod tests {
             assert!(goodput >= 0.85, "limit {limit}: goodput {goodput:.3}");
             assert!(tally.share_429() <= 0.04, "limit {limit}: {tally:?}");
         }
+    }
+
+    /// Issue 24 (the night's restarts): a controller seeded with the limit an earlier run
+    /// learned starts at it, not at `--rate`, holds it briefly and then probes, so a limit
+    /// that rose since is found; one that fell is learned from its 429s.
+    #[test]
+    fn a_seeded_controller_starts_at_the_learned_limit_and_still_finds_a_higher_one() {
+        let mut seeded = Controller::seeded(80.0, 15.0);
+        assert!((seeded.rate(0.0) - 15.0 * PLATEAU).abs() < 1e-9);
+        assert_eq!(Controller::seeded(10.0, 15.0).rate(0.0), 10.0, "--rate is the ceiling");
+        let mut tally = Tally::default();
+        simulate(&mut seeded, &mut Server::new(15.0, 3.0), 0.0, 30.0, |_, ok| {
+            tally.add(ok)
+        });
+        let goodput = tally.accepted as f64 / 30.0 / 15.0;
+        assert!(goodput >= 0.9, "same limit: goodput {goodput:.3} ({tally:?})");
+        let mut seeded = Controller::seeded(80.0, 15.0);
+        let mut late = Tally::default();
+        simulate(&mut seeded, &mut Server::new(40.0, 3.0), 0.0, 40.0, |now, ok| {
+            if now >= 25.0 {
+                late.add(ok)
+            }
+        });
+        let goodput = late.accepted as f64 / 15.0 / 40.0;
+        assert!(goodput >= 0.8, "risen limit: goodput {goodput:.3} ({late:?})");
     }
 }
