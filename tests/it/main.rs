@@ -58,6 +58,9 @@ mod politeness;
 #[path = "../proxy.rs"]
 mod proxy;
 
+#[path = "../restart_rate.rs"]
+mod restart_rate;
+
 #[path = "../run.rs"]
 mod run;
 
