@@ -49,6 +49,9 @@ mod links;
 #[path = "../metrics.rs"]
 mod metrics;
 
+#[path = "../night.rs"]
+mod night;
+
 #[path = "../operator.rs"]
 mod operator;
 
@@ -57,9 +60,6 @@ mod politeness;
 
 #[path = "../proxy.rs"]
 mod proxy;
-
-#[path = "../restart_rate.rs"]
-mod restart_rate;
 
 #[path = "../run.rs"]
 mod run;
