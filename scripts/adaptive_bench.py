@@ -273,15 +273,16 @@ def night_check(url, checkpoint, binary):
     return missing, doubled, states
 
 
-def night_progress(series, step_end, runs):
-    """One progress line for the NIGHT_STEP seconds ending at step_end."""
-    t0 = step_end - NIGHT_STEP
+def night_progress(series, t0, t1, starts):
+    """One progress line for the window [t0, t1]; `starts` are the times runs started."""
     a = min(series, key=lambda s: abs(s[0] - t0))
-    b = min(series, key=lambda s: abs(s[0] - step_end))
+    b = min(series, key=lambda s: abs(s[0] - t1))
     through, throttled = b[1] - a[1], b[2] - a[2]
     allowed = allowed_between(a[0], b[0])
-    line = (f"| {t0:.0f}–{step_end:.0f} s | {limit_at(t0)}/s | {through} | {allowed:.0f} | "
-            f"{through / max(allowed, 1) * 100:.0f} % | {throttled} | {runs} |")
+    runs = [i + 1 for i, at in enumerate(starts) if at < t1 and (i + 1 == len(starts) or starts[i + 1] > t0)]
+    line = (f"| {t0:.0f}–{t1:.0f} s | {limit_at(t0)}/s | {through} | {allowed:.0f} | "
+            f"{through / max(allowed, 1) * 100:.0f} % | {throttled} | "
+            f"{', '.join(map(str, runs))} |")
     print(f"adaptive bench: night {line}", file=sys.stderr)
     return line
 
@@ -313,12 +314,13 @@ def night(args):
     print(f"adaptive bench: night: {NIGHT_ROWS} rows, limits {NIGHT_LIMITS}, kills at "
           f"{NIGHT_KILLS} s, bound {NIGHT_BOUND} s", file=sys.stderr)
     limits, kills, runs, code = list(NIGHT_LIMITS[1:]), list(NIGHT_KILLS), 0, None
-    series, progress, bounded = [(0.0, 0, 0)], [], False
+    series, progress, bounded, starts = [(0.0, 0, 0)], [], False, []
     next_step = NIGHT_STEP
     began = time.time()
     try:
         while True:
             runs += 1
+            starts.append(time.time() - began)
             job = subprocess.Popen(cmd, stdout=open(os.path.join(work, f"summary{runs}.json"), "w"),
                                    stderr=open(os.path.join(work, f"stderr{runs}.txt"), "w"), env=env)
             killed = False
@@ -338,7 +340,8 @@ def night(args):
                 ok, throttled, _ = counts(url)
                 series.append((now, ok, throttled))
                 if now >= next_step:
-                    progress.append(night_progress(series, next_step, runs))
+                    progress.append(night_progress(series, next_step - NIGHT_STEP, next_step,
+                                                   starts))
                     next_step += NIGHT_STEP
                 time.sleep(0.25)
             code = job.wait()
@@ -348,7 +351,7 @@ def night(args):
         ok, throttled, final = counts(url)
         series.append((wall, ok, throttled))
         if wall > next_step - NIGHT_STEP + 1:
-            progress.append(night_progress(series, wall, runs))
+            progress.append(night_progress(series, next_step - NIGHT_STEP, wall, starts))
         missing, doubled, states = night_check(url, checkpoint, args.bin)
     finally:
         sandbox.kill()
