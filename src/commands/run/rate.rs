@@ -8,9 +8,9 @@
 //!
 //! The value is written through the checkpoint's one writer, every [`EVERY`] when it moved
 //! by more than [`MOVED`], and once more at the end, so a SIGKILL loses at most a few
-//! seconds of learning. It is only a starting point: the controller holds it briefly and
-//! probes above it, so a limit that rose since is found again, and one that fell is
-//! learned from its 429s.
+//! seconds of learning. It is only a starting point: the controller probes above it at
+//! once, so a limit that rose since (or that the last run underestimated) is found again,
+//! and one that fell is learned from its 429s.
 
 use std::time::Duration;
 
