@@ -152,6 +152,9 @@ async fn token_renewals_do_not_release_the_workers_in_a_burst() {
         state.tokens_issued,
         h.describe_state()
     );
-    assert_eq!(states(&h.checkpoint_rows()).get("done"), Some(&RENEWAL_USERS));
+    assert_eq!(
+        states(&h.checkpoint_rows()).get("done"),
+        Some(&RENEWAL_USERS)
+    );
     h.assert_no_duplicates_and_map_matches();
 }

@@ -1101,31 +1101,56 @@ mod tests {
         let mut seeded = Controller::seeded(80.0, 15.0);
         assert!((seeded.rate(0.0) - 15.0 * PLATEAU).abs() < 1e-9);
         let capped = Controller::seeded(10.0, 15.0).rate(0.0);
-        assert!((9.9..=10.0).contains(&capped), "--rate is the ceiling: {capped}");
+        assert!(
+            (9.9..=10.0).contains(&capped),
+            "--rate is the ceiling: {capped}"
+        );
         let mut tally = Tally::default();
-        simulate(&mut seeded, &mut Server::new(15.0, 3.0), 0.0, 30.0, |_, ok| {
-            tally.add(ok)
-        });
+        simulate(
+            &mut seeded,
+            &mut Server::new(15.0, 3.0),
+            0.0,
+            30.0,
+            |_, ok| tally.add(ok),
+        );
         let goodput = tally.accepted as f64 / 30.0 / 15.0;
         // The probe that starts at once costs one 429 or two at an unchanged limit.
-        assert!(goodput >= 0.85, "same limit: goodput {goodput:.3} ({tally:?})");
+        assert!(
+            goodput >= 0.85,
+            "same limit: goodput {goodput:.3} ({tally:?})"
+        );
         assert!(tally.share_429() <= 0.03, "same limit: {tally:?}");
         let mut seeded = Controller::seeded(80.0, 15.0);
         let mut late = Tally::default();
-        simulate(&mut seeded, &mut Server::new(40.0, 3.0), 0.0, 40.0, |now, ok| {
-            if now >= 25.0 {
-                late.add(ok)
-            }
-        });
+        simulate(
+            &mut seeded,
+            &mut Server::new(40.0, 3.0),
+            0.0,
+            40.0,
+            |now, ok| {
+                if now >= 25.0 {
+                    late.add(ok)
+                }
+            },
+        );
         let goodput = late.accepted as f64 / 15.0 / 40.0;
-        assert!(goodput >= 0.8, "risen limit: goodput {goodput:.3} ({late:?})");
+        assert!(
+            goodput >= 0.8,
+            "risen limit: goodput {goodput:.3} ({late:?})"
+        );
         let mut seeded = Controller::seeded(80.0, 40.0);
         let mut fell = Tally::default();
-        simulate(&mut seeded, &mut Server::new(15.0, 3.0), 0.0, 30.0, |now, ok| {
-            if now >= 15.0 {
-                fell.add(ok)
-            }
-        });
+        simulate(
+            &mut seeded,
+            &mut Server::new(15.0, 3.0),
+            0.0,
+            30.0,
+            |now, ok| {
+                if now >= 15.0 {
+                    fell.add(ok)
+                }
+            },
+        );
         assert!(fell.share_429() <= 0.03, "fallen limit: {fell:?}");
     }
 }

@@ -31,7 +31,10 @@ impl Checkpoint {
         let Some(rate) = self.meta(RATE_KEY)? else {
             return Ok(None);
         };
-        let at = self.meta(AT_KEY)?.and_then(|at| at.parse().ok()).unwrap_or(0);
+        let at = self
+            .meta(AT_KEY)?
+            .and_then(|at| at.parse().ok())
+            .unwrap_or(0);
         Ok(rate
             .parse::<f64>()
             .ok()
