@@ -19,9 +19,13 @@ With --night, the compressed production night (the most expensive scenario, off 
 default): 2,500 rows against a limit that moves (30/s, 15/s from 60 s, 40/s from 120 s,
 burst 3), 1 % spurious 429s, 3 % 5xx, 2 % of created buildings answered by a dropped
 connection, 20-s tokens, and the job (`--rate 80 --concurrency 16`) SIGKILLed at 40 s and
-at 100 s and started again at once. "allowed" is the time the limits need for the
-requests the run made (token requests included) at exactly the limit; the target is every
-row exactly once within 1.3 x that.
+at 100 s and started again at once; bounded at 600 s. "allowed" is the time the limits need
+for the requests a perfect job needs (a PUT and a POST per row, every token, one more per
+5xx, per dropped POST and per spurious 429) at exactly the limit; the target is every row
+exactly once within 1.3 x that, checked per row in the simulator's data (no building
+missing, none doubled) and in the checkpoint (no row left `posting`). Progress per 20 s
+(requests through vs allowed) is printed as it runs and in the table; each run's -v log is
+kept in WORK/adaptive/night/stderrN.txt.
 
 Figures per scenario:
   goodput      accepted requests (token requests included) / wall time of the run, as a
@@ -210,6 +214,11 @@ def drive(args, name, rows, limit, sandbox_extra, rate, concurrency, event):
 NIGHT_ROWS = 2500
 NIGHT_LIMITS = [(0, 30), (60, 15), (120, 40)]
 NIGHT_KILLS = [40, 100]
+NIGHT_RATE = 80
+NIGHT_CONCURRENCY = 16
+# The night stops here whatever happens (the limits allow about 180 s).
+NIGHT_BOUND = 600
+NIGHT_STEP = 20
 
 
 def night_faults(limit):
@@ -217,28 +226,81 @@ def night_faults(limit):
             "random_5xx": 0.03, "commit_then_drop": 0.02}
 
 
+def limit_at(t):
+    return [limit for start, limit in NIGHT_LIMITS if start <= t][-1]
+
+
+def allowed_between(t0, t1):
+    """Requests the moving limit lets through between t0 and t1 (seconds into the night)."""
+    edges = sorted({t0, t1, *(s for s, _ in NIGHT_LIMITS if t0 < s < t1)})
+    return sum((b - a) * limit_at(a) for a, b in zip(edges, edges[1:]))
+
+
 def allowed_secs(requests):
     """Seconds the moving limit needs for `requests` sent at exactly the limit."""
-    done, t = 0.0, 0.0
+    done = 0.0
     for i, (start, limit) in enumerate(NIGHT_LIMITS):
         end = NIGHT_LIMITS[i + 1][0] if i + 1 < len(NIGHT_LIMITS) else float("inf")
         can = (end - start) * limit
         if done + can >= requests:
             return start + (requests - done) / limit
         done += can
-    return t
+    return float("inf")
+
+
+def night_needed(final):
+    """Requests a perfect job needs: a PUT and a POST per row, every token the 20-s
+    lifetime forces, and one more request per fault that forces one: a 5xx answer is
+    retried, a dropped POST is verified, a spurious 429 (it spent a place in the server's
+    bucket, estimated at 1 % of the API requests) is re-sent. Returns (needed, 5xx, drops)."""
+    statuses = {int(k): v for k, v in final["statuses"].items()}
+    server_errors = sum(v for k, v in statuses.items() if k >= 500)
+    sent = sum(v for k, v in final["requests"].items() if k != "admin")
+    drops = max(0, sent - sum(statuses.values()))
+    base = 2 * NIGHT_ROWS + server_errors + drops
+    spurious = round(0.01 * base)
+    return base + spurious + final["tokens_issued"], server_errors, drops
+
+
+def night_check(url, checkpoint, binary):
+    """Exactly once, from the simulator's data: one building per row's user (missing,
+    doubled), and from the checkpoint: no row left `posting` (an unknown outcome)."""
+    with urllib.request.urlopen(f"{url}/__sandbox/state", timeout=60) as r:
+        snap = json.load(r)
+    per_user = {user: len(b) for user, b in snap["buildings"].items()}
+    users = [f"5eed0000-0000-4000-8000-{i:012x}" for i in range(NIGHT_ROWS)]
+    missing = sum(1 for u in users if per_user.get(u, 0) == 0)
+    doubled = sum(per_user.get(u, 0) - 1 for u in users if per_user.get(u, 0) > 1)
+    status = subprocess.run([binary, "status", "--checkpoint", checkpoint, "--json"],
+                            capture_output=True, text=True)
+    states = json.loads(status.stdout)["rows_by_state"] if status.returncode == 0 else {}
+    return missing, doubled, states
+
+
+def night_progress(series, t0, t1, starts):
+    """One progress line for the window [t0, t1]; `starts` are the times runs started."""
+    a = min(series, key=lambda s: abs(s[0] - t0))
+    b = min(series, key=lambda s: abs(s[0] - t1))
+    through, throttled = b[1] - a[1], b[2] - a[2]
+    allowed = allowed_between(a[0], b[0])
+    runs = [i + 1 for i, at in enumerate(starts) if at < t1 and (i + 1 == len(starts) or starts[i + 1] > t0)]
+    line = (f"| {t0:.0f}–{t1:.0f} s | {limit_at(t0)}/s | {through} | {allowed:.0f} | "
+            f"{through / max(allowed, 1) * 100:.0f} % | {throttled} | "
+            f"{', '.join(map(str, runs))} |")
+    print(f"adaptive bench: night {line}", file=sys.stderr)
+    return line
 
 
 def night(args):
     """The compressed production night: moving limit, spurious 429s, 5xx, drops, short
-    tokens, two SIGKILLs with restarts."""
+    tokens, two SIGKILLs with restarts. Bounded by NIGHT_BOUND seconds."""
     work = os.path.join(args.work, "adaptive", "night")
     os.makedirs(work, exist_ok=True)
     csv_path = os.path.join(work, "rows.csv")
     subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "gen_csv.py"),
                     str(NIGHT_ROWS), csv_path], check=True)
     checkpoint = os.path.join(work, "ckpt.sqlite")
-    for suffix in ("", "-wal", "-shm"):
+    for suffix in ("", "-wal", "-shm", ".lock"):
         if os.path.exists(checkpoint + suffix):
             os.remove(checkpoint + suffix)
     extra = ["--random-429", "0.01", "--random-5xx", "0.03", "--commit-then-drop", "0.02",
@@ -248,17 +310,24 @@ def night(args):
     env = dict(os.environ, PODERO_CLIENT_ID="demo-client", PODERO_CLIENT_SECRET="demo-secret")
     for key in ("PODERO_TOKEN", "PODERO_BASE_URL", "PODERO_ORG_ID"):
         env.pop(key, None)
+    # -v: the job's debug log (every request, each 429's verdict, the rate it starts at)
+    # is kept per run in stderrN.txt for diagnosis.
     cmd = [args.bin, "run", csv_path, "--checkpoint", checkpoint, "--base-url", url,
-           "--org-id", ORG_ID, "--rate", "80", "--concurrency", "16", "--json", "-q"]
+           "--org-id", ORG_ID, "--rate", str(NIGHT_RATE), "--concurrency",
+           str(NIGHT_CONCURRENCY), "--json", "-v"]
     print(f"adaptive bench: night: {NIGHT_ROWS} rows, limits {NIGHT_LIMITS}, kills at "
-          f"{NIGHT_KILLS} s", file=sys.stderr)
+          f"{NIGHT_KILLS} s, bound {NIGHT_BOUND} s", file=sys.stderr)
     limits, kills, runs, code = list(NIGHT_LIMITS[1:]), list(NIGHT_KILLS), 0, None
+    series, progress, bounded, starts = [(0.0, 0, 0)], [], False, []
+    next_step = NIGHT_STEP
     began = time.time()
     try:
         while True:
             runs += 1
+            starts.append(time.time() - began)
             job = subprocess.Popen(cmd, stdout=open(os.path.join(work, f"summary{runs}.json"), "w"),
                                    stderr=open(os.path.join(work, f"stderr{runs}.txt"), "w"), env=env)
+            killed = False
             while job.poll() is None:
                 now = time.time() - began
                 if limits and now >= limits[0][0]:
@@ -266,29 +335,50 @@ def night(args):
                 if kills and now >= kills[0]:
                     kills.pop(0)
                     job.kill()
+                    killed = True
                     break
-                if now > 900:
+                if now > NIGHT_BOUND:
                     job.kill()
+                    bounded = True
                     break
-                time.sleep(0.2)
+                ok, throttled, _ = counts(url)
+                series.append((now, ok, throttled))
+                if now >= next_step:
+                    progress.append(night_progress(series, next_step - NIGHT_STEP, next_step,
+                                                   starts))
+                    next_step += NIGHT_STEP
+                time.sleep(0.25)
             code = job.wait()
-            if code == 0 or time.time() - began > 900:
+            if not killed or bounded:
                 break
         wall = time.time() - began
         ok, throttled, final = counts(url)
+        series.append((wall, ok, throttled))
+        if wall > next_step - NIGHT_STEP + 1:
+            progress.append(night_progress(series, next_step - NIGHT_STEP, wall, starts))
+        missing, doubled, states = night_check(url, checkpoint, args.bin)
     finally:
         sandbox.kill()
         sandbox.wait()
+    with open(os.path.join(work, "series.tsv"), "w") as out:
+        out.write("seconds\taccepted\tthrottled\n")
+        out.writelines(f"{t:.2f}\t{a}\t{b}\n" for t, a, b in series)
+    needed, server_errors, drops = night_needed(final)
     requests = ok + throttled
-    allowed = allowed_secs(ok)
+    unresolved = sum(v for k, v in states.items() if k != "done")
+    print(f"adaptive bench: night: {wall:.0f} s, {runs} runs, exit {code}, {missing} missing, "
+          f"{doubled} doubled, checkpoint {states}, {needed} requests needed "
+          f"({server_errors} 5xx, {drops} drops, {final['tokens_issued']} tokens)",
+          file=sys.stderr)
     return {
         "scenario": "night", "rows": NIGHT_ROWS, "wall": wall, "requests": requests,
         "goodput": ok / wall, "share": throttled / max(requests, 1), "throttled": throttled,
-        "exit": code, "runs": runs, "failed": 0, "goodput_of_limit": None,
-        "all_done": final["buildings"] == NIGHT_ROWS, "duplicates": final["duplicate_buildings"],
-        "allowed": allowed,
+        "exit": code, "runs": runs, "failed": missing, "goodput_of_limit": None,
+        "all_done": missing == 0 and unresolved == 0 and not bounded,
+        "duplicates": max(doubled, final["duplicate_buildings"]) + final["duplicate_external_ids"],
+        "allowed": allowed_secs(needed), "needed": needed, "bounded": bounded,
+        "allowed_made": allowed_secs(ok), "progress": progress, "states": states,
     }
-
 
 
 def window(series, t0, t1):
@@ -402,8 +492,9 @@ def main():
         if "ceiling" in r:
             change = f"ceiling {r['ceiling']:.1f} req/s"
         if "allowed" in r:
-            change = (f"{r['runs']} runs (2 SIGKILLs); the limits allow {r['allowed']:.0f} s: "
-                      f"{r['wall'] / r['allowed']:.2f}×")
+            change = (f"{r['runs']} runs (2 SIGKILLs); {r['needed']} requests needed, which the "
+                      f"limits allow in {r['allowed']:.0f} s: {r['wall'] / r['allowed']:.2f}×"
+                      + (f"; stopped at the {NIGHT_BOUND}-s bound" if r["bounded"] else ""))
         if "back" in r:
             change = (f"≥ {BACK_RATE} req/s {r['back']:.1f} s after the storm"
                       if r["back"] is not None else f"never back to {BACK_RATE} req/s")
@@ -446,8 +537,16 @@ def main():
         if "allowed" in r:
             ok = r["all_done"] and r["duplicates"] == 0 and r["wall"] <= 1.3 * r["allowed"]
             p(f"- night: every row exactly once within 1.3 × the {r['allowed']:.0f} s the limits "
-              f"allow: {r['wall']:.0f} s ({r['wall'] / r['allowed']:.2f}×), "
-              f"{r['duplicates']} duplicates — {'met' if ok else '**MISSED**'}")
+              f"allow: {r['wall']:.0f} s ({r['wall'] / r['allowed']:.2f}×), {r['failed']} rows "
+              f"without their building, {r['duplicates']} duplicates, checkpoint "
+              f"{json.dumps(r['states'])} — {'met' if ok else '**MISSED**'}")
+            p("")
+            p(f"Night, per {NIGHT_STEP} s (requests through = answers other than 429, token "
+              "requests included; allowed = what the limit lets through in that window):")
+            p("")
+            p("| window | limit | through | allowed | share | 429s | run |")
+            p("|---|---:|---:|---:|---:|---:|---:|")
+            lines.extend(r["progress"])
     text = "\n".join(lines) + "\n"
     if args.out:
         open(args.out, "w").write(text)

@@ -18,8 +18,9 @@
 #   --adaptive-secs S     length of each adaptive-rate scenario (default 60; --quick: 30)
 #   --no-adaptive         skip the adaptive-rate scenarios
 #   --adaptive-only       run only the adaptive-rate scenarios
-#   --night               also the compressed production night (issue 24; ~4 min): a
-#                         moving limit, 1% spurious 429s, 5xx, drops, 20-s tokens, 2 kills
+#   --night               also the compressed production night (issue 24; 3-10 min, bounded at 600 s): a
+#                         moving limit, 1% spurious 429s, 5xx, drops, 20-s tokens, 2 kills;
+#                         exactly-once checked per row, progress per 20 s
 #
 # What it does: builds the release binary and examples/static_responder.rs; generates
 # deterministic CSVs (scripts/gen_csv.py); starts `podero-onboard sandbox` (faults off,

@@ -245,6 +245,26 @@ impl Controller {
         }
     }
 
+    /// A controller that starts at a limit an earlier run learned (kept in the checkpoint,
+    /// so a restart after a kill does not start at `--rate`, far above the limit, and
+    /// relearn it from a guess). The limit is only a starting point: the probe starts at
+    /// once, so a limit that rose since, or one the last run underestimated, is measured
+    /// again within seconds (+32 % after 4 s, doubled after 6 s); one that fell is learned
+    /// from its 429s as usual. `--rate` stays the ceiling. Why probe at once rather than
+    /// hold: the deterministic simulation with 1 % spurious 429s, seeded at about half a
+    /// 30/s limit (what the night's runs had learned), gave 48 % of the limit over the
+    /// first 20 s after holding first, 70 % probing at once (75 % from `--rate` at 4×, 88 %
+    /// seeded with the true limit).
+    pub fn seeded(ceiling: f64, learned: f64) -> Self {
+        let learned = learned.clamp(MIN_RATE.min(ceiling), ceiling);
+        let mut controller = Controller::new(ceiling);
+        controller.learned = Some(learned);
+        controller.from = learned * PLATEAU;
+        // The curve's probe begins at active time 0: recovery and hold are behind it.
+        controller.epoch = -(RECOVERY + HOLD_GUESSED);
+        controller
+    }
+
     /// The rate the gate should admit at, at time `now`.
     pub fn rate(&mut self, now: f64) -> f64 {
         let t = self.active(now);
@@ -1177,5 +1197,66 @@ mod tests {
             assert!(goodput >= 0.85, "limit {limit}: goodput {goodput:.3}");
             assert!(tally.share_429() <= 0.04, "limit {limit}: {tally:?}");
         }
+    }
+
+    /// Issue 24 (the night's restarts): a controller seeded with the limit an earlier run
+    /// learned starts at it, not at `--rate`, and probes at once, so a limit that rose
+    /// since (or was underestimated) is found; one that fell is learned from its 429s.
+    #[test]
+    fn a_seeded_controller_starts_at_the_learned_limit_and_still_finds_a_higher_one() {
+        let mut seeded = Controller::seeded(80.0, 15.0);
+        assert!((seeded.rate(0.0) - 15.0 * PLATEAU).abs() < 1e-9);
+        let capped = Controller::seeded(10.0, 15.0).rate(0.0);
+        assert!(
+            (9.9..=10.0).contains(&capped),
+            "--rate is the ceiling: {capped}"
+        );
+        let mut tally = Tally::default();
+        simulate(
+            &mut seeded,
+            &mut Server::new(15.0, 3.0),
+            0.0,
+            30.0,
+            |_, ok| tally.add(ok),
+        );
+        let goodput = tally.accepted as f64 / 30.0 / 15.0;
+        // The probe that starts at once costs one 429 or two at an unchanged limit.
+        assert!(
+            goodput >= 0.85,
+            "same limit: goodput {goodput:.3} ({tally:?})"
+        );
+        assert!(tally.share_429() <= 0.03, "same limit: {tally:?}");
+        let mut seeded = Controller::seeded(80.0, 15.0);
+        let mut late = Tally::default();
+        simulate(
+            &mut seeded,
+            &mut Server::new(40.0, 3.0),
+            0.0,
+            40.0,
+            |now, ok| {
+                if now >= 25.0 {
+                    late.add(ok)
+                }
+            },
+        );
+        let goodput = late.accepted as f64 / 15.0 / 40.0;
+        assert!(
+            goodput >= 0.8,
+            "risen limit: goodput {goodput:.3} ({late:?})"
+        );
+        let mut seeded = Controller::seeded(80.0, 40.0);
+        let mut fell = Tally::default();
+        simulate(
+            &mut seeded,
+            &mut Server::new(15.0, 3.0),
+            0.0,
+            30.0,
+            |now, ok| {
+                if now >= 15.0 {
+                    fell.add(ok)
+                }
+            },
+        );
+        assert!(fell.share_429() <= 0.03, "fallen limit: {fell:?}");
     }
 }

@@ -88,6 +88,20 @@ impl Gate {
         }
     }
 
+    /// Starts the adaptive rate at a limit an earlier run learned (see
+    /// [`Controller::seeded`]) instead of at `--rate`. Meant for before the first request
+    /// that matters: what the controller saw so far is forgotten.
+    pub fn seed(&self, learned: f64) {
+        // The curve starts at the gate's time 0, a moment ago (the token request): its
+        // short hold at the learned limit is shortened by as much.
+        self.lock().controller = Controller::seeded(self.ceiling, learned);
+    }
+
+    /// The limit the adaptive rate believes in, once a 429 (or a seed) taught one.
+    pub fn learned(&self) -> Option<f64> {
+        self.lock().controller.learned()
+    }
+
     /// Waits until a request may be sent: past any shared pause, its pacer slot, and the
     /// hard ceiling.
     pub async fn acquire(&self) {

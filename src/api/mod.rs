@@ -586,6 +586,17 @@ impl Client {
         Some(url)
     }
 
+    /// Starts the adaptive rate at a limit an earlier run learned instead of at `--rate`
+    /// (see [`gate::Gate::seed`]).
+    pub fn seed_rate(&self, learned: f64) {
+        self.traffic.gate.seed(learned);
+    }
+
+    /// The limit the adaptive rate has learned (or was seeded with), if any.
+    pub fn learned_rate(&self) -> Option<f64> {
+        self.traffic.gate.learned()
+    }
+
     /// The effective request rate now (requests per second).
     pub fn effective_rate(&self) -> f64 {
         self.traffic.gate.rate()

@@ -18,6 +18,7 @@ pub(crate) mod links;
 pub mod lock;
 pub mod outcome;
 pub(crate) mod query;
+pub mod rate;
 pub mod row;
 pub mod stage;
 pub(crate) mod vanished;

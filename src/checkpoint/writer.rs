@@ -25,6 +25,7 @@ use uuid::Uuid;
 use super::customers::{self, NotKnown, Resolution};
 use super::links::{self, NewLink, NotCreated, Target};
 use super::outcome::{RowOutcome, RowResult, Tally};
+use super::rate;
 use super::row::PlannedRow;
 use super::{Checkpoint, CheckpointError, now, sqlite};
 
@@ -106,6 +107,8 @@ enum Msg {
     Connected(Box<Target>, Uuid, bool),
     /// `links`: the staged buildings after (user_id, line).
     TargetPage(Option<(String, u64)>, usize, Reply<Vec<Target>>),
+    /// `run`: the adaptive rate learned this limit (requests per second).
+    LearnedRate(f64),
     /// Answered once every earlier message is applied.
     Flush(Reply<()>),
 }
@@ -219,6 +222,11 @@ impl Sender {
         limit: usize,
     ) -> Result<Vec<Target>, WriteError> {
         self.ask(|reply| Msg::TargetPage(after, limit, reply)).await
+    }
+
+    /// `run`: remember the limit the adaptive rate learned, for the next run to start at.
+    pub fn learned_rate(&self, rate: f64) {
+        self.tell(Msg::LearnedRate(rate));
     }
 
     /// Waits until every message sent before is applied.
@@ -374,6 +382,7 @@ impl Thread<'_> {
             Msg::Connected(target, pump, assigned) => {
                 links::connected(conn, target, *pump, *assigned).map(|()| None)
             }
+            Msg::LearnedRate(rate) => rate::write(conn, *rate).map(|()| None),
             Msg::Skipped(_)
             | Msg::Claimed(..)
             | Msg::Priors(..)
@@ -414,7 +423,8 @@ impl Thread<'_> {
             | Msg::CustomerNotKnown(..)
             | Msg::LinkCreated(..)
             | Msg::LinkNotCreated(..)
-            | Msg::Connected(..) => {}
+            | Msg::Connected(..)
+            | Msg::LearnedRate(_) => {}
         }
     }
 

@@ -49,6 +49,9 @@ mod links;
 #[path = "../metrics.rs"]
 mod metrics;
 
+#[path = "../night.rs"]
+mod night;
+
 #[path = "../operator.rs"]
 mod operator;
 

@@ -15,6 +15,7 @@ pub(crate) mod jobs;
 pub(crate) mod listed;
 pub(crate) mod metrics;
 pub mod plan;
+pub(crate) mod rate;
 pub(crate) mod summary;
 pub mod vanished;
 pub(crate) mod worker;
@@ -95,6 +96,10 @@ async fn run_job(
     let client = engine::connect(config.client.as_ref().filter(|_| !config.dry_run))
         .await
         .inspect_err(|error| end_aborted_run(&checkpoint, run_id, error))?;
+    let ceiling = config.client.as_ref().map_or(f64::INFINITY, |c| c.rate);
+    if let Some(client) = &client {
+        rate::seed(&checkpoint, client, ceiling)?;
+    }
     let blocked = config.strict && staged.invalid > 0;
     let new_customers = match config.settings.plan.create_users {
         true => checkpoint.new_customers()?,
@@ -109,8 +114,12 @@ async fn run_job(
         move || summary::reading(&tally.lock().expect("tally lock"))
     });
     let sending = client.as_ref().filter(|_| !blocked);
+    let keeper = sending.map(|client| rate::keep(client, writer.sender(), ceiling));
     let (ending, plan, new_customers) =
         execute(config, sending, &writer, &shutdown, new_customers).await;
+    if let Some(keeper) = keeper {
+        keeper.finish().await;
+    }
     progress.finish().await;
     let (checkpoint, written) = writer.finish();
     if !config.dry_run {
