@@ -108,7 +108,7 @@ fn render_plan(out: &mut String, plan: &super::Plan, r: &super::RowCounts) {
     let (invalid, duplicates) = (r.invalid, r.duplicates);
     let _ = writeln!(out, "plan (dry run, nothing sent):");
     let look_up = if plan.create_users {
-        "customers to look up by CRM id, created if missing (--create-users)"
+        "customers to find by CRM id, created if missing (--create-users)"
     } else {
         "customers to look up by CRM id (not created if missing: see --create-users)"
     };
