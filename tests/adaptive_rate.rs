@@ -14,7 +14,7 @@
 use crate::common;
 
 use common::{Harness, generated_csv, states};
-use podero_onboard::sandbox::{self, Faults, LogEntry, RateLimit};
+use podero_onboard::sandbox::{self, Faults, LogEntry};
 
 /// The simulator's limit, requests per second (burst 3, as in the scenario).
 const LIMIT: f64 = 40.0;
@@ -60,18 +60,7 @@ fn episodes(log: &[LogEntry]) -> Vec<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn learns_an_unknown_limit_and_holds_it_with_few_429s() {
-    let h = Harness::new(
-        sandbox::Builder::new()
-            .generated_users(USERS)
-            .faults(Faults {
-                rate_limit: Some(RateLimit {
-                    per_second: LIMIT,
-                    burst: 3,
-                }),
-                ..Faults::default()
-            }),
-    )
-    .await;
+    let h = Harness::new(common::limited(USERS, LIMIT, 3)).await;
     let csv = h.write("users.csv", generated_csv(USERS, 1));
     let ceiling = (4.0 * LIMIT).to_string();
     let out = h.run(&csv, &["--rate", &ceiling, "--json"]).await;

@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 use crate::common;
 
 use common::{Harness, generated_csv, states};
-use podero_onboard::sandbox::{self, Faults, RateLimit};
 
 /// The simulator's limit, requests per second (burst 3, as in the night).
 const LIMIT: f64 = 20.0;
@@ -39,18 +38,7 @@ fn meta(h: &Harness, key: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_after_a_kill_starts_at_the_learned_limit_not_at_rate() {
-    let h = Harness::new(
-        sandbox::Builder::new()
-            .generated_users(USERS)
-            .faults(Faults {
-                rate_limit: Some(RateLimit {
-                    per_second: LIMIT,
-                    burst: 3,
-                }),
-                ..Faults::default()
-            }),
-    )
-    .await;
+    let h = Harness::new(common::limited(USERS, LIMIT, 3)).await;
     let csv = h.write("users.csv", generated_csv(USERS, 1));
     let ceiling = (4.0 * LIMIT).to_string();
     let args = h.run_args(&csv, &["--rate", &ceiling]);
@@ -123,16 +111,8 @@ const MAX_RENEWAL_429S: usize = 3;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_renewals_do_not_release_the_workers_in_a_burst() {
     let h = Harness::new(
-        sandbox::Builder::new()
-            .generated_users(RENEWAL_USERS)
-            .token_lifetime(Duration::from_secs(SHORT_TOKEN_SECS))
-            .faults(Faults {
-                rate_limit: Some(RateLimit {
-                    per_second: ROOMY_LIMIT,
-                    burst: 3,
-                }),
-                ..Faults::default()
-            }),
+        common::limited(RENEWAL_USERS, ROOMY_LIMIT, 3)
+            .token_lifetime(Duration::from_secs(SHORT_TOKEN_SECS)),
     )
     .await;
     let csv = h.write("users.csv", generated_csv(RENEWAL_USERS, 1));

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::{Harness, generated_csv, states};
 use podero_onboard::api::gate::burst_for;
-use podero_onboard::sandbox::{self, Faults, LogEntry, RateLimit};
+use podero_onboard::sandbox::{self, Faults, LogEntry};
 use uuid::Uuid;
 
 /// How far the achieved average rate may exceed `--rate` when nothing throttles. (Only
@@ -111,18 +111,7 @@ async fn keeps_every_one_second_window_within_rate_plus_burst() {
 async fn converges_below_a_server_limit_of_half_the_rate_with_under_5_percent_429s() {
     const SERVER_LIMIT: f64 = 60.0;
     let users = 250; // 500 API requests against a server allowing 60/s
-    let h = Harness::new(
-        sandbox::Builder::new()
-            .generated_users(users)
-            .faults(Faults {
-                rate_limit: Some(RateLimit {
-                    per_second: SERVER_LIMIT,
-                    burst: 5,
-                }),
-                ..Faults::default()
-            }),
-    )
-    .await;
+    let h = Harness::new(common::limited(users, SERVER_LIMIT, 5)).await;
     let csv = h.write("users.csv", generated_csv(users, 1));
     let out = h.run(&csv, &["--rate", "120"]).await;
     h.expect_code(&out, 0);

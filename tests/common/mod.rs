@@ -326,3 +326,14 @@ pub fn states(rows: &[CheckpointRow]) -> BTreeMap<String, usize> {
     }
     map
 }
+
+/// A simulator of `users` generated users behind a token bucket: `per_second` sustained,
+/// `burst` back to back (the rate-limit suites' server).
+pub fn limited(users: usize, per_second: f64, burst: u32) -> sandbox::Builder {
+    sandbox::Builder::new()
+        .generated_users(users)
+        .faults(sandbox::Faults {
+            rate_limit: Some(sandbox::RateLimit { per_second, burst }),
+            ..sandbox::Faults::default()
+        })
+}
