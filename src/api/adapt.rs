@@ -149,6 +149,10 @@ pub const SIMILAR: f64 = 0.4;
 /// is compared: fewer requests than that say nothing either way.
 pub const MIN_EXPECTED: f64 = 1.5;
 
+/// Active seconds a background 429 (see [`Verdict::Background`]) is remembered: within
+/// them, a 429 in the probe that does not tell of a limit is the background too.
+pub const BACKGROUND_SECS: f64 = 30.0;
+
 /// 429s in one episode (requests in flight together, refused together) that make a dip a
 /// cut: see `Controller::refused_at_once`.
 pub const REFUSED_AT_ONCE: u32 = 3;
@@ -186,6 +190,10 @@ pub enum Verdict {
         /// The highest rate that drew no more 429s than this one, when it is higher.
         restore: Option<f64>,
     },
+    /// At the rate being held (or probed above it, once such 429s have been seen), a 429
+    /// whose recurrence does not bound a limit below the rate: the background share of 429s
+    /// that does not depend on our rate. No cut, and the hold/probe clock runs on.
+    Background,
     /// Caused by our rate: the rate was cut.
     RateCaused,
 }
@@ -221,6 +229,11 @@ pub struct Controller {
     evidence: Evidence,
     /// What the last new 429 was taken for.
     verdict: Verdict,
+    /// Active time of the last [`Verdict::Background`] 429, if any.
+    background: Option<f64>,
+    /// Whether the last limit learned was higher than the one before (a probe's measure,
+    /// which a token bucket's burst inflates): its first 429 at the hold corrects it.
+    raised: bool,
 }
 
 impl Controller {
@@ -242,6 +255,8 @@ impl Controller {
             meter: Meter::default(),
             evidence: Evidence::default(),
             verdict: Verdict::None,
+            background: None,
+            raised: false,
         }
     }
 
@@ -323,11 +338,11 @@ impl Controller {
             };
         }
         self.dipped = None;
-        let verdict = self.judge(t);
+        let mut verdict = self.judge(t);
         match verdict {
-            Verdict::RateCaused => self.decrease(t),
+            Verdict::RateCaused => verdict = self.decrease(t),
             Verdict::Spurious { restore } => self.restore(t, restore),
-            Verdict::None | Verdict::Refused | Verdict::SameSignal => {}
+            Verdict::None | Verdict::Refused | Verdict::SameSignal | Verdict::Background => {}
         }
         self.verdict = verdict;
         Throttled {
@@ -373,7 +388,9 @@ impl Controller {
         self.epoch = t;
     }
 
-    fn decrease(&mut self, t: f64) {
+    /// A 429 the evidence does not call spurious: a dip, a cut, or (at the rate held) the
+    /// background. Returns the verdict it ends with.
+    fn decrease(&mut self, t: f64) -> Verdict {
         let current = self.curve(t).min(self.ceiling);
         self.recent.push_back((t, current, self.since_resume));
         if self.recent.len() > RECENT_EPISODES {
@@ -386,16 +403,41 @@ impl Controller {
             // the ceiling held as the (unproven) limit.
             self.learned = Some(current);
             self.confirmed = false;
-            return self.dip(t, current);
+            self.dip(t, current);
+            return Verdict::RateCaused;
         };
         let telling = recurring && bound < current * WEAK_BOUND;
+        if !telling && self.background(t, current, last) {
+            return Verdict::Background;
+        }
         if current < last * PLATEAU - 1e-9 && !telling {
             // Below what was learned, and not recurring at a share only a limit below
             // would cause: too little evidence to lower the target (spurious ones, one in
             // a hundred, would ratchet it down): a dip only.
-            return self.dip(t, current);
+            self.dip(t, current);
+            return Verdict::RateCaused;
         }
         self.learn(t, current, bound);
+        Verdict::RateCaused
+    }
+
+    /// Whether a 429 at `current` (active time `t`) that does not tell of a limit is the
+    /// background: at the target being held, or in the probe once the background has been
+    /// seen lately.
+    fn background(&mut self, t: f64, current: f64, last: f64) -> bool {
+        let since = t - self.epoch;
+        let hold = if self.confirmed { HOLD } else { HOLD_GUESSED };
+        let holding = !self.raised
+            && since >= RECOVERY
+            && since < RECOVERY + hold
+            && current >= last * PLATEAU - 1e-9;
+        let probing = since >= RECOVERY + hold
+            && current <= last * RISEN
+            && self.background.is_some_and(|at| t - at <= BACKGROUND_SECS);
+        if holding || probing {
+            self.background = Some(t);
+        }
+        holding || probing
     }
 
     /// A dip to [`BETA`] × `current`, back to the unchanged target in [`RECOVERY`].
@@ -445,6 +487,7 @@ impl Controller {
             (achieved, beta, !rising)
         };
         let learned = learned.max(MIN_RATE);
+        self.raised = self.learned.is_some_and(|last| learned > last);
         self.learned = Some(learned);
         self.confirmed = confirmed;
         self.from = (learned * beta).max(MIN_RATE);
@@ -1196,6 +1239,23 @@ mod tests {
             );
             assert!(goodput >= 0.85, "limit {limit}: goodput {goodput:.3}");
             assert!(tally.share_429() <= 0.04, "limit {limit}: {tally:?}");
+        }
+    }
+
+    #[test]
+    fn explore_limited_spurious() {
+        for (limit, rate) in [(30.0, 80.0), (40.0, 80.0), (15.0, 80.0), (10.0, 40.0), (5.0, 20.0)] {
+            let mut server = Server::new(limit, 3.0);
+            server.spurious = 0.01;
+            let mut controller = Controller::new(rate);
+            let mut tally = Tally::default();
+            simulate(&mut controller, &mut server, 0.0, 120.0, |_, ok| tally.add(ok));
+            let goodput = tally.accepted as f64 / 120.0 / limit;
+            eprintln!(
+                "EXPLORE limit {limit}/s + 1 % spurious --rate {rate}: goodput {:.1} %, 429s {:.2} % ({tally:?}) learned {:?}",
+                goodput * 100.0,
+                tally.share_429() * 100.0, controller.learned()
+            );
         }
     }
 
