@@ -431,13 +431,13 @@ impl Controller {
             && since >= RECOVERY
             && since < RECOVERY + hold
             && current >= last * PLATEAU - 1e-9;
-        let probing = since >= RECOVERY + hold
+        let seen = !self.raised
             && current <= last * RISEN
             && self.background.is_some_and(|at| t - at <= BACKGROUND_SECS);
-        if holding || probing {
+        if holding || seen {
             self.background = Some(t);
         }
-        holding || probing
+        holding || seen
     }
 
     /// A dip to [`BETA`] × `current`, back to the unchanged target in [`RECOVERY`].
@@ -1257,6 +1257,20 @@ mod tests {
                 tally.share_429() * 100.0, controller.learned()
             );
         }
+    }
+
+    #[test]
+    fn explore_night() {
+        let mut controller = Controller::new(80.0);
+        let mut parts = vec![];
+        for (i, limit) in [30.0, 15.0, 40.0].into_iter().enumerate() {
+            let mut server = Server::new(limit, 3.0);
+            server.spurious = 0.01;
+            let mut tally = Tally::default();
+            simulate(&mut controller, &mut server, 60.0 * i as f64, 60.0, |_, ok| tally.add(ok));
+            parts.push(format!("{limit}: {:.1} %", tally.accepted as f64 / 60.0 / limit * 100.0));
+        }
+        eprintln!("EXPLORE night {parts:?}");
     }
 
     /// Issue 24 (the night's restarts): a controller seeded with the limit an earlier run
