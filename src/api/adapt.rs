@@ -58,6 +58,25 @@
 //!      below it), or when rates twice as high drew a similar share: the cut that brought
 //!      the rate down did not help, and is undone.
 //!
+//!    * *The background.* At the rate being held (after the recovery, before the probe),
+//!      a 429 whose episodes do not recur at a share that bounds a limit under
+//!      [`WEAK_BOUND`] × the rate is the background share of 429s that does not depend on
+//!      our rate ([`Verdict::Background`]): no cut, and the hold/probe clock runs on. Once
+//!      one was seen (within [`BACKGROUND_SECS`]), the same holds in the recovery and in
+//!      the probe up to [`RISEN`] × the learned limit. A real limit is told from it by its
+//!      steepness: above it 429s recur at a share that grows with the rate (a token
+//!      bucket of burst 3 refuses one request in 13 at 1.3 × its limit), below it none
+//!      come. Not after a limit was *raised* by a probe: the probe's measure includes the
+//!      server's burst and overestimates (5.5 for 5/s), and the first 429 at the new hold
+//!      is that overestimate, so it corrects the limit as before. (Measured in the
+//!      simulation, a 30/s limit behind 1 % spurious 429s: before, each spurious 429 at
+//!      the target was learned as the limit and restarted the hold, 32 → 17.5/s learned in
+//!      120 s and 83 % of what the pauses allow; with the background verdict 91 %.)
+//!      What a wrong guess costs: a limit that falls under the held rate is taken for the
+//!      background for one 429 (one more pause), the next recurs and cuts; a probe that
+//!      crosses a limit at up to [`RISEN`] × the learned one overshoots until the 429s
+//!      recur, a few more 429s per probe.
+//!
 //!    Taking a spurious 429 for a limit costs throughput until the evidence undoes the cut;
 //!    taking a limit for spurious 429s costs 429s, and cannot last, since a real limit
 //!    draws none below it and more above it.
@@ -1221,8 +1240,7 @@ mod tests {
 
     #[test]
     fn a_limit_behind_1_percent_spurious_429s_is_still_found_and_held() {
-        // (At 30/s it holds only about 66 %: the 1 % of 429s below the limit keep it in
-        // dips; a known shortfall, see docs/performance.md.)
+        // (Higher limits: see the next test.)
         for limit in [5.0, 10.0] {
             let mut server = Server::new(limit, 3.0);
             server.spurious = 0.01;
@@ -1242,35 +1260,75 @@ mod tests {
         }
     }
 
+    /// Goodput against `limit`/s (burst 3) behind a share `p` of spurious 429s, from
+    /// `--rate 80` over 120 s, as a share of what the pauses allow: every 429 stops every
+    /// worker for a second, so even a perfect job gets at most `1 / (1/limit + p)`.
+    fn behind_spurious(limit: f64, p: f64) -> (f64, Tally, Controller) {
+        let mut server = Server::new(limit, 3.0);
+        server.spurious = p;
+        let mut controller = Controller::new(80.0);
+        let mut tally = Tally::default();
+        simulate(&mut controller, &mut server, 0.0, 120.0, |_, ok| {
+            tally.add(ok)
+        });
+        let ceiling = 1.0 / (1.0 / limit + p);
+        (tally.accepted as f64 / 120.0 / ceiling, tally, controller)
+    }
+
     #[test]
-    fn explore_limited_spurious() {
-        for (limit, rate) in [(30.0, 80.0), (40.0, 80.0), (15.0, 80.0), (10.0, 40.0), (5.0, 20.0)] {
-            let mut server = Server::new(limit, 3.0);
-            server.spurious = 0.01;
-            let mut controller = Controller::new(rate);
-            let mut tally = Tally::default();
-            simulate(&mut controller, &mut server, 0.0, 120.0, |_, ok| tally.add(ok));
-            let goodput = tally.accepted as f64 / 120.0 / limit;
+    fn a_higher_limit_behind_1_percent_spurious_429s_keeps_what_it_learned() {
+        // Measured before the background verdict: 30/s held at 64 % of the limit (83 % of
+        // what the pauses allow), the learned limit ratcheted 32 -> 17.5 in 120 s: each
+        // spurious 429 at the target was learned as the limit and restarted the hold.
+        for limit in [15.0, 30.0, 40.0] {
+            let (share, tally, controller) = behind_spurious(limit, 0.01);
+            let learned = controller.learned().unwrap();
             eprintln!(
-                "EXPLORE limit {limit}/s + 1 % spurious --rate {rate}: goodput {:.1} %, 429s {:.2} % ({tally:?}) learned {:?}",
-                goodput * 100.0,
-                tally.share_429() * 100.0, controller.learned()
+                "limit {limit}/s + 1 % spurious, --rate 80: {:.1} % of the limit, {:.1} % of \
+                 what the pauses allow, 429s {:.2} %, learned {learned:.1}",
+                tally.accepted as f64 / 120.0 / limit * 100.0,
+                share * 100.0,
+                tally.share_429() * 100.0
             );
+            assert!(share >= 0.88, "limit {limit}: {share:.3} ({tally:?})");
+            assert!(learned >= 0.9 * limit, "limit {limit}: learned {learned}");
+            assert!(tally.share_429() <= 0.02, "limit {limit}: {tally:?}");
         }
     }
 
     #[test]
-    fn explore_night() {
-        let mut controller = Controller::new(80.0);
-        let mut parts = vec![];
-        for (i, limit) in [30.0, 15.0, 40.0].into_iter().enumerate() {
-            let mut server = Server::new(limit, 3.0);
-            server.spurious = 0.01;
-            let mut tally = Tally::default();
-            simulate(&mut controller, &mut server, 60.0 * i as f64, 60.0, |_, ok| tally.add(ok));
-            parts.push(format!("{limit}: {:.1} %", tally.accepted as f64 / 60.0 / limit * 100.0));
+    fn a_background_429_at_the_held_rate_neither_cuts_nor_restarts_the_hold() {
+        // 30/s behind 1 % spurious 429s, run until the background has been seen.
+        let mut server = Server::new(30.0, 3.0);
+        server.spurious = 0.01;
+        let mut c = Controller::new(80.0);
+        simulate(&mut c, &mut server, 0.0, 120.0, |_, _| {});
+        assert!(c.background.is_some(), "no background 429 in 120 s");
+        let learned = c.learned().unwrap();
+        // Hold at the target: the next 429 after 100 accepted is one sample of the
+        // background, not a limit (the last episodes were as sparse).
+        let mut now = 200.0;
+        c.epoch = c.active(now) - RECOVERY - 1.0;
+        c.from = learned * PLATEAU;
+        c.raised = false;
+        c.background = Some(c.active(now));
+        let rate = c.rate(now);
+        for _ in 0..100 {
+            now += 1.0 / rate;
+            c.on_sent(now);
+            c.on_accepted(now);
         }
-        eprintln!("EXPLORE night {parts:?}");
+        let epoch = c.epoch;
+        let t = c.on_throttled(now, Duration::from_secs(1));
+        assert_eq!(t.verdict, Verdict::Background);
+        assert!(!t.decreased);
+        assert_eq!(c.learned(), Some(learned));
+        assert_eq!(c.epoch, epoch, "the hold/probe clock runs on");
+        assert!(
+            (c.rate(now + 1.0) - rate).abs() < 0.2,
+            "{}",
+            c.rate(now + 1.0)
+        );
     }
 
     /// Issue 24 (the night's restarts): a controller seeded with the limit an earlier run
