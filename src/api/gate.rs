@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
-use super::adapt::Controller;
+use super::adapt::{Controller, Verdict};
 pub use super::adapt::MIN_RATE;
 
 /// Longest pause a `Retry-After` may impose.
@@ -163,6 +163,14 @@ impl Gate {
                 rate = format_args!("{rate:.2}"),
                 pause_ms = pause.as_millis() as u64,
                 "429: limit learned, rate lowered"
+            );
+        } else if throttled.verdict != Verdict::SameSignal {
+            // Refused, spurious or the background: paused, but the rate is kept.
+            tracing::debug!(
+                verdict = ?throttled.verdict,
+                at = format_args!("{now:.3}"),
+                pause_ms = pause.as_millis() as u64,
+                "429: not about our rate, rate kept"
             );
         }
         // Slots handed out before the pause are void; pacing restarts when it ends.
