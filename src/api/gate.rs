@@ -37,8 +37,8 @@ use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
-use super::adapt::{Controller, Verdict};
 pub use super::adapt::MIN_RATE;
+use super::adapt::{Controller, Verdict};
 
 /// Longest pause a `Retry-After` may impose.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
