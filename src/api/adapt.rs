@@ -58,6 +58,25 @@
 //!      below it), or when rates twice as high drew a similar share: the cut that brought
 //!      the rate down did not help, and is undone.
 //!
+//!    * *The background.* At the rate being held (after the recovery, before the probe),
+//!      a 429 whose episodes do not recur at a share that bounds a limit under
+//!      [`WEAK_BOUND`] × the rate is the background share of 429s that does not depend on
+//!      our rate ([`Verdict::Background`]): no cut, and the hold/probe clock runs on. Once
+//!      one was seen (within [`BACKGROUND_SECS`]), the same holds in the recovery and in
+//!      the probe up to [`RISEN`] × the learned limit. A real limit is told from it by its
+//!      steepness: above it 429s recur at a share that grows with the rate (a token
+//!      bucket of burst 3 refuses one request in 13 at 1.3 × its limit), below it none
+//!      come. Not after a limit was *raised* by a probe: the probe's measure includes the
+//!      server's burst and overestimates (5.5 for 5/s), and the first 429 at the new hold
+//!      is that overestimate, so it corrects the limit as before. (Measured in the
+//!      simulation, a 30/s limit behind 1 % spurious 429s: before, each spurious 429 at
+//!      the target was learned as the limit and restarted the hold, 32 → 17.5/s learned in
+//!      120 s and 83 % of what the pauses allow; with the background verdict 91 %.)
+//!      What a wrong guess costs: a limit that falls under the held rate is taken for the
+//!      background for one 429 (one more pause), the next recurs and cuts; a probe that
+//!      crosses a limit at up to [`RISEN`] × the learned one overshoots until the 429s
+//!      recur, a few more 429s per probe.
+//!
 //!    Taking a spurious 429 for a limit costs throughput until the evidence undoes the cut;
 //!    taking a limit for spurious 429s costs 429s, and cannot last, since a real limit
 //!    draws none below it and more above it.
@@ -149,6 +168,10 @@ pub const SIMILAR: f64 = 0.4;
 /// is compared: fewer requests than that say nothing either way.
 pub const MIN_EXPECTED: f64 = 1.5;
 
+/// Active seconds a background 429 (see [`Verdict::Background`]) is remembered: within
+/// them, a 429 in the probe that does not tell of a limit is the background too.
+pub const BACKGROUND_SECS: f64 = 30.0;
+
 /// 429s in one episode (requests in flight together, refused together) that make a dip a
 /// cut: see `Controller::refused_at_once`.
 pub const REFUSED_AT_ONCE: u32 = 3;
@@ -186,6 +209,10 @@ pub enum Verdict {
         /// The highest rate that drew no more 429s than this one, when it is higher.
         restore: Option<f64>,
     },
+    /// At the rate being held (or probed above it, once such 429s have been seen), a 429
+    /// whose recurrence does not bound a limit below the rate: the background share of 429s
+    /// that does not depend on our rate. No cut, and the hold/probe clock runs on.
+    Background,
     /// Caused by our rate: the rate was cut.
     RateCaused,
 }
@@ -221,6 +248,11 @@ pub struct Controller {
     evidence: Evidence,
     /// What the last new 429 was taken for.
     verdict: Verdict,
+    /// Active time of the last [`Verdict::Background`] 429, if any.
+    background: Option<f64>,
+    /// Whether the last limit learned was higher than the one before (a probe's measure,
+    /// which a token bucket's burst inflates): its first 429 at the hold corrects it.
+    raised: bool,
 }
 
 impl Controller {
@@ -242,6 +274,8 @@ impl Controller {
             meter: Meter::default(),
             evidence: Evidence::default(),
             verdict: Verdict::None,
+            background: None,
+            raised: false,
         }
     }
 
@@ -323,11 +357,11 @@ impl Controller {
             };
         }
         self.dipped = None;
-        let verdict = self.judge(t);
+        let mut verdict = self.judge(t);
         match verdict {
-            Verdict::RateCaused => self.decrease(t),
+            Verdict::RateCaused => verdict = self.decrease(t),
             Verdict::Spurious { restore } => self.restore(t, restore),
-            Verdict::None | Verdict::Refused | Verdict::SameSignal => {}
+            Verdict::None | Verdict::Refused | Verdict::SameSignal | Verdict::Background => {}
         }
         self.verdict = verdict;
         Throttled {
@@ -373,7 +407,9 @@ impl Controller {
         self.epoch = t;
     }
 
-    fn decrease(&mut self, t: f64) {
+    /// A 429 the evidence does not call spurious: a dip, a cut, or (at the rate held) the
+    /// background. Returns the verdict it ends with.
+    fn decrease(&mut self, t: f64) -> Verdict {
         let current = self.curve(t).min(self.ceiling);
         self.recent.push_back((t, current, self.since_resume));
         if self.recent.len() > RECENT_EPISODES {
@@ -386,16 +422,41 @@ impl Controller {
             // the ceiling held as the (unproven) limit.
             self.learned = Some(current);
             self.confirmed = false;
-            return self.dip(t, current);
+            self.dip(t, current);
+            return Verdict::RateCaused;
         };
         let telling = recurring && bound < current * WEAK_BOUND;
+        if !telling && self.background(t, current, last) {
+            return Verdict::Background;
+        }
         if current < last * PLATEAU - 1e-9 && !telling {
             // Below what was learned, and not recurring at a share only a limit below
             // would cause: too little evidence to lower the target (spurious ones, one in
             // a hundred, would ratchet it down): a dip only.
-            return self.dip(t, current);
+            self.dip(t, current);
+            return Verdict::RateCaused;
         }
         self.learn(t, current, bound);
+        Verdict::RateCaused
+    }
+
+    /// Whether a 429 at `current` (active time `t`) that does not tell of a limit is the
+    /// background: at the target being held, or in the probe once the background has been
+    /// seen lately.
+    fn background(&mut self, t: f64, current: f64, last: f64) -> bool {
+        let since = t - self.epoch;
+        let hold = if self.confirmed { HOLD } else { HOLD_GUESSED };
+        let holding = !self.raised
+            && since >= RECOVERY
+            && since < RECOVERY + hold
+            && current >= last * PLATEAU - 1e-9;
+        let seen = !self.raised
+            && current <= last * RISEN
+            && self.background.is_some_and(|at| t - at <= BACKGROUND_SECS);
+        if holding || seen {
+            self.background = Some(t);
+        }
+        holding || seen
     }
 
     /// A dip to [`BETA`] × `current`, back to the unchanged target in [`RECOVERY`].
@@ -445,6 +506,7 @@ impl Controller {
             (achieved, beta, !rising)
         };
         let learned = learned.max(MIN_RATE);
+        self.raised = self.learned.is_some_and(|last| learned > last);
         self.learned = Some(learned);
         self.confirmed = confirmed;
         self.from = (learned * beta).max(MIN_RATE);
@@ -1178,8 +1240,7 @@ mod tests {
 
     #[test]
     fn a_limit_behind_1_percent_spurious_429s_is_still_found_and_held() {
-        // (At 30/s it holds only about 66 %: the 1 % of 429s below the limit keep it in
-        // dips; a known shortfall, see docs/performance.md.)
+        // (Higher limits: see the next test.)
         for limit in [5.0, 10.0] {
             let mut server = Server::new(limit, 3.0);
             server.spurious = 0.01;
@@ -1197,6 +1258,77 @@ mod tests {
             assert!(goodput >= 0.85, "limit {limit}: goodput {goodput:.3}");
             assert!(tally.share_429() <= 0.04, "limit {limit}: {tally:?}");
         }
+    }
+
+    /// Goodput against `limit`/s (burst 3) behind a share `p` of spurious 429s, from
+    /// `--rate 80` over 120 s, as a share of what the pauses allow: every 429 stops every
+    /// worker for a second, so even a perfect job gets at most `1 / (1/limit + p)`.
+    fn behind_spurious(limit: f64, p: f64) -> (f64, Tally, Controller) {
+        let mut server = Server::new(limit, 3.0);
+        server.spurious = p;
+        let mut controller = Controller::new(80.0);
+        let mut tally = Tally::default();
+        simulate(&mut controller, &mut server, 0.0, 120.0, |_, ok| {
+            tally.add(ok)
+        });
+        let ceiling = 1.0 / (1.0 / limit + p);
+        (tally.accepted as f64 / 120.0 / ceiling, tally, controller)
+    }
+
+    #[test]
+    fn a_higher_limit_behind_1_percent_spurious_429s_keeps_what_it_learned() {
+        // Measured before the background verdict: 30/s held at 64 % of the limit (83 % of
+        // what the pauses allow), the learned limit ratcheted 32 -> 17.5 in 120 s: each
+        // spurious 429 at the target was learned as the limit and restarted the hold.
+        for limit in [15.0, 30.0, 40.0] {
+            let (share, tally, controller) = behind_spurious(limit, 0.01);
+            let learned = controller.learned().unwrap();
+            eprintln!(
+                "limit {limit}/s + 1 % spurious, --rate 80: {:.1} % of the limit, {:.1} % of \
+                 what the pauses allow, 429s {:.2} %, learned {learned:.1}",
+                tally.accepted as f64 / 120.0 / limit * 100.0,
+                share * 100.0,
+                tally.share_429() * 100.0
+            );
+            assert!(share >= 0.88, "limit {limit}: {share:.3} ({tally:?})");
+            assert!(learned >= 0.9 * limit, "limit {limit}: learned {learned}");
+            assert!(tally.share_429() <= 0.02, "limit {limit}: {tally:?}");
+        }
+    }
+
+    #[test]
+    fn a_background_429_at_the_held_rate_neither_cuts_nor_restarts_the_hold() {
+        // 30/s behind 1 % spurious 429s, run until the background has been seen.
+        let mut server = Server::new(30.0, 3.0);
+        server.spurious = 0.01;
+        let mut c = Controller::new(80.0);
+        simulate(&mut c, &mut server, 0.0, 120.0, |_, _| {});
+        assert!(c.background.is_some(), "no background 429 in 120 s");
+        let learned = c.learned().unwrap();
+        // Hold at the target: the next 429 after 100 accepted is one sample of the
+        // background, not a limit (the last episodes were as sparse).
+        let mut now = 200.0;
+        c.epoch = c.active(now) - RECOVERY - 1.0;
+        c.from = learned * PLATEAU;
+        c.raised = false;
+        c.background = Some(c.active(now));
+        let rate = c.rate(now);
+        for _ in 0..100 {
+            now += 1.0 / rate;
+            c.on_sent(now);
+            c.on_accepted(now);
+        }
+        let epoch = c.epoch;
+        let t = c.on_throttled(now, Duration::from_secs(1));
+        assert_eq!(t.verdict, Verdict::Background);
+        assert!(!t.decreased);
+        assert_eq!(c.learned(), Some(learned));
+        assert_eq!(c.epoch, epoch, "the hold/probe clock runs on");
+        assert!(
+            (c.rate(now + 1.0) - rate).abs() < 0.2,
+            "{}",
+            c.rate(now + 1.0)
+        );
     }
 
     /// Issue 24 (the night's restarts): a controller seeded with the limit an earlier run

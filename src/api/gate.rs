@@ -37,8 +37,8 @@ use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
-use super::adapt::Controller;
 pub use super::adapt::MIN_RATE;
+use super::adapt::{Controller, Verdict};
 
 /// Longest pause a `Retry-After` may impose.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
@@ -163,6 +163,14 @@ impl Gate {
                 rate = format_args!("{rate:.2}"),
                 pause_ms = pause.as_millis() as u64,
                 "429: limit learned, rate lowered"
+            );
+        } else if throttled.verdict != Verdict::SameSignal {
+            // Refused, spurious or the background: paused, but the rate is kept.
+            tracing::debug!(
+                verdict = ?throttled.verdict,
+                at = format_args!("{now:.3}"),
+                pause_ms = pause.as_millis() as u64,
+                "429: not about our rate, rate kept"
             );
         }
         // Slots handed out before the pause are void; pacing restarts when it ends.
