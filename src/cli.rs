@@ -421,6 +421,8 @@ pub struct ApiArgs {
     pub org_id: String,
 
     /// The API host: https://app.podero.com (production) or https://sandbox-app.podero.com.
+    // Plain URLs on purpose: this comment is the `--help` text, where `<...>` would show.
+    #[allow(rustdoc::bare_urls)]
     #[arg(
         long,
         env = "PODERO_BASE_URL",

@@ -13,7 +13,7 @@
 //!
 //! Only the last path component is protected: the directories on the way are the
 //! operator's choice. The `--metrics-file` is written through the `tempfile` crate (a
-//! random, exclusively created name, then `rename`), see [`crate::metrics`].
+//! random, exclusively created name, then `rename`), see `commands::run::metrics`.
 
 use std::fs::{File, OpenOptions};
 use std::io;

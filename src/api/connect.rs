@@ -1,5 +1,5 @@
 //! The Connect calls: create a device onboarding session (a Connect link), list a user's
-//! heat pumps, assign a heat pump to a building. They share [`Client::call`], so every
+//! heat pumps, assign a heat pump to a building. They share `Client::call`, so every
 //! attempt passes the one gate, retries, token handling and breaker of the run.
 //!
 //! A session POST is not idempotent, but an extra session is only an extra link that

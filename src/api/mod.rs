@@ -2,7 +2,7 @@
 //! the building POST, GET, PUT and list; in [`connect`] the session POST and the heat
 //! pumps), each passing the shared [`gate::Gate`], retried by class, and counted.
 //!
-//! Retries live here, one loop for all calls ([`Client::call`]): transient failures of
+//! Retries live here, one loop for all calls (`Client::call`): transient failures of
 //! idempotent calls (PUT, GET) are retried with full-jitter exponential backoff; a building
 //! POST is re-sent only after a failure that proves it was not processed. Everything else
 //! is returned to the command's worker, which owns the unknown-outcome rules.

@@ -3,7 +3,7 @@
 //!
 //! The list (`GET .../users`) is one bare JSON array with no documented pagination: for a
 //! large organization it may hold 100k users, far over the bound every other body is read
-//! with. It is parsed element by element as the bytes arrive ([`ArraySplitter`]): only the
+//! with. It is parsed element by element as the bytes arrive (`ArraySplitter`): only the
 //! current element is buffered (bounded like any body), and of each user only what the
 //! caller asked for ([`Keep`]) is kept: the id, lower-cased e-mail and CRM id (adoption by
 //! e-mail), the ids of heat-pump owners (`links`), or a 64-bit hash of each CRM id (`run

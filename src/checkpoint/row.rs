@@ -60,7 +60,7 @@ pub struct PlannedRow {
     pub user_id: Uuid,
     /// The row names no user_id and the checkpoint does not know its customer yet: the user
     /// is found by the CRM id (or created) before anything else. Its staged owner key is
-    /// `ext:<CRM id>` (see [`owner_key`]).
+    /// `ext:<CRM id>` (see `owner_key`).
     pub lookup: bool,
     /// A lookup row whose CRM id the checkpoint has no record of (`customers`: never looked
     /// up, no create intent, no failure): the only customers a user list that does not show
