@@ -90,20 +90,22 @@ fn runtime() -> Result<tokio::runtime::Runtime, AppError> {
         .map_err(|e| AppError::Fatal(format!("cannot start the async runtime: {e}")))
 }
 
-/// Runs `run` or `links` as a task on the runtime's workers, not on the main thread.
-/// Their drive loop polls every request of the run in one task (`buffer_unordered`), and
-/// hyper runs each connection as a task of its own: with the loop on the main thread
-/// (`block_on`), every request and every response crossed threads, a futex wake and a
-/// context switch each way. Spawned, the loop and the connection tasks it creates share
-/// a worker's queue and mostly run where they were woken; the second worker still takes
-/// work when the first is busy, so a run keeps both cores. Measured in `scripts/bench.sh`
-/// (docs/performance.md: context switches and CPU per row).
+/// Runs `run` or `links` on a current-thread runtime: the drive loop, the request tasks
+/// and hyper's connection tasks all on the main thread, the checkpoint writer on its own.
+/// On the multi-threaded runtime every request and response crossed threads (work
+/// stealing, waking the other worker's I/O driver): the HTTP alone cost 0.070 CPU-ms and
+/// 1.5 context switches per row there against 0.035 ms and none on one thread
+/// (`examples/http_floor.rs`, issue 25). One thread is also plenty for any rate the API
+/// allows: the job waits for the network and the writer, it does not compute.
 fn on_worker<F>(job: F) -> Result<ExitCode, AppError>
 where
-    F: Future<Output = Result<ExitCode, AppError>> + Send + 'static,
+    F: Future<Output = Result<ExitCode, AppError>>,
 {
-    let joined = runtime()?.block_on(async { tokio::spawn(job).await });
-    joined.unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()))
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| AppError::Fatal(format!("cannot start the async runtime: {e}")))?
+        .block_on(job)
 }
 
 /// Makes glibc's malloc keep freed memory instead of handing it back to the kernel after
