@@ -5,11 +5,13 @@
 //! per row. `scripts/bench.sh` prints it next to the job.
 //!
 //! Usage: `http_floor BASE_URL ROWS CLIENT`, CLIENT one of
-//! - `reqwest`: the job's client stack (reqwest, built as `api::Client` builds it), on
-//!   the job's runtime (multi-threaded, a worker per core);
-//! - `hyper`: hyper's bare HTTP/1.1 connection (no pool, no redirect or timeout layer),
-//!   one connection per task, on a current-thread runtime: the least this process could
-//!   spend on the same requests, short of writing an HTTP client.
+//! - `reqwest`: the job's client stack (reqwest, configured as `api::Client` configures
+//!   it) on the job's runtime (one thread);
+//! - `reqwest-mt`: the same on tokio's multi-threaded runtime (a worker per core), which
+//!   the job used before issue 25;
+//! - `hyper`: hyper's bare HTTP/1.1 connections (no pool, no redirect or timeout layer),
+//!   one per task, on one thread: about the least any client could spend on these
+//!   requests.
 
 use std::time::Duration;
 
@@ -31,26 +33,28 @@ struct Created {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let [_, base, rows, client] = args.as_slice() else {
-        return Err("usage: http_floor BASE_URL ROWS reqwest|hyper".into());
+        return Err("usage: http_floor BASE_URL ROWS reqwest|reqwest-mt|hyper".into());
     };
     let rows: u64 = rows.parse()?;
     let created = match client.as_str() {
-        "reqwest" => tokio::runtime::Runtime::new()?.block_on(with_reqwest(base, rows))?,
-        "reqwest-1" => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?
-            .block_on(with_reqwest(base, rows))?,
-        "hyper" => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?
-            .block_on(with_hyper(base, rows))?,
-        other => return Err(format!("unknown client {other}: reqwest or hyper").into()),
+        "reqwest" => one_thread()?.block_on(with_reqwest(base, rows))?,
+        "reqwest-mt" => tokio::runtime::Runtime::new()?.block_on(with_reqwest(base, rows))?,
+        "hyper" => one_thread()?.block_on(with_hyper(base, rows))?,
+        other => {
+            return Err(format!("unknown client {other}: reqwest, reqwest-mt or hyper").into());
+        }
     };
     if created != rows {
         return Err(format!("{created} buildings created for {rows} rows").into());
     }
     println!("{rows} rows, {created} buildings");
     Ok(())
+}
+
+fn one_thread() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
 }
 
 fn user(n: u64) -> uuid::Uuid {

@@ -22,7 +22,7 @@
 #                         moving limit, 1% spurious 429s, 5xx, drops, 20-s tokens, 2 kills;
 #                         exactly-once checked per row, progress per 20 s
 #
-# What it does: builds the release binary and examples/static_responder.rs; generates
+# What it does: builds the release binary, examples/static_responder.rs and http_floor.rs; generates
 # deterministic CSVs (scripts/gen_csv.py); starts `podero-onboard sandbox` (faults off,
 # no request log) and the static responder on free loopback ports; then for each size
 # and server: a first run, a re-run over the done checkpoint (must make zero calls) and
@@ -30,7 +30,10 @@
 # limiter effectively off (--rate 1000000); the naive peer (scripts/naive_peer.py,
 # aiohttp in a venv under the work dir, SQLite in WAL mode with synchronous=NORMAL) on
 # the same CSV and server, committing every row and, as a second variant, every 100
-# rows; CPU ms and context switches per row for each; a rate check
+# rows; at the naive sizes, examples/http_floor.rs against the static responder: a row's
+# two requests and nothing else, with the job's client (reqwest on one thread), with it on
+# the multi-threaded runtime, and with bare hyper (what the HTTP alone costs, issue 25);
+# CPU ms and context switches per row for each; a rate check
 # (2,000 rows at --rate 200: ideal 2*2000/200 = 20 s); a first run over 10k new customers
 # (no user_id, --create-users) and its re-run, against the simulator (requests per new
 # customer: one user list replaces the lookups, issue 20); for the --links-sizes, `links`
@@ -133,14 +136,17 @@ if [ -n "$(max_of $NAIVE_SIZES)" ] && ! "$VENV/bin/python" -c 'import aiohttp' 2
 fi
 
 if [ "$BUILD" = 1 ]; then
-    log "building (cargo build --release --bin podero-onboard --example static_responder)"
-    (cd "$ROOT" && cargo build --release --quiet --bin podero-onboard --example static_responder)
+    log "building (cargo build --release --bin podero-onboard --example static_responder --example http_floor)"
+    (cd "$ROOT" && cargo build --release --quiet --bin podero-onboard --example static_responder \
+        --example http_floor)
 fi
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 BIN="${BIN_OVERRIDE:-$TARGET_DIR/release/podero-onboard}"
 STATIC="$TARGET_DIR/release/examples/static_responder"
+FLOOR="$TARGET_DIR/release/examples/http_floor"
 [ -x "$BIN" ] || die "missing $BIN (run without --no-build)"
 [ -x "$STATIC" ] || die "missing $STATIC (run without --no-build)"
+[ -x "$FLOOR" ] || die "missing $FLOOR (run without --no-build)"
 
 # ---------------------------------------------------------------- inputs
 # shellcheck disable=SC2086
@@ -304,6 +310,25 @@ EOF
         "$(cut -f1 <<<"$summary")" "$(($(stat -c %s "$dir/naive.db") + $(stat -c %s "$dir/naive.db-wal" 2>/dev/null || echo 0)))" "$code" "$(cut -f2 <<<"$summary")" >>"$RESULTS"
 }
 
+# floor CSV CLIENT: examples/http_floor.rs, a row's two requests and nothing else (no
+# CSV, checkpoint, limiter or retries), against the static responder: what the HTTP
+# client alone costs per row, next to the job in the same run.
+floor() {
+    local csv=$1 client=$2
+    local dir="$WORK/runs/floor-$client-$(basename "$csv" .csv)"
+    local rows before after code=0
+    mkdir -p "$dir"
+    rows=$(($(wc -l <"$csv") - 1))
+    before=$(server_calls static)
+    log "HTTP floor ($client): $rows rows against the static responder (concurrency 32)"
+    /usr/bin/time -v -o "$dir/time.txt" "$FLOOR" "$STATIC_URL" "$rows" "$client" \
+        >"$dir/out.txt" 2>&1 || code=$?
+    after=$(server_calls static)
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "HTTP floor: $client" static "$rows" \
+        "$(parse_time "$dir/time.txt" | tr ' ' '\t')" "$((after - before))" "$((2 * rows))" 0 \
+        "$code" "$(tail -1 "$dir/out.txt")" >>"$RESULTS"
+}
+
 started=$(date +%s)
 COMMIT=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [ -n "$BIN_OVERRIDE" ]; then
@@ -344,6 +369,9 @@ for n in $SIZES; do
         checkpoint="$WORK/ckpt-$server-$n.sqlite"
         rm -f "$checkpoint" "$checkpoint"-*
         measure "first run" "$server" "$CSV/$n.csv" "$checkpoint"
+        if [ "$server" = static ] && contains "$NAIVE_SIZES" "$n"; then
+            for client in reqwest reqwest-mt hyper; do floor "$CSV/$n.csv" "$client"; done
+        fi
         measure "re-run (done)" "$server" "$CSV/$n.csv" "$checkpoint"
         measure "nightly 1%" "$server" "$CSV/$n-nightly.csv" "$checkpoint"
         if [ "$server" = sandbox ] && contains "$LINKS_SIZES" "$n"; then
@@ -434,6 +462,15 @@ for r in (r for r in rows if r["scenario"] == "first run" and r["server"] == "st
     cpu, ctx = r["cpu"] / r["rows"] * 1000, int(r["ctx"]) / r["rows"]
     p(f"- first run, static, {size(r['rows'])}: CPU {cpu:.3f} ms per row (target ≤ 0.035) — "
       f"{mark(cpu <= 0.035)}; {ctx:.2f} context switches per row (target ≤ 1) — {mark(ctx <= 1)}")
+for r in (r for r in rows if r["scenario"] == "first run" and r["server"] == "static"):
+    cpu = r["cpu"] / r["rows"] * 1000
+    for client in ("reqwest", "hyper"):
+        f = find(f"HTTP floor: {client}", "static", r["rows"])
+        if f:
+            fcpu = f["cpu"] / f["rows"] * 1000
+            p(f"- the HTTP alone with {client} ({size(r['rows'])}, no checkpoint): {fcpu:.3f} CPU-ms "
+              f"per row = {fcpu / 0.035:.0%} of the CPU target, {f['rps']:,.0f} rows/s; the job "
+              f"spends {cpu - fcpu:+.3f} ms per row beyond it")
 firsts = sorted((r for r in rows if r["scenario"] == "first run" and r["server"] == "static"),
                 key=lambda r: r["rows"])
 if firsts:
