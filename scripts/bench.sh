@@ -125,7 +125,7 @@ mkdir -p "$WORK"
 WORK="$(cd "$WORK" && pwd)"
 VENV="$WORK/venv"
 # shellcheck disable=SC2086
-if [ -n "$(max_of $NAIVE_SIZES)" ] && ! "$VENV/bin/python" -c 'import aiohttp' 2>/dev/null; then
+if [ "$THROUGHPUT" = 1 ] && [ -n "$(max_of $NAIVE_SIZES)" ] && ! "$VENV/bin/python" -c 'import aiohttp' 2>/dev/null; then
     log "creating the naive peer's venv in $VENV (pip install aiohttp)"
     rm -rf "$VENV"
     python3 -m venv "$VENV" 2>/dev/null || {
@@ -149,6 +149,9 @@ FLOOR="$TARGET_DIR/release/examples/http_floor"
 [ -x "$FLOOR" ] || die "missing $FLOOR (run without --no-build)"
 
 # ---------------------------------------------------------------- inputs
+# The CSVs and both servers serve the throughput table only (the adaptive scenarios start
+# their own simulators): --adaptive-only makes neither.
+if [ "$THROUGHPUT" = 1 ]; then
 # shellcheck disable=SC2086
 SANDBOX_USERS=$(($(max_of $SANDBOX_SIZES 0) + RATE_TEST_ROWS))
 CSV="$WORK/csv"
@@ -162,6 +165,7 @@ done
 RATE_CSV="$CSV/rate-$RATE_TEST_ROWS.csv"
 python3 "$ROOT/scripts/gen_csv.py" "$RATE_TEST_ROWS" "$RATE_CSV" \
     --first $((SANDBOX_USERS - RATE_TEST_ROWS))
+fi
 
 # ---------------------------------------------------------------- servers
 PIDS=()
@@ -184,14 +188,16 @@ wait_for_url() {
     die "server did not start: $(cat "$file")"
 }
 
-"$BIN" sandbox --port 0 --generate-users "$SANDBOX_USERS" --no-request-log \
-    >"$WORK/sandbox.log" 2>&1 &
-PIDS+=($!)
-SANDBOX_URL=$(wait_for_url "$WORK/sandbox.log" $!)
-"$STATIC" 0 >"$WORK/static.log" 2>&1 &
-PIDS+=($!)
-STATIC_URL=$(wait_for_url "$WORK/static.log" $!)
-log "simulator at $SANDBOX_URL ($SANDBOX_USERS users), static responder at $STATIC_URL"
+if [ "$THROUGHPUT" = 1 ]; then
+    "$BIN" sandbox --port 0 --generate-users "$SANDBOX_USERS" --no-request-log \
+        >"$WORK/sandbox.log" 2>&1 &
+    PIDS+=($!)
+    SANDBOX_URL=$(wait_for_url "$WORK/sandbox.log" $!)
+    "$STATIC" 0 >"$WORK/static.log" 2>&1 &
+    PIDS+=($!)
+    STATIC_URL=$(wait_for_url "$WORK/static.log" $!)
+    log "simulator at $SANDBOX_URL ($SANDBOX_USERS users), static responder at $STATIC_URL"
+fi
 
 export PODERO_CLIENT_ID=demo-client PODERO_CLIENT_SECRET=demo-secret
 unset PODERO_TOKEN PODERO_BASE_URL PODERO_ORG_ID
