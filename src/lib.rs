@@ -55,7 +55,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode, AppError> {
             );
             let config = run::RunConfig::new(*args, &config::process_env)?;
             raise_malloc_trim_threshold();
-            on_worker(async { run::run(config, signals()?).await })
+            on_one_thread(async { run::run(config, signals()?).await })
         }
         Command::Links(args) => {
             logging::init(
@@ -64,7 +64,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode, AppError> {
                 args.output.log_format,
             );
             let config = links::config::LinksConfig::new(*args, &config::process_env)?;
-            on_worker(async { links::links(config, signals()?).await })
+            on_one_thread(async { links::links(config, signals()?).await })
         }
         Command::Demo(args) => {
             logging::init(0, false, cli::LogFormat::Text);
@@ -84,7 +84,11 @@ fn dispatch(cli: Cli) -> Result<ExitCode, AppError> {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, AppError> {
-    tokio::runtime::Builder::new_multi_thread()
+    build(tokio::runtime::Builder::new_multi_thread())
+}
+
+fn build(mut builder: tokio::runtime::Builder) -> Result<tokio::runtime::Runtime, AppError> {
+    builder
         .enable_all()
         .build()
         .map_err(|e| AppError::Fatal(format!("cannot start the async runtime: {e}")))
@@ -97,15 +101,11 @@ fn runtime() -> Result<tokio::runtime::Runtime, AppError> {
 /// 1.5 context switches per row there against 0.035 ms and none on one thread
 /// (`examples/http_floor.rs`, issue 25). One thread is also plenty for any rate the API
 /// allows: the job waits for the network and the writer, it does not compute.
-fn on_worker<F>(job: F) -> Result<ExitCode, AppError>
+fn on_one_thread<F>(job: F) -> Result<ExitCode, AppError>
 where
     F: Future<Output = Result<ExitCode, AppError>>,
 {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| AppError::Fatal(format!("cannot start the async runtime: {e}")))?
-        .block_on(job)
+    build(tokio::runtime::Builder::new_current_thread())?.block_on(job)
 }
 
 /// Makes glibc's malloc keep freed memory instead of handing it back to the kernel after
