@@ -83,10 +83,16 @@ pub fn open_regular(path: &Path) -> Result<File, FileError> {
 /// Narrows an existing file to owner-only; returns its old permission bits when they
 /// were wider (so the caller can say so). A missing file is left missing (`None`).
 pub fn tighten(path: &Path) -> Result<Option<u32>, FileError> {
-    match std::fs::symlink_metadata(path) {
+    let mode = match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.into()),
-        Ok(_) => check_in_the_way(path)?,
+        Ok(meta) => meta.permissions().mode() & 0o777,
+    };
+    check_in_the_way(path)?;
+    // Already private: no descriptor is opened (closing one drops every POSIX lock this
+    // process holds on the file, SQLite's among them).
+    if mode & !PRIVATE_MODE == 0 {
+        return Ok(None);
     }
     let file = OpenOptions::new()
         .read(true)

@@ -9,6 +9,7 @@
 use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -692,6 +693,58 @@ async fn a_lock_file_left_by_a_killed_run_does_not_block_the_next_run() {
     h.assert_no_duplicates_and_map_matches();
     assert_eq!(building_count(&h.state()), 100);
     assert_eq!(states(&h.checkpoint_rows()).get("done"), Some(&100));
+}
+
+/// `status` and `export` read the checkpoint while a run writes it, as an operator does
+/// to see how far a migration is. Their SQLite connections open and close beside the
+/// run's, so the run must hold its SQLite locks the whole time: closing any descriptor of
+/// a file drops every POSIX lock the process holds on it, and when the run once closed
+/// one of its own (narrowing the files' modes), a reader's open then truncated the run's
+/// shared memory under it: the run died of SIGBUS after ~30 buildings. (A reader's close
+/// could as well have taken the run for gone and deleted its WAL.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_export_during_a_run_lose_nothing() {
+    const USERS: usize = 200;
+    let h = Harness::with_users(USERS).await;
+    let csv = h.write("users.csv", generated_csv(USERS, 1));
+    // A checkpoint from an earlier run, made readable by others since: the run narrows it.
+    let one = h.write("one.csv", generated_csv(1, 1));
+    h.expect_code(&h.run(&one, &[]).await, 0);
+    let wide = std::fs::Permissions::from_mode(0o644);
+    std::fs::set_permissions(h.checkpoint(), wide).expect("chmod the checkpoint");
+    let run = spawn(&h, &csv, &["--rate", "100"]);
+    wait_for(
+        &h,
+        "20 buildings",
+        h.sandbox.wait_requests("create_building", 20),
+    )
+    .await;
+    let checkpoint = h.checkpoint().display().to_string();
+    for _ in 0..3 {
+        let status = h
+            .exec(&["status".into(), "--checkpoint".into(), checkpoint.clone()])
+            .await;
+        h.expect_code(&status, 0);
+        h.export(&[]).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let out = finish(run, "the run").await;
+    h.expect_code(&out, 0);
+    assert_eq!(states(&h.checkpoint_rows()).get("done"), Some(&USERS));
+    h.assert_no_duplicates_and_map_matches();
+    let requests = h.state().api_requests();
+    let again = h.run(&csv, &[]).await;
+    h.expect_code(&again, 0);
+    assert_eq!(
+        h.state().api_requests(),
+        requests,
+        "the re-run found rows the checkpoint had lost"
+    );
+    let mode = std::fs::metadata(h.checkpoint())
+        .expect("stat")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the run narrowed the checkpoint");
 }
 
 /// Runs on `checkpoint` (with extra env) and asserts it is refused with `code`, a message

@@ -49,8 +49,7 @@ async fn a_run_after_a_kill_starts_at_the_learned_limit_not_at_rate() {
     let mut first = h.command(&strs).spawn().expect("spawn the first run");
     // Polled, not timed: the cap only stops a test that would otherwise hang.
     let cap = Instant::now() + Duration::from_secs(50);
-    // The checkpoint is read only once the run is sending (it exists and is in WAL mode):
-    // a reader opening it while the run creates it can break the run's shared memory.
+    // The learned rate is looked for only once the run is sending.
     let sending = || h.state().count("create_building") >= 10;
     while !sending() || meta(&h, "learned_rate").is_none() {
         if first.try_wait().expect("poll the first run").is_some() || Instant::now() >= cap {

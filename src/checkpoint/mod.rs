@@ -185,7 +185,21 @@ impl Checkpoint {
     /// to `identity`, and applies the durable settings.
     pub fn open_for_run(path: &Path, identity: &Identity) -> Result<Self, CheckpointError> {
         create_private(path)?;
-        // SQLITE_OPEN_NOFOLLOW: a symlink swapped in after the check above is refused too.
+        let checkpoint = Self::open_writable(path)?;
+        checkpoint.ensure_schema()?;
+        checkpoint.ensure_identity(identity)?;
+        // Narrowed with no connection of ours open: closing any descriptor of a file drops
+        // every POSIX lock this process holds on it, SQLite's included, and without them a
+        // reader elsewhere (`status`) takes the run's shared memory and WAL for its own:
+        // truncated on its open (SIGBUS here), possibly deleted on its close.
+        checkpoint.close()?;
+        Self::tighten(path)?;
+        Self::open_writable(path)
+    }
+
+    /// Opens the file read-write with the durable settings.
+    fn open_writable(path: &Path) -> Result<Self, CheckpointError> {
+        // SQLITE_OPEN_NOFOLLOW: a symlink swapped in after `create_private` is refused too.
         let flags = OpenFlags::default() | OpenFlags::SQLITE_OPEN_NOFOLLOW;
         let conn = Connection::open_with_flags(path, flags).map_err(|e| sqlite(path, e))?;
         let checkpoint = Checkpoint {
@@ -193,19 +207,25 @@ impl Checkpoint {
             path: path.to_owned(),
         };
         checkpoint.configure()?;
-        checkpoint.ensure_schema()?;
-        checkpoint.ensure_identity(identity)?;
-        checkpoint.tighten()?;
         Ok(checkpoint)
+    }
+
+    /// Closes the connection, reporting what SQLite could not finish.
+    fn close(self) -> Result<(), CheckpointError> {
+        let path = self.path;
+        self.conn.close().map_err(|(_, e)| sqlite(&path, e))
     }
 
     /// Narrows the checkpoint, its -wal and its -shm to 0600, saying so when one was wider:
     /// they hold personal data and Connect links, and a run must not keep adding to files
     /// others can read. Done once the file is known to be this job's checkpoint, before
     /// the run writes anything, so a foreign file pointed at by mistake is left as it was.
-    fn tighten(&self) -> Result<(), CheckpointError> {
-        let path = &self.path;
-        for file in [path.clone(), sidecar(path, "-wal"), sidecar(path, "-shm")] {
+    fn tighten(path: &Path) -> Result<(), CheckpointError> {
+        for file in [
+            path.to_owned(),
+            sidecar(path, "-wal"),
+            sidecar(path, "-shm"),
+        ] {
             let widened = files::tighten(&file).map_err(|e| file_error(&file, e))?;
             if let Some(mode) = widened {
                 tracing::warn!(
