@@ -4,6 +4,7 @@
 //! code 2). The small commands read their few flags directly.
 
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use uuid::Uuid;
@@ -50,6 +51,75 @@ pub struct Workers {
     pub concurrency: usize,
     /// `--grace`: after SIGINT/SIGTERM, how long calls in flight may take.
     pub grace: Duration,
+}
+
+/// Refuses an output that is one of the files the command reads or keeps, or another
+/// output: `--report` and `--out` are emptied when they are opened and `--metrics-file` is
+/// renamed over, so `--report onboard.sqlite` destroyed the checkpoint (and with it the
+/// record of which buildings exist: the next run would create them again) and `--report
+/// export.csv` the input. Checked before any file is opened.
+pub fn distinct_outputs(kept: &[Kept], outputs: &[(&str, &Path)]) -> Result<(), ConfigError> {
+    for (i, (flag, output)) in outputs.iter().enumerate() {
+        let earlier = outputs[..i]
+            .iter()
+            .map(|(f, p)| (format!("the {f} file"), p.to_path_buf()));
+        for (what, other) in kept.iter().cloned().chain(earlier) {
+            if same_file(output, &other) {
+                return Err(ConfigError(format!(
+                    "{flag} {} is {what} ({}): writing {flag} would destroy it. Give {flag} a \
+                     path of its own; nothing was written or sent",
+                    output.display(),
+                    other.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A file a command reads or keeps, with what it is (for a message).
+pub type Kept = (String, PathBuf);
+
+/// The files `run` and `links` read or keep, for [`distinct_outputs`].
+pub fn kept_files(
+    input: &InputOptions,
+    checkpoint: &Path,
+    format: &FormatArgs,
+    api: &ApiArgs,
+) -> Vec<Kept> {
+    let mut kept = vec![("the checkpoint".to_owned(), checkpoint.to_owned())];
+    if let Source::Path(path) = &input.source {
+        kept.push(("the input CSV".to_owned(), path.clone()));
+    }
+    let companions = crate::checkpoint::companions(checkpoint);
+    kept.extend(companions.map(|(what, path)| (what.to_owned(), path)));
+    let named = |what: &str, path: &Option<PathBuf>| path.clone().map(|p| (what.to_owned(), p));
+    kept.extend(named("the --mapping file", &format.mapping));
+    kept.extend(named("the --ca-cert bundle", &api.ca_cert));
+    kept
+}
+
+/// Whether two paths name one file: the same inode when both exist (a symlink or another
+/// spelling of the path included), the same resolved path when neither does yet.
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        (Err(_), Err(_)) => resolved(a) == resolved(b),
+        _ => false,
+    }
+}
+
+/// `path` with its directory made absolute and canonical (when it exists).
+fn resolved(path: &Path) -> PathBuf {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    match (dir.canonicalize(), path.file_name()) {
+        (Ok(dir), Some(name)) => dir.join(name),
+        _ => path.to_owned(),
+    }
 }
 
 /// The CSV to read and how (`INPUT`, `--column`, `--delimiter`, `--encoding`, `--mapping`,

@@ -937,6 +937,86 @@ async fn completions_for_bash_complete_the_binary() {
     );
 }
 
+/// `--report`, `--metrics-file` and `links --out` that name the checkpoint (however spelled),
+/// a file beside it, the input or another output are refused before anything is opened:
+/// `--report onboard.sqlite` once emptied a checkpoint, so the next run would have created
+/// every building again, and `--report export.csv` the input.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_naming_the_checkpoint_or_the_input_is_refused_and_destroys_nothing() {
+    let h = Harness::with_users(5).await;
+    let csv = h.write("users.csv", generated_csv(5, 1));
+    h.expect_code(&h.run(&csv, &[]).await, 0);
+    let checkpoint = h.checkpoint();
+    let link = h.path("link.sqlite");
+    std::os::unix::fs::symlink(&checkpoint, &link).expect("symlink to the checkpoint");
+    let read = |path: &std::path::Path| std::fs::read(path).expect("read");
+    let (checkpoint_bytes, csv_bytes) = (read(&checkpoint), read(&csv));
+    let requests = h.state().log.len();
+
+    let ckpt = checkpoint.to_str().expect("utf-8");
+    let wal = format!("{ckpt}-wal");
+    let cases: [(&[&str], &str, &str); 6] = [
+        (&["--report", ckpt], "--report", "is the checkpoint"),
+        (&["--report", "./users.csv"], "--report", "is the input CSV"),
+        (
+            &["--report", link.to_str().expect("utf-8")],
+            "--report",
+            "is the checkpoint",
+        ),
+        (
+            &["--metrics-file", ckpt],
+            "--metrics-file",
+            "is the checkpoint",
+        ),
+        (
+            &["--report", &wal],
+            "--report",
+            "is the checkpoint's -wal file",
+        ),
+        (
+            &["--report", "r.csv", "--metrics-file", "./r.csv"],
+            "--metrics-file",
+            "is the --report file",
+        ),
+    ];
+    for (extra, flag, what) in cases {
+        let out = h.run(&csv, extra).await;
+        h.expect_code(&out, 2);
+        assert!(
+            out.stderr.contains(flag)
+                && out.stderr.contains(what)
+                && out.stderr.contains("a path of its own"),
+            "{extra:?}: {}",
+            out.stderr
+        );
+    }
+    let out = h.links(&csv, &["--out", ckpt]).await;
+    h.expect_code(&out, 2);
+    assert!(out.stderr.contains("--out"), "{}", out.stderr);
+
+    assert!(
+        read(&checkpoint) == checkpoint_bytes,
+        "the checkpoint changed"
+    );
+    assert!(read(&csv) == csv_bytes, "the input changed");
+    assert_eq!(
+        h.state().log.len(),
+        requests,
+        "a refused command sent requests"
+    );
+    assert!(
+        !h.path("r.csv").exists(),
+        "a refused run created its report"
+    );
+    let again = h.run(&csv, &[]).await;
+    h.expect_code(&again, 0);
+    assert_eq!(
+        h.state().api_requests(),
+        10,
+        "the checkpoint still knows every row"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_shows_rows_per_state_and_the_last_runs() {
     let h = Harness::with_users(3).await;

@@ -523,6 +523,16 @@ fn create_private(path: &Path) -> Result<(), CheckpointError> {
         .map_err(|e| file_error(path, e))
 }
 
+/// The files kept beside a checkpoint, each with what it is for a message: SQLite's -wal
+/// and -shm, and the run's lock.
+pub fn companions(path: &Path) -> [(&'static str, PathBuf); 3] {
+    [
+        ("the checkpoint's -wal file", sidecar(path, "-wal")),
+        ("the checkpoint's -shm file", sidecar(path, "-shm")),
+        ("the checkpoint's lock file", lock::lock_path(path)),
+    ]
+}
+
 /// `<checkpoint>-wal` or `<checkpoint>-shm`.
 fn sidecar(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();

@@ -121,8 +121,13 @@ impl LinksConfig {
             None => crate::date::today(),
         };
         let api = config::Api::new(&args.api, env, args.dry_run)?;
+        let input = config::input_options(&args.input, args.columns, &args.format)?;
+        let kept = config::kept_files(&input, &args.checkpoint, &args.format, &args.api);
+        if let Some(out) = &args.out {
+            config::distinct_outputs(&kept, &[("--out", out)])?;
+        }
         Ok(LinksConfig {
-            input: config::input_options(&args.input, args.columns, &args.format)?,
+            input,
             checkpoint: args.checkpoint,
             identity: api.identity,
             client: api.client,

@@ -73,8 +73,19 @@ impl RunConfig {
     /// Validates `run`'s arguments and the environment.
     pub fn new(args: RunArgs, env: Env<'_>) -> Result<Self, ConfigError> {
         let api = config::Api::new(&args.api, env, args.dry_run)?;
+        let input = config::input_options(&args.input, args.columns, &args.format)?;
+        let kept = config::kept_files(&input, &args.checkpoint, &args.format, &args.api);
+        let outputs = [
+            ("--report", &args.report),
+            ("--metrics-file", &args.metrics_file),
+        ];
+        let outputs: Vec<_> = outputs
+            .iter()
+            .filter_map(|(flag, path)| Some((*flag, path.as_deref()?)))
+            .collect();
+        config::distinct_outputs(&kept, &outputs)?;
         Ok(RunConfig {
-            input: config::input_options(&args.input, args.columns, &args.format)?,
+            input,
             checkpoint: args.checkpoint,
             identity: api.identity,
             client: api.client,
