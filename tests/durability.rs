@@ -666,6 +666,46 @@ async fn a_second_run_on_the_same_checkpoint_is_refused_with_exit_3_naming_the_f
     assert_eq!(h.state().count("create_building"), 100);
 }
 
+/// The lock holds when its file does not: removed during the run (a "stale lock" cleaned
+/// up by hand) or the checkpoint reached through a hard link. Both once let a second run
+/// in beside the first, and each created every building again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_lock_file_or_a_hard_link_does_not_let_a_second_run_in() {
+    let h = Harness::with_users(100).await;
+    let csv = h.write("users.csv", generated_csv(100, 1));
+    let first = spawn(&h, &csv, &["--rate", "10"]);
+    wait_until(&h, 10, "the first run to start", || {
+        h.state().count("create_building") >= 1
+    })
+    .await;
+    let lock = podero_onboard::checkpoint::lock::lock_path(&h.checkpoint());
+    std::fs::remove_file(&lock).expect("remove the lock file");
+    let hard = h.path("hard-link.sqlite");
+    std::fs::hard_link(h.checkpoint(), &hard).expect("hard link");
+    let tokens = h.state().tokens_issued;
+    for checkpoint in [h.checkpoint(), hard] {
+        let checkpoint = checkpoint.to_str().expect("utf-8");
+        let second = h.run(&csv, &["--checkpoint", checkpoint]).await;
+        h.expect_code(&second, 3);
+        assert!(
+            second.stderr.contains("in use") && second.stderr.contains("hard link"),
+            "{}",
+            second.stderr
+        );
+    }
+    assert_eq!(
+        h.state().tokens_issued,
+        tokens,
+        "a refused run asked for a token"
+    );
+
+    signal(first.id().expect("pid"), "TERM");
+    h.expect_code(&finish(first, "first run").await, 130);
+    h.expect_code(&h.run(&csv, &[]).await, 0);
+    h.assert_no_duplicates_and_map_matches();
+    assert_eq!(h.state().count("create_building"), 100);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lock_file_left_by_a_killed_run_does_not_block_the_next_run() {
     let h = Harness::with_users(100).await;
