@@ -635,6 +635,61 @@ async fn report_has_one_line_per_input_row_in_line_order_and_is_owner_only() {
     assert_lines_match(&text, expected);
 }
 
+/// A row given twice with different fields (another property_type, another name for one
+/// property_id) is a conflict: which line is right is not known, so neither is sent, and
+/// the run ends 1. (The first line used to win by line order alone, with exit 0.) A line
+/// that says the same again is still a duplicate, processed once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_given_twice_with_different_fields_is_a_conflict_and_neither_line_is_sent() {
+    let h = Harness::with_users(4).await;
+    let u = |i| user(i).to_string();
+    let rows = [
+        format!("{},CRM-0,Home 0,P-0,Flat", u(0)),
+        format!("{},CRM-0,Home 0,P-0,Flat", u(0)),
+        format!("{},CRM-1,Home 1,P-1,Flat", u(1)),
+        format!("{},CRM-1,Home 1,P-1,Detached", u(1)),
+        format!("{},CRM-2,Main,P-2,", u(2)),
+        format!("{},CRM-2,Garage,P-2,", u(2)),
+        format!("{},CRM-3,Home 3,P-3,", u(3)),
+    ];
+    let header = "user_id,external_user_id,building_name,property_id,property_type\n";
+    let csv = h.write("users.csv", format!("{header}{}\n", rows.join("\n")));
+    let report = h.path("report.csv");
+    let out = h
+        .run(&csv, &["--report", report.to_str().expect("utf-8")])
+        .await;
+    h.expect_code(&out, 1);
+    let text = std::fs::read_to_string(&report).expect("report");
+    let state_of = |line: &str| {
+        let row = text.lines().find(|l| l.starts_with(&format!("{line},")));
+        row.unwrap_or_else(|| panic!("no line {line} in {text}"))
+            .to_owned()
+    };
+    assert!(state_of("3").contains(",duplicate,"), "{text}");
+    for line in ["4", "5", "6", "7"] {
+        let row = state_of(line);
+        assert!(
+            row.contains(",conflict,") && row.contains("none is sent"),
+            "{text}"
+        );
+    }
+    let buildings = h.state().building_map();
+    let names: BTreeSet<String> = buildings.keys().map(|(_, name)| name.clone()).collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(["Home 0".to_owned(), "Home 3".to_owned()]),
+        "only the rows without a conflict were sent"
+    );
+
+    let agreed = [&rows[0], &rows[2], &rows[4], &rows[6]]
+        .map(|r| r.as_str())
+        .join("\n");
+    let fixed = h.write("fixed.csv", format!("{header}{agreed}\n"));
+    h.expect_code(&h.run(&fixed, &[]).await, 0);
+    assert_eq!(h.state().building_map().len(), 4);
+    h.assert_no_duplicates_and_map_matches();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_summary_keeps_its_field_names() {
     let h = Harness::with_users(2).await;

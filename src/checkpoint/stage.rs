@@ -82,6 +82,8 @@ const CREATE_TEMP: &str = "
         user_payload TEXT NOT NULL,
         building_payload TEXT NOT NULL,
         skip TEXT,
+        -- Later lines of this row with different fields (rejected with it).
+        disagrees TEXT,
         PRIMARY KEY (user_id, row_key)
     ) WITHOUT ROWID;
     CREATE UNIQUE INDEX temp.input_by_match ON input (user_id, match_key);
@@ -128,6 +130,7 @@ impl Checkpoint {
             }
             .map_err(|e| sqlite(&path, e))?;
         }
+        staged.invalid += reject_disagreeing(&tx, run).map_err(|e| sqlite(&path, e))?;
         staged.invalid += customers::reject_conflicts(&tx, run).map_err(|e| sqlite(&path, e))?;
         staged.duplicates += customers::merge_owners(&tx, run).map_err(|e| sqlite(&path, e))?;
         staged.invalid += reject_conflicts(&tx, run).map_err(|e| sqlite(&path, e))?;
@@ -291,35 +294,121 @@ fn stage_row(
     if inserted == 1 {
         return Ok(());
     }
-    staged.duplicates += 1;
-    let first: Option<i64> = tx
-        .prepare_cached("SELECT line FROM temp.input WHERE user_id = ?1 AND row_key = ?2")?
-        .query_row(params![user_id, key], |r| r.get(0))
-        .optional()?;
-    let who = if row.user_id.is_some() {
-        "user_id"
+    let staged_as = (user_id.as_str(), key.as_str());
+    let payloads = (
+        planned.user_payload.as_str(),
+        planned.building_payload.as_str(),
+    );
+    repeated(tx, run, row, staged_as, payloads, staged)
+}
+
+/// A line whose row the file already has: a `duplicate` when it says the same (processed
+/// once), else a `conflict` with that row, rejected with it (see [`reject_disagreeing`]):
+/// which line is right is not known, and the first one used to win by line order alone.
+fn repeated(
+    tx: &rusqlite::Transaction<'_>,
+    run: i64,
+    row: &Row,
+    (user_id, key): (&str, &str),
+    (user_payload, building_payload): (&str, &str),
+    staged: &mut Staged,
+) -> rusqlite::Result<()> {
+    let (first, same_fields): (u64, bool) = tx
+        .prepare_cached(
+            "SELECT line, user_payload = ?3 AND building_payload = ?4 AND building_name = ?5
+                          AND external_user_id = ?6
+             FROM temp.input WHERE user_id = ?1 AND row_key = ?2",
+        )?
+        .query_row(
+            params![
+                user_id,
+                key,
+                user_payload,
+                building_payload,
+                row.building_name,
+                row.external_user_id
+            ],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+    let same = same_row(
+        row.user_id.is_some(),
+        row.property_id.is_some(),
+        &row.building_name,
+    );
+    let (kind, reason) = if same_fields {
+        staged.duplicates += 1;
+        let reason =
+            format!("repeats line {first} ({same}): processed once; remove one of the lines");
+        ("duplicate", reason)
     } else {
-        "customer"
-    };
-    let same = match (&row.property_id, row.building_name.is_empty()) {
-        (_, true) => format!("same {who}, no building: one user-only line per user"),
-        (Some(_), false) => format!("same {who} and property_id"),
-        (None, false) => format!("same {who} and building_name"),
+        staged.invalid += 1;
+        tx.prepare_cached(
+            "UPDATE temp.input SET disagrees = coalesce(disagrees || ', ', '') || ?3
+             WHERE user_id = ?1 AND row_key = ?2",
+        )?
+        .execute(params![user_id, key, row.line])?;
+        ("conflict", disagreeing(first, &row.line.to_string(), &same))
     };
     let reject = Reject {
         line: row.line,
-        kind: "duplicate".into(),
+        kind: kind.into(),
         user_id: row.user_id.map(|id| id.to_string()),
         building_name: Some(row.building_name.clone()),
         external_user_id: Some(row.external_user_id.clone()),
         column: None,
         value: None,
-        reason: format!(
-            "repeats line {} ({same}): processed once; remove one of the lines",
-            first.unwrap_or_default()
-        ),
+        reason,
     };
     insert_reject(tx, run, &reject)
+}
+
+/// What makes two lines one row, for a message.
+fn same_row(given: bool, keyed_by_property: bool, building_name: &str) -> String {
+    let who = if given { "user_id" } else { "customer" };
+    match (keyed_by_property, building_name.is_empty()) {
+        (_, true) => format!("same {who}, no building: one user-only line per user"),
+        (true, false) => format!("same {who} and property_id"),
+        (false, false) => format!("same {who} and building_name"),
+    }
+}
+
+/// The reason given to every line of a row the file gives twice with different fields.
+fn disagreeing(first: u64, others: &str, same: &str) -> String {
+    format!(
+        "lines {first}, {others} are one row ({same}) with different fields: which is right \
+         is not known, so none is sent; make them agree or keep one"
+    )
+}
+
+/// Rejects (as `conflict`) and unstages the first line of every row that later lines
+/// repeat with different fields (they are rejected as they are read). Returns how many.
+fn reject_disagreeing(tx: &rusqlite::Transaction<'_>, run: i64) -> rusqlite::Result<u64> {
+    let rejects: Vec<Reject> = tx
+        .prepare(
+            "SELECT line, disagrees, user_id, building_name, property_id IS NOT NULL,
+                    external_user_id, given
+             FROM temp.input WHERE disagrees IS NOT NULL",
+        )?
+        .query_map([], |r| {
+            let (line, building_name, given) = (r.get(0)?, r.get::<_, String>(3)?, r.get(6)?);
+            let same = same_row(given, r.get(4)?, &building_name);
+            Ok(Reject {
+                line,
+                kind: "conflict".into(),
+                user_id: if given { Some(r.get(2)?) } else { None },
+                building_name: Some(building_name),
+                external_user_id: Some(r.get(5)?),
+                column: None,
+                value: None,
+                reason: disagreeing(line, &r.get::<_, String>(1)?, &same),
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    for reject in &rejects {
+        insert_reject(tx, run, reject)?;
+    }
+    tx.execute("DELETE FROM temp.input WHERE disagrees IS NOT NULL", [])?;
+    Ok(rejects.len() as u64)
 }
 
 fn invalid_reject(invalid: Invalid) -> Reject {
