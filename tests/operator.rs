@@ -690,6 +690,48 @@ async fn a_row_given_twice_with_different_fields_is_a_conflict_and_neither_line_
     h.assert_no_duplicates_and_map_matches();
 }
 
+/// The documented way to fix failed rows: export them, fix them, feed them back with
+/// `--only-failed`. Fixing the user_id makes a new row, which `--only-failed` leaves: it
+/// says so and names the way on (it was silent, exit 0), and that way onboards it. A full
+/// export fed to `--only-failed`, with no new row, gets no such warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_fixed_into_a_new_row_is_named_by_only_failed_and_onboarded_by_a_plain_run() {
+    let h = Harness::with_users(3).await;
+    let rows = [
+        line(user(0), "CRM-0", "Home 0"),
+        line(user(1), "CRM-1", "Home 1"),
+        line(UNKNOWN_USER, "CRM-2", "Home 2"),
+    ];
+    let csv = h.write("users.csv", format!("{HEADER}{}", rows.concat()));
+    h.expect_code(&h.run(&csv, &[]).await, 1);
+    let again = h.run(&csv, &["--only-failed"]).await;
+    assert!(
+        !again.stderr.contains("new to the checkpoint"),
+        "{}",
+        again.stderr
+    );
+
+    let failed = h.export(&["--state", "failed"]).await.stdout;
+    let fixed = failed.replace(&UNKNOWN_USER.to_string(), &user(2).to_string());
+    assert_ne!(fixed, failed, "the failed row is exported: {failed}");
+    let to_fix = h.write("to-fix.csv", fixed);
+    let out = h.run(&to_fix, &["--only-failed"]).await;
+    h.expect_code(&out, 0);
+    assert!(
+        out.stderr
+            .contains("1 rows of the input are new to the checkpoint")
+            && out.stderr.contains("run without --only-failed"),
+        "{}",
+        out.stderr
+    );
+    assert!(h.state().buildings.get(&user(2)).is_none_or(Vec::is_empty));
+
+    let out = h.run(&to_fix, &["--max-vanished", "100%"]).await;
+    h.expect_code(&out, 0);
+    assert_eq!(h.state().buildings.get(&user(2)).map(Vec::len), Some(1));
+    h.assert_no_duplicates_and_map_matches();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_summary_keeps_its_field_names() {
     let h = Harness::with_users(2).await;

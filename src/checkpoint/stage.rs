@@ -168,6 +168,20 @@ impl Checkpoint {
         Ok(attached)
     }
 
+    /// Staged rows the checkpoint has no row for yet (new customers' rows included): what
+    /// `--only-failed` leaves and says so. One pass over the input: asked for by that run only.
+    pub(crate) fn new_rows(&self) -> Result<u64, CheckpointError> {
+        self.conn
+            .query_row(
+                "SELECT count(*) FROM temp.input i
+                 WHERE NOT EXISTS (SELECT 1 FROM main.rows r
+                                   WHERE r.user_id = i.user_id AND r.row_key = i.match_key)",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| sqlite(&self.path, e))
+    }
+
     /// Up to `limit` planned rows after `after` (user_id, row_key), in key order.
     pub fn plan_page(
         &self,

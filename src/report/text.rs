@@ -78,7 +78,10 @@ fn render_counts(out: &mut String, r: &super::RowCounts) {
             t.skipped_failed,
             "failed before and unchanged: not retried (use --retry-failed)",
         ),
-        (t.skipped_not_selected, "not selected by --only-failed"),
+        (
+            t.skipped_not_selected,
+            "not selected by --only-failed: not failed in the checkpoint, or new to it",
+        ),
         (t.failed_permanent, "failed: fix the data (see --report)"),
         (
             t.failed_transient,

@@ -105,6 +105,10 @@ async fn run_job(
         true => checkpoint.new_customers()?,
         false => Default::default(),
     };
+    let left_new = match config.settings.plan.only_failed {
+        true => checkpoint.new_rows()?,
+        false => 0,
+    };
     let writer = Writer::spawn(checkpoint, run_id, config.report.is_some());
     // Rows decided to cost nothing while staging never reach the plan pages: count them.
     writer.sender().skipped(staged.skipped.clone());
@@ -127,6 +131,7 @@ async fn run_job(
         checkpoint.keep_failed_inputs()?;
     }
     let tally = tally.lock().expect("tally lock").clone();
+    warn_left_new(left_new);
     let ending = ending.after_writer(written);
     let summary = Summarized {
         config,
@@ -265,6 +270,20 @@ async fn stage(
     let count = checkpoint.record_vanished(run_id)?;
     (staged.vanished, staged.known) = (count.vanished, count.known);
     Ok((checkpoint, staged))
+}
+
+/// `--only-failed` is fed the rows to fix (`export --state failed`), and fixing a row's
+/// `user_id`, building name or property_id makes it a new row, which `--only-failed`
+/// leaves: say so, with the way on (it was silent, exit 0).
+fn warn_left_new(rows: u64) {
+    if rows > 0 {
+        tracing::warn!(
+            "{rows} rows of the input are new to the checkpoint, so --only-failed left them. \
+             A row whose user_id, building name or property_id was changed to fix it is a \
+             new row: run without --only-failed to onboard it (with --max-vanished 100% for a \
+             file of only the rows to fix)"
+        );
+    }
 }
 
 fn file_sha256(path: &Path) -> Result<String, AppError> {
