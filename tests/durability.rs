@@ -492,6 +492,51 @@ async fn stops_gracefully_with_130_on(name: &str) {
     );
 }
 
+/// A run reading its CSV from a stdin whose writer stalls (a pipe from a slow export): a
+/// second SIGTERM stops it at once, as it does a run that is sending. The header used to
+/// be read on the runtime's one thread, which held the signal handler back until the
+/// input ended. Signals are sent every 300 ms (two sent at once may arrive as one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_stops_a_run_whose_stdin_stalls() {
+    use tokio::io::AsyncWriteExt;
+    let h = Harness::with_users(5).await;
+    let args = h.run_args(Path::new("-"), &[]);
+    let mut cmd = h.command(&common::strs(&args));
+    cmd.stdin(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn the run");
+    let pid = child.id().expect("pid");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let start = format!(
+        "user_id,external_user_id,building_name\n{},CRM-0,Home 0\n",
+        sandbox::generated_user_id(0)
+    );
+    stdin
+        .write_all(start.as_bytes())
+        .await
+        .expect("write to stdin");
+    let lock = podero_onboard::checkpoint::lock::lock_path(&h.checkpoint());
+    let holder = format!("pid {pid}");
+    wait_until(&h, 10, "the run to take its lock", || {
+        std::fs::read_to_string(&lock).is_ok_and(|text| text.contains(&holder))
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("poll the run") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "SIGTERMs for 10 s did not stop a run waiting for its input"
+        );
+        signal(pid, "TERM");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    assert_eq!(h.state().log.len(), 0, "nothing was sent");
+    drop(stdin);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_run_stops_gracefully_with_130_and_the_rerun_completes() {
     stops_gracefully_with_130_on("TERM").await;

@@ -33,7 +33,9 @@ pub use pages::{Pages, jobs};
 use crate::api::{CallError, Client};
 use crate::checkpoint::writer::WriteError;
 use crate::config::{Output, Workers};
+use crate::error::AppError;
 use crate::exit_code::ExitCode;
+use crate::input::{self, InputOptions};
 use crate::progress::{self, Progress, Reading};
 use crate::shutdown::Shutdown;
 
@@ -231,6 +233,17 @@ impl<'a> Drive<'a> {
             None => Ending::Completed,
         }
     }
+}
+
+/// Opens the input (and reads its header) off the runtime's thread: stdin or a FIFO blocks
+/// until its writer sends, and on the one-thread runtime that held back the signal
+/// handler too, so even a second SIGTERM waited for the input.
+pub async fn open_input(options: &InputOptions) -> Result<input::Reader, AppError> {
+    let options = options.clone();
+    tokio::task::spawn_blocking(move || input::open(&options))
+        .await
+        .expect("opening the input panicked")
+        .map_err(AppError::from)
 }
 
 /// The progress display of a command that sends requests: a bar on a terminal, a line

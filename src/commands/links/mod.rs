@@ -73,7 +73,7 @@ pub async fn links(config: LinksConfig, shutdown: Shutdown) -> Result<ExitCode, 
     let _lock = Lock::acquire(&config.checkpoint)?;
     let checkpoint = Checkpoint::open_for_run(&config.checkpoint, &config.identity)?;
     let out = config.out.as_deref().map(OutFile::open).transpose()?;
-    let reader = input::open(&config.input).map_err(AppError::from)?;
+    let reader = engine::open_input(&config.input).await?;
     warn_without_email(&reader);
     let client = engine::connect(config.client.as_ref().filter(|_| !config.dry_run)).await?;
     config::warn_if_today_overridden(&config);

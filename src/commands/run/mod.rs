@@ -71,7 +71,7 @@ async fn run_job(
         .as_deref()
         .map(|path| report::create_for("--report", path))
         .transpose()?;
-    let reader = input::open(&config.input).map_err(AppError::from)?;
+    let reader = engine::open_input(&config.input).await?;
     warn_ignored_columns(&reader);
     let command = if config.dry_run { "dry-run" } else { "run" };
     let run_id = checkpoint.begin_run(command, reader.source_name())?;
