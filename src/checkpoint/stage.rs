@@ -319,6 +319,7 @@ fn stage_row(
 /// A line whose row the file already has: a `duplicate` when it says the same (processed
 /// once), else a `conflict` with that row, rejected with it (see [`reject_disagreeing`]):
 /// which line is right is not known, and the first one used to win by line order alone.
+/// Once a row is in conflict, every further line of it is too, even one equal to the first.
 fn repeated(
     tx: &rusqlite::Transaction<'_>,
     run: i64,
@@ -329,8 +330,8 @@ fn repeated(
 ) -> rusqlite::Result<()> {
     let (first, same_fields): (u64, bool) = tx
         .prepare_cached(
-            "SELECT line, user_payload = ?3 AND building_payload = ?4 AND building_name = ?5
-                          AND external_user_id = ?6
+            "SELECT line, disagrees IS NULL AND user_payload = ?3 AND building_payload = ?4
+                          AND building_name = ?5 AND external_user_id = ?6
              FROM temp.input WHERE user_id = ?1 AND row_key = ?2",
         )?
         .query_row(
